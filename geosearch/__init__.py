@@ -1,0 +1,1 @@
+"""geosearch: find coworking spaces near a point, in a polygon or a box."""

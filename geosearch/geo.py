@@ -1,0 +1,76 @@
+"""Geodesy and geometry helpers: WGS84 distances, ECEF coordinates, areas, H3 cells.
+
+Distances are geodesics on the WGS84 ellipsoid (pyproj's GeographicLib port), the same
+quantity PostGIS returns for ``ST_Distance(geography, geography)``.
+"""
+
+from __future__ import annotations
+
+import h3
+import numpy as np
+import shapely
+from pyproj import Geod
+from shapely.geometry import MultiPolygon, Polygon, box
+from shapely.geometry.base import BaseGeometry
+
+WGS84 = Geod(ellps="WGS84")
+_A = 6_378_137.0  # WGS84 semi-major axis, metres
+_F = 1 / 298.257223563
+_E2 = _F * (2 - _F)
+H3_RESOLUTIONS = (7, 8, 9)
+
+
+def geodesic_m(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """Geodesic distance in metres between points (scalars or arrays, broadcast).
+
+    >>> round(float(geodesic_m(52.52, 13.405, 48.8566, 2.3522)) / 1000)
+    878
+    """
+    lat1, lon1, lat2, lon2 = np.broadcast_arrays(
+        *(np.asarray(v, dtype=float) for v in (lat1, lon1, lat2, lon2))
+    )
+    _, _, dist = WGS84.inv(lon1, lat1, lon2, lat2)
+    return np.asarray(dist, dtype=float)
+
+
+def ecef(lat, lon) -> np.ndarray:
+    """Earth-centred Cartesian coordinates (metres) of points on the WGS84 ellipsoid.
+
+    The straight chord between two surface points is never longer than the geodesic
+    between them, so a ball of radius r in these coordinates holds every point within
+    geodesic distance r: a candidate filter that needs no care at the poles or at ±180°.
+    """
+    lat = np.radians(np.asarray(lat, dtype=float))
+    lon = np.radians(np.asarray(lon, dtype=float))
+    sin_lat = np.sin(lat)
+    n = _A / np.sqrt(1 - _E2 * sin_lat**2)
+    x = n * np.cos(lat) * np.cos(lon)
+    y = n * np.cos(lat) * np.sin(lon)
+    z = n * (1 - _E2) * sin_lat
+    return np.stack([x, y, z], axis=-1)
+
+
+def bbox_area(minlon: float, minlat: float, maxlon: float, maxlat: float) -> BaseGeometry:
+    """The area of an RFC 7946 bbox; ``minlon > maxlon`` crosses the antimeridian.
+
+    >>> bbox_area(170, -10, -170, 10).geom_type
+    'MultiPolygon'
+    """
+    if minlon <= maxlon:
+        return box(minlon, minlat, maxlon, maxlat)
+    return MultiPolygon([box(minlon, minlat, 180.0, maxlat), box(-180.0, minlat, maxlon, maxlat)])
+
+
+def vertex_count(geom: BaseGeometry) -> int:
+    """Number of coordinate positions in a (multi)polygon, rings' closing points included."""
+    return int(shapely.get_num_coordinates(geom))
+
+
+def polygon_parts(geom: BaseGeometry) -> list[Polygon]:
+    """The polygons of a Polygon or MultiPolygon."""
+    return list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]
+
+
+def latlng_cells(lat: float, lon: float) -> dict[int, str]:
+    """The H3 cells of a point at the resolutions geosearch stores (7, 8 and 9)."""
+    return {res: h3.latlng_to_cell(lat, lon, res) for res in H3_RESOLUTIONS}

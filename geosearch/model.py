@@ -1,0 +1,249 @@
+"""The domain of geosearch: spaces, the amenity vocabulary and the query objects.
+
+Query objects are frozen and validated on construction, so that whatever reaches a
+backend is already well formed. They are the only thing that crosses from the HTTP
+layer (or a library caller) to a backend.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from shapely.geometry.base import BaseGeometry
+
+MAX_RADIUS_M = 100_000.0
+MAX_K = 100
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+DEFAULT_K = 10
+MAX_VERTICES = 10_000
+
+
+class Amenity(str, Enum):
+    """The amenity vocabulary (v1). The value is the wire name."""
+
+    WIFI = "wifi"
+    COFFEE = "coffee"
+    MEETING_ROOMS = "meeting_rooms"
+    PRINTING = "printing"
+    KITCHEN = "kitchen"
+    WHEELCHAIR_ACCESSIBLE = "wheelchair_accessible"
+    RECEPTION = "reception"
+    MAIL_HANDLING = "mail_handling"
+    PHONE_BOOTHS = "phone_booths"
+    LOCKERS = "lockers"
+    EVENT_SPACE = "event_space"
+    ACCESS_24_7 = "access_24_7"
+    BIKE_STORAGE = "bike_storage"
+    PARKING = "parking"
+    SHOWERS = "showers"
+    OUTDOOR_SPACE = "outdoor_space"
+    PET_FRIENDLY = "pet_friendly"
+    CHILDCARE = "childcare"
+
+    @property
+    def label(self) -> str:
+        """A human label, e.g. ``"Meeting rooms"`` or ``"24/7 access"``."""
+        return _LABELS.get(self, self.value.replace("_", " ").capitalize())
+
+    @property
+    def bit(self) -> int:
+        """The amenity's bit in a space's amenity mask (stable: vocabulary order)."""
+        return 1 << list(Amenity).index(self)
+
+    @classmethod
+    def parse(cls, name: str) -> Amenity:
+        """Return the amenity called ``name``; the error lists every valid name.
+
+        >>> Amenity.parse("wifi").label
+        'Wi-Fi'
+        """
+        try:
+            return cls(name.strip().lower())
+        except ValueError:
+            raise ValueError(
+                f"unknown amenity {name!r}; valid: {', '.join(a.value for a in cls)}"
+            ) from None
+
+
+_LABELS = {
+    Amenity.WIFI: "Wi-Fi",
+    Amenity.ACCESS_24_7: "24/7 access",
+}
+
+
+def amenity_mask(amenities: frozenset[Amenity] | set[Amenity] | list[Amenity]) -> int:
+    """The bitmask of a set of amenities."""
+    mask = 0
+    for a in amenities:
+        mask |= a.bit
+    return mask
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    """One coworking space as geosearch serves it."""
+
+    id: str
+    name: str
+    address: str
+    city: str
+    postcode: str | None
+    country: str
+    lat: float
+    lon: float
+    amenities: tuple[str, ...]
+    capacity: int | None
+    price_day: float | None
+    currency: str | None
+    status: str
+    h3_r7: str
+    h3_r8: str
+    h3_r9: str
+    geocode_precision: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A space found by a query, with its geodesic distance from the query's origin."""
+
+    space: Space
+    distance_m: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Attribute filters shared by every search.
+
+    ``all_amenities``: the space has each of these; ``any_amenities``: at least one;
+    ``countries``: ISO alpha-2 codes, any of them; ``city``: case-insensitive equality with
+    the space's own city; ``min_capacity``: at least this many desks.
+    """
+
+    all_amenities: frozenset[Amenity] = frozenset()
+    any_amenities: frozenset[Amenity] = frozenset()
+    countries: frozenset[str] = frozenset()
+    city: str | None = None
+    min_capacity: int | None = None
+
+    def __post_init__(self) -> None:
+        for c in self.countries:
+            if len(c) != 2 or not c.isalpha() or not c.isupper():
+                raise ValueError(f"country {c!r} is not an upper-case ISO 3166-1 alpha-2 code")
+        if self.min_capacity is not None and self.min_capacity < 0:
+            raise ValueError("min_capacity must be >= 0")
+
+    @property
+    def city_key(self) -> str | None:
+        """The city as compared: case-folded and trimmed."""
+        return None if self.city is None else self.city.strip().casefold()
+
+    def key(self) -> tuple:
+        """A canonical, hashable form (used to bind a cursor to its query)."""
+        return (
+            sorted(a.value for a in self.all_amenities),
+            sorted(a.value for a in self.any_amenities),
+            sorted(self.countries),
+            self.city_key,
+            self.min_capacity,
+        )
+
+
+def _check_lat_lon(lat: float, lon: float) -> None:
+    if not (math.isfinite(lat) and -90.0 <= lat <= 90.0):
+        raise ValueError("lat must be a number in [-90, 90]")
+    if not (math.isfinite(lon) and -180.0 <= lon <= 180.0):
+        raise ValueError("lon must be a number in [-180, 180]")
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be an integer in 1..{MAX_LIMIT}")
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A WGS84 position."""
+
+    lat: float
+    lon: float
+
+    def __post_init__(self) -> None:
+        _check_lat_lon(self.lat, self.lon)
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusQuery:
+    """Active spaces with ``distance_m <= radius_m`` from ``origin``, nearest first."""
+
+    origin: Point
+    radius_m: float
+    filters: Filters = field(default_factory=Filters)
+    limit: int = DEFAULT_LIMIT
+    after: tuple[float, str] | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.radius_m) and 0 < self.radius_m <= MAX_RADIUS_M):
+            raise ValueError(f"radius_m must be a number with 0 < radius_m <= {MAX_RADIUS_M:g}")
+        _check_limit(self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class NearestQuery:
+    """The ``k`` active spaces nearest to ``origin`` that pass the filters."""
+
+    origin: Point
+    k: int = DEFAULT_K
+    max_distance_m: float | None = None
+    filters: Filters = field(default_factory=Filters)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= MAX_K:
+            raise ValueError(f"k must be an integer in 1..{MAX_K}")
+        if self.max_distance_m is not None and not (
+            math.isfinite(self.max_distance_m) and self.max_distance_m >= 0
+        ):
+            raise ValueError("max_distance_m must be a number >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class PolygonQuery:
+    """Active spaces covered by ``area`` (boundary included, planar lon/lat edges).
+
+    Ordered by id, or by distance from ``origin`` when one is given. ``area`` is a
+    valid shapely Polygon or MultiPolygon in lon/lat; use :func:`geosearch.geo.bbox_area`
+    for a bbox (it splits one that crosses the antimeridian).
+    """
+
+    area: BaseGeometry
+    filters: Filters = field(default_factory=Filters)
+    origin: Point | None = None
+    limit: int = DEFAULT_LIMIT
+    after: tuple[float, str] | tuple[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.area.geom_type not in ("Polygon", "MultiPolygon"):
+            raise ValueError("area must be a Polygon or a MultiPolygon")
+        _check_limit(self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """Every active space that passes the filters, by id."""
+
+    filters: Filters = field(default_factory=Filters)
+    limit: int = DEFAULT_LIMIT
+    after: tuple[str] | None = None
+
+    def __post_init__(self) -> None:
+        _check_limit(self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of hits; ``next_after`` is the keyset to continue from, if there is more."""
+
+    hits: list[Hit]
+    next_after: tuple | None = None
