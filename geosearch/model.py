@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from shapely.geometry.base import BaseGeometry
 
@@ -21,7 +21,7 @@ DEFAULT_K = 10
 MAX_VERTICES = 10_000
 
 
-class Amenity(str, Enum):
+class Amenity(StrEnum):
     """The amenity vocabulary (v1). The value is the wire name."""
 
     WIFI = "wifi"

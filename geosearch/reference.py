@@ -82,7 +82,8 @@ def country_code(value: str) -> str | None:
     text = value.strip()
     if len(text) == 2 and text.isalpha():
         code = text.upper()
-        return code if pycountry.countries.get(alpha_2=code) or code == "XK" else None
+        if pycountry.countries.get(alpha_2=code) or code == "XK":
+            return code
     return _country_name_index().get(fold(text))
 
 

@@ -22,6 +22,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ftfy.bad_codecs  # noqa: F401 - registers the sloppy-windows-1252 codec
 from faker import Faker
 
 from geosearch.geo import WGS84
@@ -236,7 +237,7 @@ class FeedGenerator:
         v = rows[i].values
         for key in ("city", "address", "name"):
             if not v[key].isascii():
-                v[key] = v[key].encode("utf-8").decode("cp1252", errors="ignore")
+                v[key] = v[key].encode("utf-8").decode("sloppy-windows-1252")
                 return f"{key} is UTF-8 read as cp1252"
         return None
 

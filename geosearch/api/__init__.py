@@ -1,1 +1,47 @@
-"""geosearch.api."""
+"""The HTTP API: ``create_app`` builds the Flask application over one backend.
+
+>>> from geosearch.api import create_app
+>>> from geosearch.settings import Settings
+>>> app = create_app(Settings(snapshot="does/not/exist"))
+>>> app.test_client().get("/readyz").status_code
+503
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from geosearch.api import errors
+from geosearch.api.health import health_blueprint
+from geosearch.api.openapi import openapi_blueprint
+from geosearch.api.search import search_blueprint
+from geosearch.backends import Backend, open_backend
+from geosearch.settings import Settings
+
+API_PREFIX = "/v1"
+
+
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Flask:
+    """Build the application.
+
+    Parameters
+    ----------
+    settings : defaults to ``Settings.from_env()`` (``GEOSEARCH_*`` variables).
+    backend : a ready backend; by default one is opened from the settings, once, and
+        kept on the app as ``app.extensions["geosearch"]``.
+    """
+    settings = settings or Settings.from_env()
+    backend = backend or open_backend(settings)
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
+    app.extensions["geosearch"] = backend
+    app.extensions["geosearch.settings"] = settings
+    errors.register(app)
+    app.register_blueprint(search_blueprint(backend, max_body_bytes=settings.max_body_bytes),
+                           url_prefix=API_PREFIX)
+    app.register_blueprint(health_blueprint(backend))
+    app.register_blueprint(openapi_blueprint())
+    logging.getLogger("geosearch").setLevel(logging.INFO)
+    return app

@@ -1,0 +1,63 @@
+# geosearch. CI runs `make test` (through .ci/run); `make run` serves the embedded snapshot.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+PG_PORT ?= 55432
+FEED := data/feed/spaces.csv
+SNAPSHOT := var/snapshot/spaces.parquet
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install run snapshot test lint bench feed score postgis chromium run-postgis pg-stop clean
+
+$(BIN)/geosearch: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/geosearch ## create .venv and install geosearch with its dev extra
+
+$(SNAPSHOT): $(FEED) | $(BIN)/geosearch
+	$(BIN)/geosearch ingest $(FEED) --snapshot $(SNAPSHOT) --report var/ingest-report.json
+
+snapshot: $(SNAPSHOT) ## build the embedded snapshot from the committed feed
+
+run: install snapshot ## serve the snapshot on http://127.0.0.1:$(PORT) (gunicorn)
+	$(BIN)/geosearch serve --snapshot $(SNAPSHOT) --port $(PORT)
+
+postgis: ## install PostGIS for PostgreSQL 15 when missing (Debian)
+	@test -f /usr/share/postgresql/15/extension/postgis.control || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql-15-postgis-3; }
+
+chromium: ## install Debian's Chromium for the browser tests when missing
+	@test -x /usr/bin/chromium || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+test: install postgis chromium ## the whole suite, with its own throwaway PostGIS
+	$(BIN)/ruff check .
+	$(BIN)/pytest -n 2 --dist loadgroup -p no:cacheprovider
+
+lint: install ## ruff
+	$(BIN)/ruff check .
+
+bench: install postgis snapshot ## latency benchmarks -> docs/benchmarks.md
+	$(BIN)/python scripts/bench.py --out docs/benchmarks.md
+
+feed: install ## regenerate the raw feed (deterministic)
+	$(BIN)/python scripts/generate_feed.py --out data/feed
+
+score: install ## precision/recall of ingestion against the defect manifest
+	$(BIN)/python scripts/score_ingest.py data/feed
+
+run-postgis: install postgis ## local PostGIS under .pgdata, ingest, serve on $(PORT)
+	scripts/pg.sh start .pgdata $(PG_PORT)
+	$(BIN)/geosearch ingest $(FEED) --database postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/geosearch --report var/ingest-report-pg.json
+	$(BIN)/geosearch serve --database postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/geosearch --port $(PORT)
+
+pg-stop: ## stop the local PostGIS of run-postgis
+	scripts/pg.sh stop .pgdata $(PG_PORT)
+
+clean:
+	rm -rf var test-output .pytest_cache

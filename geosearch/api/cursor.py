@@ -1,0 +1,45 @@
+"""Opaque keyset cursors, bound to the query and to the dataset version they came from."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+from geosearch.api.errors import ApiError, ParamError
+
+
+def fingerprint(*parts: object) -> str:
+    """A short digest of a query's defining parts (everything but the page size)."""
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def encode(after: tuple, version: str, query_fp: str) -> str:
+    """The cursor that continues after ``after`` for this query on this dataset."""
+    raw = json.dumps({"v": version, "q": query_fp, "a": list(after)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode(cursor: str, version: str, query_fp: str, shape: tuple[type, ...]) -> tuple:
+    """The keyset of a cursor; 400 when malformed or for another query, 410 when stale."""
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        after = tuple(raw["a"])
+        if len(after) != len(shape) or not all(
+                isinstance(v, t) and not isinstance(v, bool)
+                for v, t in zip(after, shape, strict=True)):
+            raise ValueError
+        stamp, query = str(raw["v"]), str(raw["q"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ApiError.bad_params([ParamError(
+            "cursor", "not a cursor this service issued; pass the 'next' value unchanged")
+        ]) from None
+    if query != query_fp:
+        raise ApiError.bad_params([ParamError(
+            "cursor", "this cursor belongs to a different query; repeat the query's "
+                      "parameters unchanged (only limit may change)")])
+    if stamp != version:
+        raise ApiError(410, "Gone", "the dataset changed since this cursor was issued; "
+                       "start again from the first page",
+                       [ParamError("cursor", "stale: issued for another dataset version")])
+    return after

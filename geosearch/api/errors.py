@@ -1,0 +1,86 @@
+"""RFC 9457 problem details: the one error format of the HTTP API."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+from geosearch.backends.base import BackendUnavailable, NoDataset
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ParamError:
+    """One invalid input: which parameter, and what would be valid."""
+
+    param: str
+    message: str
+
+
+@dataclass
+class ApiError(Exception):
+    """An error with its HTTP status and a message that is safe to show to the client."""
+
+    status: int
+    title: str
+    detail: str
+    errors: list[ParamError] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def bad_params(cls, errors: list[ParamError]) -> ApiError:
+        """A 400 naming each invalid parameter."""
+        names = ", ".join(dict.fromkeys(e.param for e in errors))
+        return cls(400, "Invalid request", f"invalid parameter(s): {names}", errors)
+
+
+def problem(status: int, title: str, detail: str, errors: list[ParamError] | None = None,
+            headers: dict[str, str] | None = None) -> Response:
+    """A problem+json response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
+            "errors": [{"param": e.param, "message": e.message} for e in errors or []]}
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def handle_api_error(exc: ApiError) -> Response:
+    """Render an ApiError."""
+    return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
+
+
+def handle_unavailable(exc: Exception) -> Response:
+    """The store is down or holds no dataset: 503, retry later. Its text is not shown."""
+    log.warning("backend unavailable: %s", exc)
+    detail = ("no dataset is loaded" if isinstance(exc, NoDataset)
+              else "the spatial database cannot be reached; try again shortly")
+    return problem(503, "Service Unavailable", detail, headers={"Retry-After": "5"})
+
+
+def handle_http_exception(exc: HTTPException) -> Response:
+    """Werkzeug's own errors (404, 405, 413...) as problem+json."""
+    headers = dict(exc.get_headers()) if exc.code == 405 else {}
+    headers.pop("Content-Type", None)
+    return problem(exc.code or 500, exc.name, exc.description or exc.name, headers=headers)
+
+
+def handle_unexpected(exc: Exception) -> Response:
+    """Anything else: logged with its trace, answered without it."""
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "Internal Server Error", "an unexpected error occurred; it was logged")
+
+
+def register(target: Flask, app_wide: bool = True) -> None:
+    """Install the problem handlers on an app (or, with ``app_wide=False``, a blueprint)."""
+    target.register_error_handler(ApiError, handle_api_error)
+    target.register_error_handler(BackendUnavailable, handle_unavailable)
+    target.register_error_handler(NoDataset, handle_unavailable)
+    if app_wide:
+        target.register_error_handler(HTTPException, handle_http_exception)
+        target.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,216 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from geosearch.model import DEFAULT_K, DEFAULT_LIMIT, MAX_K, MAX_LIMIT, MAX_RADIUS_M, Amenity
+
+AMENITY_NAMES = [a.value for a in Amenity]
+_NUMBER = {"type": "number"}
+_NULLABLE_STR = {"type": ["string", "null"]}
+
+
+def _param(name: str, schema: dict, description: str, required: bool = False,
+           where: str = "query") -> dict:
+    return {"name": name, "in": where, "required": required, "description": description,
+            "schema": schema}
+
+
+def _ref(name: str, kind: str = "parameters") -> dict:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _problem(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": _ref("Problem", "schemas")}}}
+
+
+def _body(media: str, schema: dict, description: str) -> dict:
+    return {"description": description, "content": {media: {"schema": schema}}}
+
+
+LAT = {"type": "number", "minimum": -90, "maximum": 90}
+LON = {"type": "number", "minimum": -180, "maximum": 180}
+PARAMETERS = {
+    "lat": _param("lat", LAT, "Latitude of the origin, WGS84 degrees", True),
+    "lon": _param("lon", LON, "Longitude of the origin, WGS84 degrees", True),
+    "origin_lat": _param("lat", LAT, "Optional origin (with lon): order by distance from it"),
+    "origin_lon": _param("lon", LON, "Optional origin (with lat)"),
+    "amenities": _param("amenities", {"type": "string"},
+                        "Comma-separated amenities; the space has all of them. Valid: "
+                        + ", ".join(AMENITY_NAMES)),
+    "amenities_any": _param("amenities_any", {"type": "string"},
+                            "Comma-separated amenities; the space has at least one of them"),
+    "country": _param("country", {"type": "string"},
+                      "Comma-separated ISO 3166-1 alpha-2 codes; any of them"),
+    "city": _param("city", {"type": "string", "maxLength": 200},
+                   "City as the space's record has it, case-insensitive"),
+    "min_capacity": _param("min_capacity", {"type": "integer", "minimum": 0},
+                           "At least this many desks"),
+    "limit": _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                              "default": DEFAULT_LIMIT}, "Page size"),
+    "cursor": _param("cursor", {"type": "string"},
+                     "The `next` value of the previous page, passed back unchanged"),
+}
+FILTERS = [_ref(n) for n in ("amenities", "amenities_any", "country", "city", "min_capacity")]
+PAGING = [_ref("limit"), _ref("cursor")]
+ERRORS = {"400": _problem("Invalid parameters, each named with what is valid"),
+          "503": _problem("The store is unavailable or holds no dataset")}
+PAGED_ERRORS = {**ERRORS, "410": _problem("The cursor was issued for an older dataset")}
+SPACES = _body("application/geo+json", _ref("SpaceCollection", "schemas"),
+               "A page of spaces as a GeoJSON FeatureCollection")
+
+SCHEMAS = {
+    "Problem": {
+        "type": "object", "required": ["type", "title", "status", "detail", "errors"],
+        "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"},
+            "status": {"type": "integer"}, "detail": {"type": "string"},
+            "errors": {"type": "array", "items": {
+                "type": "object", "required": ["param", "message"],
+                "properties": {"param": {"type": "string"}, "message": {"type": "string"}}}},
+        },
+    },
+    "Space": {
+        "type": "object", "required": ["type", "id", "geometry", "properties"],
+        "properties": {
+            "type": {"const": "Feature"}, "id": {"type": "string"},
+            "geometry": {"type": "object", "required": ["type", "coordinates"], "properties": {
+                "type": {"const": "Point"},
+                "coordinates": {"type": "array", "items": _NUMBER, "minItems": 2,
+                                "maxItems": 2}}},
+            "properties": {"type": "object", "required": [
+                "name", "address", "city", "country", "amenities", "h3_r9",
+                "geocode_precision"], "properties": {
+                "name": {"type": "string"}, "address": {"type": "string"},
+                "city": {"type": "string"}, "postcode": _NULLABLE_STR,
+                "country": {"type": "string"},
+                "amenities": {"type": "array", "items": {"enum": AMENITY_NAMES}},
+                "capacity": {"type": ["integer", "null"]},
+                "price_day": {"type": ["number", "null"]}, "currency": _NULLABLE_STR,
+                "h3_r7": {"type": "string"}, "h3_r8": {"type": "string"},
+                "h3_r9": {"type": "string"},
+                "geocode_precision": {"enum": ["input", "street", "city"]},
+                "distance_m": {"type": "number", "minimum": 0,
+                               "description": "WGS84 geodesic metres from the origin"}}},
+        },
+    },
+    "SpaceCollection": {
+        "type": "object", "required": ["type", "features", "numberReturned", "links"],
+        "properties": {
+            "type": {"const": "FeatureCollection"},
+            "features": {"type": "array", "items": _ref("Space", "schemas")},
+            "numberReturned": {"type": "integer", "minimum": 0},
+            "next": {"type": "string", "description": "Cursor of the next page"},
+            "links": {"type": "array", "items": {"type": "object", "required": ["rel", "href"],
+                                                 "properties": {"rel": {"type": "string"},
+                                                                "href": {"type": "string"},
+                                                                "type": {"type": "string"}}}},
+        },
+    },
+    "Area": {
+        "description": "A GeoJSON Polygon or MultiPolygon (lon/lat, straight edges, holes "
+                       "honoured; split at ±180° to cross the antimeridian), or a Feature "
+                       "holding one; at most 10,000 vertices, body at most 1 MiB",
+        "type": "object", "required": ["type"],
+        "properties": {"type": {"enum": ["Polygon", "MultiPolygon", "Feature"]},
+                       "coordinates": {"type": "array"}, "geometry": {"type": "object"}},
+    },
+}
+
+
+def _get(summary: str, parameters: list, ok: dict, errors: dict, description: str = "") -> dict:
+    op = {"summary": summary, "parameters": parameters,
+          "responses": {"200": ok, **errors}}
+    if description:
+        op["description"] = description
+    return {"get": op}
+
+
+def _paths() -> dict:
+    origin = [_ref("lat"), _ref("lon")]
+    optional_origin = [_ref("origin_lat"), _ref("origin_lon")]
+    return {
+        "/v1/spaces/radius": _get(
+            "Spaces within a radius, nearest first",
+            [*origin, _param("radius_m", {"type": "number", "exclusiveMinimum": 0,
+                                          "maximum": MAX_RADIUS_M},
+                             "Radius in metres (geodesic)", True), *FILTERS, *PAGING],
+            SPACES, PAGED_ERRORS, "Ordered by distance_m, then id."),
+        "/v1/spaces/nearest": _get(
+            "The k nearest spaces that pass the filters",
+            [*origin, _param("k", {"type": "integer", "minimum": 1, "maximum": MAX_K,
+                                   "default": DEFAULT_K}, "How many"),
+             _param("max_distance_m", {"type": "number", "minimum": 0},
+                    "Only spaces at most this far"), *FILTERS],
+            SPACES, ERRORS),
+        "/v1/spaces/polygon": {"post": {
+            "summary": "Spaces covered by a polygon (boundary included)",
+            "parameters": [*FILTERS, *PAGING, *optional_origin],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("Area", "schemas")},
+                "application/geo+json": {"schema": _ref("Area", "schemas")}}},
+            "responses": {"200": SPACES, **PAGED_ERRORS,
+                          "413": _problem("The body is over 1 MiB")}}},
+        "/v1/spaces/bbox": _get(
+            "Spaces in a bounding box",
+            [_param("bbox", {"type": "string"}, "minlon,minlat,maxlon,maxlat; minlon > maxlon "
+                    "crosses the antimeridian", True), *FILTERS, *PAGING, *optional_origin],
+            SPACES, PAGED_ERRORS),
+        "/v1/spaces": _get("Every space that passes the filters, by id", [*FILTERS, *PAGING],
+                           SPACES, PAGED_ERRORS),
+        "/v1/spaces/{id}": _get(
+            "One space", [_param("id", {"type": "string"}, "The space's id", True, "path")],
+            _body("application/geo+json", _ref("Space", "schemas"), "The space"),
+            {"404": _problem("No active space has this id"), "503": ERRORS["503"]}),
+        "/v1/amenities": _get("The amenity vocabulary with counts of active spaces", [],
+                              _body("application/json", {
+                                  "type": "object", "required": ["amenities"],
+                                  "properties": {"amenities": {"type": "array", "items": {
+                                      "type": "object", "required": ["name", "label", "count"],
+                                      "properties": {"name": {"enum": AMENITY_NAMES},
+                                                     "label": {"type": "string"},
+                                                     "count": {"type": "integer"}}}}}},
+                                  "The vocabulary"), {"503": ERRORS["503"]}),
+        "/healthz": _get("The process is up", [], _body(
+            "application/json", {"type": "object"}, "Up"), {}),
+        "/readyz": _get("A dataset is loaded and the store answers", [], _body(
+            "application/json", {"type": "object", "required": ["dataset_version"],
+                                 "properties": {"dataset_version": {"type": "string"}}},
+            "Ready"), {"503": _problem("Not ready")}),
+    }
+
+
+EXTRA_PATHS: list = []
+
+
+def document() -> dict:
+    """The whole OpenAPI 3.1 document (parts added by other blueprints included)."""
+    paths = _paths()
+    schemas = dict(SCHEMAS)
+    parameters = dict(PARAMETERS)
+    for extra in EXTRA_PATHS:
+        more_paths, more_schemas, more_params = extra()
+        paths.update(more_paths)
+        schemas.update(more_schemas)
+        parameters.update(more_params)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "geosearch", "version": "1.0.0",
+                 "description": "Find coworking spaces: radius, nearest, polygon and bbox "
+                                "search with amenity filters; coverage reports."},
+        "paths": paths,
+        "components": {"schemas": schemas, "parameters": parameters},
+    }
+
+
+def openapi_blueprint() -> Blueprint:
+    """Serves ``/openapi.json``."""
+    bp = Blueprint("openapi", __name__)
+
+    @bp.get("/openapi.json")
+    def openapi_json():
+        return jsonify(document())
+
+    return bp

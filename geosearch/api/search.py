@@ -1,0 +1,176 @@
+"""The search blueprint: /spaces (radius, nearest, polygon, bbox, list, by id), /amenities.
+
+Views parse the request into query objects, ask the backend, and render GeoJSON; they
+hold no SQL and no geometry logic.
+"""
+
+from __future__ import annotations
+
+import json
+
+import shapely
+from flask import Blueprint, Response, request, url_for
+
+from geosearch.api import params
+from geosearch.api.cursor import decode, encode, fingerprint
+from geosearch.api.errors import ApiError, ParamError, register
+from geosearch.api.geojson import GEOJSON, GeometryError, collection, feature, parse_area
+from geosearch.backends.base import Backend
+from geosearch.geo import bbox_area
+from geosearch.model import (
+    Amenity,
+    Filters,
+    ListQuery,
+    NearestQuery,
+    Page,
+    PolygonQuery,
+    RadiusQuery,
+)
+
+DEFAULT_MAX_BODY = 1024 * 1024
+_DISTANCE_KEY = (float, str)
+_ID_KEY = (str,)
+
+
+def _geojson(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=GEOJSON)
+
+
+class SearchViews:
+    """The views of one mounted search API, bound to its backend."""
+
+    def __init__(self, backend: Backend, name: str, max_body_bytes: int) -> None:
+        self.backend = backend
+        self.name = name
+        self.max_body_bytes = max_body_bytes
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _after(self, p: params.Params, query_fp: str, shape: tuple[type, ...]):
+        cursor = p.raw("cursor")
+        if not cursor:
+            return None
+        return decode(cursor, self.backend.dataset_version(), query_fp, shape)
+
+    def _page(self, page: Page, query_fp: str) -> Response:
+        cursor = next_url = None
+        if page.next_after is not None:
+            cursor = encode(page.next_after, self.backend.dataset_version(), query_fp)
+            args = request.args.to_dict(flat=True)
+            args["cursor"] = cursor
+            next_url = url_for(request.endpoint, _external=True, **request.view_args, **args)
+        return _geojson(collection(page.hits, cursor, request.url, next_url))
+
+    @staticmethod
+    def _filters(p: params.Params) -> Filters:
+        return params.filters(p)
+
+    # -- views --------------------------------------------------------------------------
+
+    def radius(self) -> Response:
+        """GET /spaces/radius"""
+        p = params.Params(request.args)
+        origin, radius_m = params.origin(p, required=True), params.radius(p)
+        filters, limit = self._filters(p), params.limit(p)
+        p.check()
+        fp = fingerprint("radius", origin.lat, origin.lon, radius_m, filters.key())
+        after = self._after(p, fp, _DISTANCE_KEY)
+        return self._page(self.backend.radius(
+            RadiusQuery(origin, radius_m, filters, limit, after)), fp)
+
+    def nearest(self) -> Response:
+        """GET /spaces/nearest"""
+        p = params.Params(request.args)
+        origin, k = params.origin(p, required=True), params.k(p)
+        max_d, filters = params.max_distance(p), self._filters(p)
+        p.check()
+        hits = self.backend.nearest(NearestQuery(origin, k, max_d, filters))
+        return _geojson(collection(hits, None, request.url, None))
+
+    def _area(self, area, p: params.Params, kind: str) -> Response:
+        origin, filters, limit = params.origin(p, required=False), self._filters(p), params.limit(p)
+        p.check()
+        fp = fingerprint(kind, shapely.to_wkb(area, hex=True), filters.key(),
+                         None if origin is None else (origin.lat, origin.lon))
+        after = self._after(p, fp, _ID_KEY if origin is None else _DISTANCE_KEY)
+        return self._page(self.backend.polygon(
+            PolygonQuery(area, filters, origin, limit, after)), fp)
+
+    def polygon(self) -> Response:
+        """POST /spaces/polygon"""
+        p = params.Params(request.args)
+        return self._area(self._body_area(), p, "polygon")
+
+    def _body_area(self):
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            raise ApiError(413, "Content Too Large", f"the body is {length} bytes; at most "
+                           f"{self.max_body_bytes} are accepted",
+                           [ParamError("body", f"at most {self.max_body_bytes} bytes")])
+        data = request.stream.read(self.max_body_bytes + 1)
+        if len(data) > self.max_body_bytes:
+            raise ApiError(413, "Content Too Large", f"the body is over {self.max_body_bytes} "
+                           "bytes", [ParamError("body", f"at most {self.max_body_bytes} bytes")])
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError.bad_params([ParamError(
+                "body", "not valid JSON; send a GeoJSON Polygon or MultiPolygon geometry, "
+                        "or a Feature holding one")]) from None
+        try:
+            return parse_area(doc)
+        except GeometryError as exc:
+            raise ApiError.bad_params([ParamError("body", str(exc))]) from None
+
+    def bbox(self) -> Response:
+        """GET /spaces/bbox"""
+        p = params.Params(request.args)
+        box = p.get("bbox", params.bbox, required=True)
+        area = bbox_area(*box) if box else None
+        if area is None:
+            p.check()
+        return self._area(area, p, "bbox")
+
+    def list_spaces(self) -> Response:
+        """GET /spaces"""
+        p = params.Params(request.args)
+        filters, limit = self._filters(p), params.limit(p)
+        p.check()
+        fp = fingerprint("list", filters.key())
+        after = self._after(p, fp, _ID_KEY)
+        return self._page(self.backend.list(ListQuery(filters, limit, after)), fp)
+
+    def one(self, space_id: str) -> Response:
+        """GET /spaces/<id>"""
+        space = self.backend.get(space_id)
+        if space is None:
+            raise ApiError(404, "Not Found", f"no active space has the id {space_id!r}")
+        return _geojson(feature(space))
+
+    def amenities(self) -> Response:
+        """GET /amenities"""
+        counts = self.backend.amenity_counts()
+        body = {"amenities": [{"name": a.value, "label": a.label, "count": counts.get(a.value, 0)}
+                              for a in Amenity]}
+        return Response(json.dumps(body), mimetype="application/json")
+
+
+def search_blueprint(backend: Backend, name: str = "geosearch",
+                     max_body_bytes: int = DEFAULT_MAX_BODY) -> Blueprint:
+    """A blueprint serving the /v1 search API over ``backend``.
+
+    Mount it under any prefix: ``app.register_blueprint(search_blueprint(b),
+    url_prefix="/geo/v1")``. Its client errors are problem+json; the host app's own
+    handlers, config and routes are left alone.
+    """
+    bp = Blueprint(name, __name__)
+    views = SearchViews(backend, name, max_body_bytes)
+    bp.add_url_rule("/spaces/radius", "radius", views.radius, methods=["GET"])
+    bp.add_url_rule("/spaces/nearest", "nearest", views.nearest, methods=["GET"])
+    bp.add_url_rule("/spaces/polygon", "polygon", views.polygon, methods=["POST"])
+    bp.add_url_rule("/spaces/bbox", "bbox", views.bbox, methods=["GET"])
+    bp.add_url_rule("/spaces", "list", views.list_spaces, methods=["GET"])
+    bp.add_url_rule("/spaces/<path:space_id>", "one", views.one, methods=["GET"])
+    bp.add_url_rule("/amenities", "amenities", views.amenities, methods=["GET"])
+    register(bp, app_wide=False)
+    return bp

@@ -1,0 +1,62 @@
+"""The ``Backend`` protocol: what the HTTP layer, the reports and library users call."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+from geosearch.model import Hit, ListQuery, NearestQuery, Page, PolygonQuery, RadiusQuery, Space
+
+
+class BackendUnavailable(Exception):  # noqa: N818 - reads as a state: "backend unavailable"
+    """The store behind a backend cannot be reached now (answer 503, try again later)."""
+
+
+class NoDataset(Exception):  # noqa: N818
+    """The backend has no dataset loaded."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One store of spaces answering every query kind; only active spaces are returned.
+
+    Every implementation gives the same ids in the same order, with ``distance_m`` the
+    WGS84 geodesic distance in metres (within 1 m of PostGIS geography).
+    """
+
+    def dataset_version(self) -> str:
+        """The version of the loaded dataset; raises NoDataset or BackendUnavailable."""
+        ...
+
+    def radius(self, query: RadiusQuery) -> Page:
+        """Spaces within ``radius_m``, by (distance, id), one page after ``query.after``."""
+        ...
+
+    def nearest(self, query: NearestQuery) -> list[Hit]:
+        """The k nearest spaces that pass the filters, by (distance, id)."""
+        ...
+
+    def polygon(self, query: PolygonQuery) -> Page:
+        """Spaces covered by the area, by id or by (distance, id) from the origin."""
+        ...
+
+    def list(self, query: ListQuery) -> Page:
+        """Every space that passes the filters, by id."""
+        ...
+
+    def get(self, space_id: str) -> Space | None:
+        """One active space by id, or None."""
+        ...
+
+    def amenity_counts(self) -> dict[str, int]:
+        """Number of active spaces with each amenity of the vocabulary."""
+        ...
+
+    def active_frame(self) -> pd.DataFrame:
+        """All active spaces as columns id, lat, lon, country, city, amenities (lists)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...

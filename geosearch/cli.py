@@ -1,0 +1,126 @@
+"""The command line: ``geosearch ingest | serve | report | query``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from geosearch.settings import Settings
+
+
+def _geocoder(settings: Settings):
+    if settings.geocoder == "gazetteer":
+        return None
+    from geosearch.ingest.geocode import GeopyGeocoder
+
+    return GeopyGeocoder.from_settings(settings.geocoder, settings.geocoder_domain,
+                                       settings.geocoder_scheme, settings.geocode_cache,
+                                       settings.geocoder_delay_s)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Run the pipeline and store the result (snapshot or PostGIS)."""
+    from geosearch.ingest.decode import FeedError
+    from geosearch.ingest.pipeline import run_pipeline
+
+    settings = Settings.from_env(database_url=args.database)
+    if args.snapshot is None and not settings.database_url:
+        print("geosearch ingest: give --snapshot PATH or --database URL "
+              "(or set GEOSEARCH_DATABASE_URL)", file=sys.stderr)
+        return 2
+    try:
+        result = run_pipeline(args.feed, geocoder=_geocoder(settings))
+    except FeedError as exc:
+        print(f"geosearch ingest: {exc}; nothing was changed", file=sys.stderr)
+        return 1
+    report = result.report
+    if args.snapshot is not None:
+        from geosearch.snapshot import SnapshotError, read_meta, snapshot_file, write_snapshot
+
+        try:
+            previous = read_meta(args.snapshot) if snapshot_file(args.snapshot).is_file() else {}
+        except SnapshotError:
+            previous = {}
+        report.unchanged = previous.get("dataset_version") == report.dataset_version
+        if not report.unchanged:
+            write_snapshot(result.frame, args.snapshot, result.meta())
+        where = str(snapshot_file(args.snapshot))
+    else:
+        from geosearch.store import load_into_postgis
+
+        load_into_postgis(result, settings)
+        where = "PostGIS"
+    if args.report:
+        report.write(args.report)
+    state = "unchanged" if report.unchanged else "written"
+    print(f"{report.input_rows} rows: {report.loaded} loaded ({report.repaired} repaired, "
+          f"{report.geocoded} geocoded), {report.rejected} rejected -> {where} "
+          f"[{state}, version {report.dataset_version}]")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the HTTP API on 127.0.0.1 with gunicorn (or Flask's server with --dev)."""
+    settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot)
+    from geosearch.api import create_app
+
+    app = create_app(settings)
+    if args.dev:
+        app.run(host=args.host, port=args.port)
+        return 0
+    from geosearch.serving import serve
+
+    serve(app, args.host, args.port, args.workers)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """Ask one question of a backend and print GeoJSON (for scripts and debugging)."""
+    from geosearch.api import create_app
+
+    settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot)
+    client = create_app(settings).test_client()
+    response = client.get(args.path)
+    print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
+    return 0 if response.status_code < 400 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``geosearch`` command."""
+    parser = argparse.ArgumentParser(prog="geosearch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="clean, geocode and load a feed")
+    ingest.add_argument("feed", type=Path, help="CSV, GeoJSON or GeoParquet feed")
+    ingest.add_argument("--snapshot", type=Path, help="snapshot file or folder to write")
+    ingest.add_argument("--database", help="PostGIS URL (default: GEOSEARCH_DATABASE_URL)")
+    ingest.add_argument("--report", type=Path, help="write the ingest report (JSON) here")
+    ingest.set_defaults(func=cmd_ingest)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API on 127.0.0.1")
+    serve.add_argument("--snapshot", type=Path, help="snapshot to serve")
+    serve.add_argument("--database", help="PostGIS URL to serve from")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--dev", action="store_true", help="Flask's development server")
+    serve.set_defaults(func=cmd_serve)
+
+    query = sub.add_parser("query", help="run one API request in-process and print it")
+    query.add_argument("path", help="e.g. '/v1/spaces/nearest?lat=52.52&lon=13.4&k=3'")
+    query.add_argument("--snapshot", type=Path)
+    query.add_argument("--database")
+    query.set_defaults(func=cmd_query)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``geosearch`` console script."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

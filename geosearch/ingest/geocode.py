@@ -1,0 +1,186 @@
+"""Geocoders: the ``Geocoder`` protocol, an offline gazetteer and an HTTP one over geopy.
+
+The offline :class:`GazetteerGeocoder` resolves a city name in a country to the GeoNames
+centre of that city (precision ``city``). :class:`GeopyGeocoder` asks a street-level
+service (Nominatim, Photon or Pelias) behind a rate limiter and a persistent cache, so
+re-ingesting a feed never asks for the same address twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from geosearch.geo import geodesic_m
+from geosearch.reference import REFERENCE_DIR, fold, market_cities
+
+
+@dataclass(frozen=True)
+class GeocodeResult:
+    """A position found for an address, and how precise it is (``city`` or ``street``)."""
+
+    lat: float
+    lon: float
+    precision: str
+    city: str | None = None
+
+
+class Geocoder(Protocol):
+    """Turns an address into a position; None when it cannot be found."""
+
+    def geocode(self, address: str, city: str, postcode: str | None,
+                country: str) -> GeocodeResult | None:
+        """The position of the address, or None."""
+        ...
+
+
+class GazetteerGeocoder:
+    """Offline, city-level geocoding over the GeoNames cities of the markets.
+
+    A city name is matched case- and accent-insensitively within the country; the most
+    populous match wins. Also finds the city nearest to a point (:meth:`city_near`).
+    """
+
+    def __init__(self, cities: pd.DataFrame | None = None) -> None:
+        self._cities = cities
+
+    @cached_property
+    def cities(self) -> pd.DataFrame:
+        """Curated market cities first, then every GeoNames place (districts too)."""
+        if self._cities is not None:
+            return self._cities
+        curated = market_cities()[["name", "country_code", "latitude", "longitude",
+                                   "population"]].assign(curated=True)
+        raw = pd.read_csv(REFERENCE_DIR / "cities15000_40markets.csv", keep_default_na=False,
+                          usecols=["name", "country_code", "latitude", "longitude",
+                                   "population"]).assign(curated=False)
+        frame = pd.concat([curated, raw], ignore_index=True)
+        return frame.sort_values(["curated", "population"], ascending=[False, False],
+                                 kind="stable").reset_index(drop=True)
+
+    @cached_property
+    def _by_name(self) -> dict[tuple[str, str], int]:
+        index: dict[tuple[str, str], int] = {}
+        for pos, (name, code) in enumerate(zip(self.cities["name"], self.cities["country_code"],
+                                               strict=True)):
+            index.setdefault((code, fold(name)), pos)
+        return index
+
+    def geocode(self, address: str, city: str, postcode: str | None,
+                country: str) -> GeocodeResult | None:
+        """The centre of ``city`` in ``country`` (precision ``city``), or None."""
+        pos = self._by_name.get((country, fold(city)))
+        if pos is None:
+            return None
+        row = self.cities.iloc[pos]
+        return GeocodeResult(float(row.latitude), float(row.longitude), "city", str(row["name"]))
+
+    def city_near(self, lat: float, lon: float, country: str,
+                  max_m: float = 25_000.0) -> str | None:
+        """The name of the city nearest to a point in ``country`` within ``max_m``."""
+        frame = self.cities[self.cities["country_code"] == country]
+        if frame.empty:
+            return None
+        d = geodesic_m(lat, lon, frame["latitude"].to_numpy(), frame["longitude"].to_numpy())
+        best = int(np.argmin(d))
+        return str(frame["name"].iloc[best]) if d[best] <= max_m else None
+
+
+class GeocodeCache:
+    """A persistent address -> result cache in SQLite (safe across processes)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS geocode (key TEXT PRIMARY KEY, value TEXT)")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def get(self, key: str) -> tuple[bool, GeocodeResult | None]:
+        """``(hit, result)``; a cached miss is ``(True, None)``."""
+        with self._lock, self._connect() as db:
+            row = db.execute("SELECT value FROM geocode WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return False, None
+        value = json.loads(row[0])
+        return True, None if value is None else GeocodeResult(**value)
+
+    def put(self, key: str, result: GeocodeResult | None) -> None:
+        """Remember the answer for ``key`` (a miss too)."""
+        value = None if result is None else result.__dict__
+        with self._lock, self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO geocode VALUES (?, ?)", (key, json.dumps(value)))
+
+
+class GeopyGeocoder:
+    """Street-level geocoding through any geopy geocoder, rate-limited and cached.
+
+    Parameters
+    ----------
+    service : a geopy geocoder instance (``Nominatim``, ``Photon``, ``Pelias``...).
+    cache : where answers are kept; a cached address is never asked again.
+    min_delay_s : the least time between two requests (Nominatim's policy is 1 s).
+    """
+
+    def __init__(self, service, cache: GeocodeCache, min_delay_s: float = 1.0) -> None:
+        self.service = service
+        self.cache = cache
+        self.min_delay_s = min_delay_s
+        self.requests = 0
+        self._last = 0.0
+
+    @classmethod
+    def from_settings(cls, provider: str, domain: str | None, scheme: str, cache_path: Path,
+                      min_delay_s: float, user_agent: str = "geosearch-ingest") -> GeopyGeocoder:
+        """Build one for ``provider`` (nominatim, photon or pelias) at ``domain``."""
+        from geopy.geocoders import Nominatim, Pelias, Photon
+
+        kinds = {"nominatim": Nominatim, "photon": Photon, "pelias": Pelias}
+        if provider not in kinds:
+            raise ValueError(f"geocoder {provider!r}; valid: {', '.join(kinds)}")
+        kwargs: dict = {"scheme": scheme, "user_agent": user_agent, "timeout": 10}
+        if domain:
+            kwargs["domain"] = domain
+        if provider == "pelias":
+            kwargs.pop("user_agent")
+        return cls(kinds[provider](**kwargs), GeocodeCache(cache_path), min_delay_s)
+
+    def _wait_turn(self) -> None:
+        delay = self._last + self.min_delay_s - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self._last = time.monotonic()
+
+    def geocode(self, address: str, city: str, postcode: str | None,
+                country: str) -> GeocodeResult | None:
+        """The street-level position of the address, from the cache when known."""
+        query = ", ".join(p for p in (address, postcode or "", city) if p)
+        key = f"{country}|{fold(query)}"
+        hit, cached = self.cache.get(key)
+        if hit:
+            return cached
+        self._wait_turn()
+        self.requests += 1
+        location = self.service.geocode(query, exactly_one=True,
+                                        **self._country_kwargs(country))
+        result = None if location is None else GeocodeResult(
+            float(location.latitude), float(location.longitude), "street")
+        self.cache.put(key, result)
+        return result
+
+    def _country_kwargs(self, country: str) -> dict:
+        from geopy.geocoders import Nominatim
+
+        return {"country_codes": country.lower()} if isinstance(self.service, Nominatim) else {}

@@ -1,0 +1,139 @@
+"""The ingestion pipeline: decode -> normalise -> validate -> geocode -> dedupe -> H3."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+from tqdm import tqdm
+
+from geosearch.geo import latlng_cells
+from geosearch.ingest.decode import read_feed
+from geosearch.ingest.dedupe import find_duplicates
+from geosearch.ingest.geocode import GazetteerGeocoder, Geocoder
+from geosearch.ingest.normalise import normalise
+from geosearch.ingest.records import Record, Rejected
+from geosearch.ingest.report import IngestReport
+from geosearch.ingest.validate import validate_position
+from geosearch.reference import countries
+
+COLUMNS = ["id", "name", "address", "city", "postcode", "country", "lat", "lon", "amenities",
+           "capacity", "price_day", "currency", "status", "h3_r7", "h3_r8", "h3_r9",
+           "geocode_precision", "feed_row"]
+
+
+@dataclass
+class IngestResult:
+    """The loaded spaces (one row per space, EPSG:4326 points) and the report."""
+
+    frame: gpd.GeoDataFrame
+    report: IngestReport
+
+    def meta(self) -> dict:
+        """Metadata kept with the dataset (snapshot footer or ``ingest_runs`` row)."""
+        return {"dataset_version": self.report.dataset_version, "feed": self.report.feed,
+                "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "input_rows": self.report.input_rows, "loaded": self.report.loaded}
+
+
+def _locate(record: Record, geocoder: Geocoder, gazetteer: GazetteerGeocoder) -> None:
+    """Geocode a row without a point; name the city of a row without one."""
+    index = countries()
+    if record.lat is None:
+        if not record.city and not record.address:
+            raise Rejected("ungeocodable", "no coordinates and neither address nor city")
+        found = geocoder.geocode(record.address, record.city, record.postcode, record.country)
+        if found is None and geocoder is not gazetteer:
+            found = gazetteer.geocode(record.address, record.city, record.postcode,
+                                      record.country)
+        if found is None:
+            raise Rejected("geocode_failed", f"no coordinates, and {record.city!r} in "
+                           f"{record.country} was not found by the geocoder")
+        if not index.in_country(record.country, found.lat, found.lon):
+            raise Rejected("geocode_failed", f"the geocoder placed {record.city!r} outside "
+                           f"{record.country}")
+        record.lat, record.lon = found.lat, found.lon
+        record.geocode_precision = found.precision
+        record.repair("geocoded", f"({found.lat}, {found.lon}) at {found.precision} precision")
+    if not record.city:
+        city = gazetteer.city_near(record.lat, record.lon, record.country)
+        record.city = city or ""
+        record.repair("missing_city", f"city from coordinates: {city}" if city
+                      else "city empty, and no gazetteer city within 25 km")
+
+
+def dataset_version(frame: pd.DataFrame) -> str:
+    """A digest of the loaded spaces: the same data always gets the same version."""
+    canon = frame[COLUMNS].sort_values("id").to_json(orient="values", double_precision=7)
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def _to_frame(records: list[Record]) -> gpd.GeoDataFrame:
+    data = pd.DataFrame({
+        "id": [r.id for r in records], "name": [r.name for r in records],
+        "address": [r.address for r in records], "city": [r.city for r in records],
+        "postcode": [r.postcode for r in records], "country": [r.country for r in records],
+        "lat": [r.lat for r in records], "lon": [r.lon for r in records],
+        "amenities": [list(r.amenities) for r in records],
+        "capacity": pd.array([r.capacity for r in records], dtype="Int64"),
+        "price_day": pd.array([r.price_day for r in records], dtype="Float64"),
+        "currency": [r.currency for r in records], "status": [r.status for r in records],
+        "h3_r7": [r.cells[7] for r in records], "h3_r8": [r.cells[8] for r in records],
+        "h3_r9": [r.cells[9] for r in records],
+        "geocode_precision": [r.geocode_precision for r in records],
+        "feed_row": [r.row for r in records],
+    }, columns=COLUMNS)
+    data["lat"] = data["lat"].astype(float)
+    data["lon"] = data["lon"].astype(float)
+    return gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(data["lon"], data["lat"]),
+                            crs="EPSG:4326")
+
+
+def run_pipeline(feed: str | Path, geocoder: Geocoder | None = None,
+                 progress: bool | None = None) -> IngestResult:
+    """Run a feed file through every stage; every row ends loaded or rejected.
+
+    ``geocoder`` defaults to the offline gazetteer; rows it cannot place fall back to
+    the gazetteer. ``progress`` shows a bar (default: when stderr is a terminal).
+    Raises :class:`geosearch.ingest.decode.FeedError` when the file cannot be read.
+    """
+    gazetteer = GazetteerGeocoder()
+    geocoder = geocoder or gazetteer
+    index = countries()
+    records = read_feed(feed)
+    report = IngestReport(feed=str(feed), input_rows=len(records))
+    survivors: list[Record] = []
+    ids: set[str] = set()
+    show = sys.stderr.isatty() if progress is None else progress
+    for record in tqdm(records, desc="ingest", unit="row", disable=not show):
+        try:
+            normalise(record)
+            if record.id in ids:
+                raise Rejected("duplicate_id", f"id {record.id!r} appears earlier in the feed")
+            validate_position(record, index)
+            _locate(record, geocoder, gazetteer)
+        except Rejected as verdict:
+            report.reject(record, verdict)
+            continue
+        ids.add(record.id)
+        survivors.append(record)
+    duplicates = find_duplicates(survivors)
+    loaded: list[Record] = []
+    for i, record in enumerate(survivors):
+        if i in duplicates:
+            first = duplicates[i]
+            report.reject(record, Rejected(
+                "duplicate", f"the same space as {first.id} (row {first.row}), sent again"))
+            continue
+        record.cells = latlng_cells(record.lat, record.lon)
+        report.load(record)
+        loaded.append(record)
+    report.rejects.sort(key=lambda r: r["row"])
+    frame = _to_frame(loaded)
+    report.dataset_version = dataset_version(frame)
+    return IngestResult(frame, report)

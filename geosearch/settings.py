@@ -1,0 +1,61 @@
+"""Typed settings, read from ``GEOSEARCH_*`` environment variables and checked together."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+DEFAULT_SNAPSHOT = Path("var/snapshot")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything geosearch can be configured with.
+
+    Each field ``x`` is read from ``GEOSEARCH_X`` by :meth:`from_env`. Exactly one data
+    source is used: ``database_url`` when set (PostGIS), else ``snapshot``.
+    """
+
+    snapshot: Path = DEFAULT_SNAPSHOT
+    database_url: str | None = None
+    statement_timeout_ms: int = 5_000
+    pool_size: int = 5
+    max_body_bytes: int = 1024 * 1024
+    tile_url: str | None = None
+    geocoder: str = "gazetteer"
+    geocoder_domain: str | None = None
+    geocoder_scheme: str = "https"
+    geocoder_delay_s: float = 1.0
+    geocode_cache: Path = Path("var/geocode-cache.sqlite")
+
+    def __post_init__(self) -> None:
+        if self.statement_timeout_ms <= 0:
+            raise ValueError("GEOSEARCH_STATEMENT_TIMEOUT_MS must be > 0")
+        if self.max_body_bytes <= 0:
+            raise ValueError("GEOSEARCH_MAX_BODY_BYTES must be > 0")
+        if self.geocoder not in ("gazetteer", "nominatim", "photon", "pelias"):
+            raise ValueError("GEOSEARCH_GEOCODER must be gazetteer, nominatim, photon or pelias")
+        if self.geocoder != "gazetteer" and self.geocoder_scheme not in ("http", "https"):
+            raise ValueError("GEOSEARCH_GEOCODER_SCHEME must be http or https")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+        """Settings from the environment, then ``overrides`` (None values are ignored)."""
+        environ = os.environ if environ is None else environ
+        values: dict = {}
+        for f in fields(cls):
+            raw = environ.get(f"GEOSEARCH_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            if kind.startswith("int"):
+                values[f.name] = int(raw)
+            elif kind.startswith("float"):
+                values[f.name] = float(raw)
+            elif kind.startswith("Path"):
+                values[f.name] = Path(raw)
+            else:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **values)
