@@ -52,12 +52,12 @@ score: install ## precision/recall of ingestion against the defect manifest
 	$(BIN)/python scripts/score_ingest.py data/feed
 
 run-postgis: install postgis ## local PostGIS under .pgdata, ingest, serve on $(PORT)
-	scripts/pg.sh start .pgdata $(PG_PORT)
+	$(BIN)/python scripts/pgcluster.py start .pgdata $(PG_PORT)
 	$(BIN)/geosearch ingest $(FEED) --database postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/geosearch --report var/ingest-report-pg.json
 	$(BIN)/geosearch serve --database postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/geosearch --port $(PORT)
 
 pg-stop: ## stop the local PostGIS of run-postgis
-	scripts/pg.sh stop .pgdata $(PG_PORT)
+	$(BIN)/python scripts/pgcluster.py stop .pgdata
 
 clean:
 	rm -rf var test-output .pytest_cache

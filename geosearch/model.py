@@ -243,7 +243,12 @@ class ListQuery:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of hits; ``next_after`` is the keyset to continue from, if there is more."""
+    """One page of hits.
+
+    ``next_after`` is the keyset to continue from when there is more; ``version`` is the
+    dataset version the page was read from.
+    """
 
     hits: list[Hit]
     next_after: tuple | None = None
+    version: str | None = None

@@ -39,7 +39,12 @@ def decode(cursor: str, version: str, query_fp: str, shape: tuple[type, ...]) ->
             "cursor", "this cursor belongs to a different query; repeat the query's "
                       "parameters unchanged (only limit may change)")])
     if stamp != version:
-        raise ApiError(410, "Gone", "the dataset changed since this cursor was issued; "
-                       "start again from the first page",
-                       [ParamError("cursor", "stale: issued for another dataset version")])
+        raise stale_cursor()
     return after
+
+
+def stale_cursor() -> ApiError:
+    """410 Gone: the cursor was issued for another dataset version."""
+    return ApiError(410, "Gone", "the dataset changed since this cursor was issued; "
+                    "start again from the first page",
+                    [ParamError("cursor", "stale: issued for another dataset version")])

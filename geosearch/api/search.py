@@ -12,14 +12,13 @@ import shapely
 from flask import Blueprint, Response, request, url_for
 
 from geosearch.api import params
-from geosearch.api.cursor import decode, encode, fingerprint
+from geosearch.api.cursor import decode, encode, fingerprint, stale_cursor
 from geosearch.api.errors import ApiError, ParamError, register
 from geosearch.api.geojson import GEOJSON, GeometryError, collection, feature, parse_area
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import (
     Amenity,
-    Filters,
     ListQuery,
     NearestQuery,
     Page,
@@ -46,24 +45,28 @@ class SearchViews:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _after(self, p: params.Params, query_fp: str, shape: tuple[type, ...]):
+    def _after(
+        self, p: params.Params, query_fp: str, shape: tuple[type, ...]
+    ) -> tuple[tuple | None, str | None]:
+        """The keyset of the request's cursor and the dataset version it was checked
+        against; ``(None, None)`` on a first page."""
         cursor = p.raw("cursor")
         if not cursor:
-            return None
-        return decode(cursor, self.backend.dataset_version(), query_fp, shape)
+            return None, None
+        version = self.backend.dataset_version()
+        return decode(cursor, version, query_fp, shape), version
 
-    def _page(self, page: Page, query_fp: str) -> Response:
+    def _page(self, page: Page, query_fp: str, cursor_version: str | None) -> Response:
+        if cursor_version is not None and page.version != cursor_version:
+            # The dataset was swapped between the cursor check and the query.
+            raise stale_cursor()
         cursor = next_url = None
         if page.next_after is not None:
-            cursor = encode(page.next_after, self.backend.dataset_version(), query_fp)
+            cursor = encode(page.next_after, page.version or "", query_fp)
             args = request.args.to_dict(flat=True)
             args["cursor"] = cursor
             next_url = url_for(request.endpoint, _external=True, **request.view_args, **args)
         return _geojson(collection(page.hits, cursor, request.url, next_url))
-
-    @staticmethod
-    def _filters(p: params.Params) -> Filters:
-        return params.filters(p)
 
     # -- views --------------------------------------------------------------------------
 
@@ -71,30 +74,40 @@ class SearchViews:
         """GET /spaces/radius"""
         p = params.Params(request.args)
         origin, radius_m = params.origin(p, required=True), params.radius(p)
-        filters, limit = self._filters(p), params.limit(p)
+        filters, limit = params.filters(p), params.limit(p)
         p.check()
         fp = fingerprint("radius", origin.lat, origin.lon, radius_m, filters.key())
-        after = self._after(p, fp, _DISTANCE_KEY)
-        return self._page(self.backend.radius(
-            RadiusQuery(origin, radius_m, filters, limit, after)), fp)
+        after, version = self._after(p, fp, _DISTANCE_KEY)
+        return self._page(
+            self.backend.radius(RadiusQuery(origin, radius_m, filters, limit, after)), fp, version
+        )
 
     def nearest(self) -> Response:
         """GET /spaces/nearest"""
         p = params.Params(request.args)
         origin, k = params.origin(p, required=True), params.k(p)
-        max_d, filters = params.max_distance(p), self._filters(p)
+        max_d, filters = params.max_distance(p), params.filters(p)
         p.check()
         hits = self.backend.nearest(NearestQuery(origin, k, max_d, filters))
         return _geojson(collection(hits, None, request.url, None))
 
     def _area(self, area, p: params.Params, kind: str) -> Response:
-        origin, filters, limit = params.origin(p, required=False), self._filters(p), params.limit(p)
+        origin, filters, limit = (
+            params.origin(p, required=False),
+            params.filters(p),
+            params.limit(p),
+        )
         p.check()
-        fp = fingerprint(kind, shapely.to_wkb(area, hex=True), filters.key(),
-                         None if origin is None else (origin.lat, origin.lon))
-        after = self._after(p, fp, _ID_KEY if origin is None else _DISTANCE_KEY)
-        return self._page(self.backend.polygon(
-            PolygonQuery(area, filters, origin, limit, after)), fp)
+        fp = fingerprint(
+            kind,
+            shapely.to_wkb(area, hex=True),
+            filters.key(),
+            None if origin is None else (origin.lat, origin.lon),
+        )
+        after, version = self._after(p, fp, _ID_KEY if origin is None else _DISTANCE_KEY)
+        return self._page(
+            self.backend.polygon(PolygonQuery(area, filters, origin, limit, after)), fp, version
+        )
 
     def polygon(self) -> Response:
         """POST /spaces/polygon"""
@@ -104,19 +117,32 @@ class SearchViews:
     def _body_area(self):
         length = request.content_length
         if length is not None and length > self.max_body_bytes:
-            raise ApiError(413, "Content Too Large", f"the body is {length} bytes; at most "
-                           f"{self.max_body_bytes} are accepted",
-                           [ParamError("body", f"at most {self.max_body_bytes} bytes")])
+            raise ApiError(
+                413,
+                "Content Too Large",
+                f"the body is {length} bytes; at most {self.max_body_bytes} are accepted",
+                [ParamError("body", f"at most {self.max_body_bytes} bytes")],
+            )
         data = request.stream.read(self.max_body_bytes + 1)
         if len(data) > self.max_body_bytes:
-            raise ApiError(413, "Content Too Large", f"the body is over {self.max_body_bytes} "
-                           "bytes", [ParamError("body", f"at most {self.max_body_bytes} bytes")])
+            raise ApiError(
+                413,
+                "Content Too Large",
+                f"the body is over {self.max_body_bytes} bytes",
+                [ParamError("body", f"at most {self.max_body_bytes} bytes")],
+            )
         try:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError):
-            raise ApiError.bad_params([ParamError(
-                "body", "not valid JSON; send a GeoJSON Polygon or MultiPolygon geometry, "
-                        "or a Feature holding one")]) from None
+            raise ApiError.bad_params(
+                [
+                    ParamError(
+                        "body",
+                        "not valid JSON; send a GeoJSON Polygon or MultiPolygon geometry, "
+                        "or a Feature holding one",
+                    )
+                ]
+            ) from None
         try:
             return parse_area(doc)
         except GeometryError as exc:
@@ -134,11 +160,11 @@ class SearchViews:
     def list_spaces(self) -> Response:
         """GET /spaces"""
         p = params.Params(request.args)
-        filters, limit = self._filters(p), params.limit(p)
+        filters, limit = params.filters(p), params.limit(p)
         p.check()
         fp = fingerprint("list", filters.key())
-        after = self._after(p, fp, _ID_KEY)
-        return self._page(self.backend.list(ListQuery(filters, limit, after)), fp)
+        after, version = self._after(p, fp, _ID_KEY)
+        return self._page(self.backend.list(ListQuery(filters, limit, after)), fp, version)
 
     def one(self, space_id: str) -> Response:
         """GET /spaces/<id>"""
@@ -150,13 +176,18 @@ class SearchViews:
     def amenities(self) -> Response:
         """GET /amenities"""
         counts = self.backend.amenity_counts()
-        body = {"amenities": [{"name": a.value, "label": a.label, "count": counts.get(a.value, 0)}
-                              for a in Amenity]}
+        body = {
+            "amenities": [
+                {"name": a.value, "label": a.label, "count": counts.get(a.value, 0)}
+                for a in Amenity
+            ]
+        }
         return Response(json.dumps(body), mimetype="application/json")
 
 
-def search_blueprint(backend: Backend, name: str = "geosearch",
-                     max_body_bytes: int = DEFAULT_MAX_BODY) -> Blueprint:
+def search_blueprint(
+    backend: Backend, name: str = "geosearch", max_body_bytes: int = DEFAULT_MAX_BODY
+) -> Blueprint:
     """A blueprint serving the /v1 search API over ``backend``.
 
     Mount it under any prefix: ``app.register_blueprint(search_blueprint(b),

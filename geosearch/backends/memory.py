@@ -219,14 +219,15 @@ class MemoryBackend:
         hits = [Hit(self._space(i), float(d)) for i, d in zip(idx[:limit], dist[:limit],
                                                               strict=True)]
         more = idx.size > limit
-        return Page(hits, (hits[-1].distance_m, hits[-1].space.id) if more else None)
+        return Page(hits, (hits[-1].distance_m, hits[-1].space.id) if more else None,
+                    self._version)
 
     def _id_page(self, idx: np.ndarray, limit: int, after: tuple | None) -> Page:
         if after is not None:
             idx = idx[self.ids[idx] > str(after[-1])]
         hits = [Hit(self._space(i)) for i in idx[:limit]]
         more = idx.size > limit
-        return Page(hits, (hits[-1].space.id,) if more else None)
+        return Page(hits, (hits[-1].space.id,) if more else None, self._version)
 
 
 def _example_frame() -> pd.DataFrame:

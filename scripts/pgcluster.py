@@ -1,0 +1,111 @@
+"""Start and stop a throwaway PostgreSQL 15 + PostGIS cluster in a folder.
+
+Used by the test suite and by ``make run-postgis``. initdb and pg_ctl refuse to run as
+root, so as root they run as the ``postgres`` user, on a folder that user owns. The
+server listens on 127.0.0.1 only, with its socket in the folder itself.
+
+    python scripts/pgcluster.py start DIR PORT   # prints the database URL
+    python scripts/pgcluster.py stop DIR
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PG_BIN = Path(os.environ.get("GEOSEARCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+DATABASE = "geosearch"
+
+
+def _as_owner(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _own(path: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, "postgres", "postgres")
+
+
+def url(port: int, database: str = DATABASE) -> str:
+    """The SQLAlchemy URL of a database on the cluster."""
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/{database}"
+
+
+def running(datadir: Path) -> bool:
+    """Whether a server runs on this folder."""
+    if not (datadir / "PG_VERSION").exists():
+        return False
+    status = subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(datadir), "status"]),
+                            capture_output=True, check=False)
+    return status.returncode == 0
+
+
+def start(datadir: str | Path, port: int) -> str:
+    """Create the cluster if needed, start it, create the database; return its URL."""
+    datadir = Path(datadir).resolve()
+    if not (datadir / "PG_VERSION").exists():
+        datadir.mkdir(parents=True, exist_ok=True)
+        datadir.chmod(0o700)
+        _own(datadir)
+        subprocess.run(_as_owner([str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres",
+                                  "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
+                       check=True, capture_output=True)
+    if not running(datadir):
+        options = (f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c full_page_writes=off -c synchronous_commit=off")
+        subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-o", options,
+                                  "-l", str(datadir / "server.log"), "-w", "-t", "60",
+                                  "start"]), check=True, capture_output=True)
+    create_database(port, DATABASE)
+    return url(port)
+
+
+def create_database(port: int, name: str) -> str:
+    """Create a database (if missing) with PostGIS enabled; return its URL."""
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            admin = psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres",
+                                    autocommit=True)
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    with admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname={name}",
+                         autocommit=True) as db:
+        db.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    return url(port, name)
+
+
+def stop(datadir: str | Path) -> None:
+    """Stop the server on this folder (fast shutdown), if one runs."""
+    datadir = Path(datadir).resolve()
+    if running(datadir):
+        subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-m", "fast",
+                                  "-w", "stop"]), check=True, capture_output=True)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 3 and argv[0] == "start":
+        print(start(argv[1], int(argv[2])))
+        return 0
+    if len(argv) >= 2 and argv[0] == "stop":
+        stop(argv[1])
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
