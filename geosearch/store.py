@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from alembic import command
@@ -55,15 +56,25 @@ def current_version(engine: Engine) -> str | None:
         return connection.execute(sa.text("SELECT version FROM dataset_state")).scalar()
 
 
+def _scalar(value):
+    """A frame cell as a plain Python value; pandas' missing markers become None."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return list(value)
+    if pd.isna(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _rows(result: IngestResult):
     version = result.report.dataset_version
     for r in result.frame.itertuples(index=False):
         point = f"SRID=4326;POINT({r.lon!r} {r.lat!r})"
-        yield (r.id, r.name, r.address, r.city, r.city.strip().casefold(), r.postcode,
-               r.country, r.lat, r.lon, point, point, list(r.amenities),
-               None if pd.isna(r.capacity) else int(r.capacity),
-               None if pd.isna(r.price_day) else float(r.price_day), r.currency, r.status, r.h3_r7, r.h3_r8, r.h3_r9, r.geocode_precision,
-               int(r.feed_row), version)
+        v = {k: _scalar(getattr(r, k)) for k in
+             ("postcode", "capacity", "price_day", "currency", "amenities")}
+        yield (r.id, r.name, r.address, r.city, r.city.strip().casefold(), v["postcode"],
+               r.country, float(r.lat), float(r.lon), point, point, v["amenities"],
+               v["capacity"], v["price_day"], v["currency"], r.status, r.h3_r7, r.h3_r8,
+               r.h3_r9, r.geocode_precision, int(r.feed_row), version)
 
 
 def load(result: IngestResult, engine: Engine) -> bool:

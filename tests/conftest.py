@@ -1,0 +1,146 @@
+"""Shared fixtures: the feed through the pipeline, both backends, a throwaway PostGIS.
+
+The PostGIS cluster is started by the suite itself (scripts/pgcluster.py) in a temporary
+folder and removed at the end. A PostGIS test that cannot run fails; it is never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import pgcluster  # noqa: E402
+from synthetic import synthetic_frame  # noqa: E402
+
+from geosearch.backends.memory import MemoryBackend  # noqa: E402
+from geosearch.ingest.pipeline import IngestResult, dataset_version, run_pipeline  # noqa: E402
+from geosearch.ingest.report import IngestReport  # noqa: E402
+
+FEED_DIR = ROOT / "data" / "feed"
+
+
+def pytest_report_header(config) -> str:
+    """The versions of the geometry stack the results depend on."""
+    import h3
+    import pyproj
+    import shapely
+
+    return (f"geosearch: GEOS {shapely.geos_version_string}, PROJ {pyproj.proj_version_str}, "
+            f"h3 {h3.__version__}, PostgreSQL binaries in {pgcluster.PG_BIN}")
+
+
+@pytest.fixture(scope="session")
+def feed_result() -> IngestResult:
+    """The committed feed through the whole pipeline."""
+    return run_pipeline(FEED_DIR / "spaces.csv", progress=False)
+
+
+@pytest.fixture(scope="session")
+def synthetic_result() -> IngestResult:
+    """Synthetic spaces at the antimeridian, near the poles and with exact ties."""
+    frame = synthetic_frame()
+    report = IngestReport(feed="synthetic", input_rows=len(frame), loaded=len(frame))
+    report.dataset_version = dataset_version(frame)
+    return IngestResult(frame, report)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory):
+    """A PostgreSQL 15 + PostGIS cluster for this test session (one per xdist worker)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    port = 56400 + int(worker.removeprefix("gw") or 0)
+    base = Path(tempfile.mkdtemp(prefix="geosearch-pg-"))
+    base.chmod(0o755)
+    datadir = base / "data"
+    pgcluster.start(datadir, port)
+    yield datadir, port
+    pgcluster.stop(datadir)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_cluster):
+    """Factory: a fresh, empty PostGIS database on the session cluster."""
+    _, port = pg_cluster
+    counter = iter(range(1_000_000))
+
+    def make(prefix: str = "t") -> str:
+        return pgcluster.create_database(port, f"{prefix}_{next(counter)}")
+
+    return make
+
+
+def _postgis_backend(result: IngestResult, url: str):
+    from geosearch.backends.postgis import PostgisBackend
+    from geosearch.settings import Settings
+    from geosearch.store import load, make_engine
+
+    engine = make_engine(Settings(database_url=url))
+    load(result, engine)
+    return PostgisBackend(engine)
+
+
+@pytest.fixture(scope="session")
+def memory_feed(feed_result) -> MemoryBackend:
+    return MemoryBackend.from_frame(feed_result.frame, feed_result.report.dataset_version)
+
+
+@pytest.fixture(scope="session")
+def postgis_feed(feed_result, pg_database):
+    backend = _postgis_backend(feed_result, pg_database("feed"))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def memory_synthetic(synthetic_result) -> MemoryBackend:
+    return MemoryBackend.from_frame(synthetic_result.frame,
+                                    synthetic_result.report.dataset_version)
+
+
+@pytest.fixture(scope="session")
+def postgis_synthetic(synthetic_result, pg_database):
+    backend = _postgis_backend(synthetic_result, pg_database("synthetic"))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(params=["memory", "postgis"])
+def backend_kind(request) -> str:
+    """Parametrises a test over both backends."""
+    return request.param
+
+
+@pytest.fixture
+def feed_backend(request, backend_kind):
+    """The committed feed in the backend of ``backend_kind``."""
+    return request.getfixturevalue(f"{backend_kind}_feed")
+
+
+@pytest.fixture
+def synthetic_backend(request, backend_kind):
+    """The synthetic spaces in the backend of ``backend_kind``."""
+    return request.getfixturevalue(f"{backend_kind}_synthetic")
+
+
+@pytest.fixture(scope="session")
+def app(memory_feed):
+    """The Flask app over the feed in memory."""
+    from geosearch.api import create_app
+    from geosearch.settings import Settings
+
+    return create_app(Settings(), backend=memory_feed)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
