@@ -27,6 +27,10 @@ REFERENCE_DIR = Path(
     or Path(__file__).resolve().parents[1] / "data" / "reference"
 )
 COUNTRY_TOLERANCE_M = 5_000.0
+# Territories with an ISO code but no outline of their own in Natural Earth's admin-0
+# layer: their land is part of the outline of the country that administers them.
+OUTLINE_OF = {"BQ": "NL", "BV": "NO", "CC": "AU", "CX": "AU", "GF": "FR", "GP": "FR",
+              "MQ": "FR", "RE": "FR", "SJ": "NO", "TK": "NZ", "YT": "FR"}
 
 # Names that pycountry does not know: endonyms and everyday English forms.
 _EXTRA_COUNTRY_NAMES = {
@@ -103,9 +107,10 @@ class CountryIndex:
     tree: STRtree
 
     def geometry(self, code: str) -> shapely.Geometry | None:
-        """The outline of a country, or None when the reference has none."""
+        """The outline of a country (a territory: its administering country's outline),
+        or None when the reference has none."""
         try:
-            return self.geometries[self.codes.index(code)]
+            return self.geometries[self.codes.index(OUTLINE_OF.get(code, code))]
         except ValueError:
             return None
 

@@ -7,6 +7,7 @@ and with exact ties.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import oracle
@@ -74,7 +75,7 @@ def decidable(distances, boundaries) -> bool:
     distance without sharing it exactly (the order of such a pair is a coin toss)."""
     ds = sorted(distances)
     near_boundary = any(abs(d - b) < 1e-3 for d in ds for b in boundaries if b is not None)
-    near_tie = any(0 < b - a < 1e-3 for a, b in zip(ds, ds[1:], strict=False))
+    near_tie = any(0 < b - a < 1e-3 for a, b in itertools.pairwise(ds))
     return not (near_boundary or near_tie)
 
 

@@ -57,8 +57,14 @@ def fix_mojibake(value: str) -> str:
             again = fixed.encode("sloppy-windows-1252").decode("utf-8")
         except (UnicodeEncodeError, UnicodeDecodeError):
             break
+        if _has_control(again):
+            break
         fixed = again
     return fixed
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in text)
 
 
 def clean_text(value: str) -> str:
@@ -67,9 +73,15 @@ def clean_text(value: str) -> str:
     >>> clean_text("ZÃ¼rich ")
     'Zürich'
     """
-    fixed = fix_mojibake(value)
-    fixed = "".join(ch for ch in fixed if ch in "\t" or unicodedata.category(ch)[0] != "C")
-    return unicodedata.normalize("NFC", fixed).strip()
+    text = value
+    for _ in range(4):  # until nothing changes: the result is stable under cleaning
+        fixed = fix_mojibake(text)
+        fixed = "".join(ch for ch in fixed if ch in "\t" or unicodedata.category(ch)[0] != "C")
+        fixed = unicodedata.normalize("NFC", fixed).strip()
+        if fixed == text:
+            break
+        text = fixed
+    return text
 
 
 def _as_text(value: object) -> str:

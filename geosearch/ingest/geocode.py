@@ -86,12 +86,18 @@ class GazetteerGeocoder:
 
     def city_near(self, lat: float, lon: float, country: str,
                   max_m: float = 25_000.0) -> str | None:
-        """The name of the city nearest to a point in ``country`` within ``max_m``."""
-        frame = self.cities[self.cities["country_code"] == country]
+        """The market city of ``country`` whose extent best holds a point, or None.
+
+        Distances are measured in units of each city's extent radius, so a point in a
+        big city's district is named after the city, not the district; nothing farther
+        than ``max_m`` is named.
+        """
+        frame = market_cities()
+        frame = frame[frame["country_code"] == country]
         if frame.empty:
             return None
         d = geodesic_m(lat, lon, frame["latitude"].to_numpy(), frame["longitude"].to_numpy())
-        best = int(np.argmin(d))
+        best = int(np.argmin(d / frame["radius_m"].to_numpy()))
         return str(frame["name"].iloc[best]) if d[best] <= max_m else None
 
 
