@@ -9,6 +9,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
@@ -156,9 +157,9 @@ def test_a_crash_while_writing_leaves_the_old_snapshot(tmp_path, feed_result, mo
 class _Nominatim(BaseHTTPRequestHandler):
     """Answers Nominatim's /search with a fixed street position; counts requests."""
 
-    requests: list[str] = []
+    requests: ClassVar[list[str]] = []
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         url = urlparse(self.path)
         type(self).requests.append(parse_qs(url.query).get("q", [""])[0])
         body = json.dumps([{"place_id": 1, "lat": "52.5301", "lon": "13.4102",

@@ -16,7 +16,8 @@ from geosearch.ingest.records import Record, Rejected
 from geosearch.ingest.validate import validate_position
 from geosearch.reference import countries, country_code
 
-HEADER = "id,name,address,city,postcode,country,lat,lon,amenities,capacity,price_day,currency,status"
+HEADER = ("id,name,address,city,postcode,country,lat,lon,amenities,capacity,price_day,"
+          "currency,status")
 
 
 def record(**fields) -> Record:
@@ -35,7 +36,8 @@ def codes(rec: Record) -> list[str]:
 # -- decode ---------------------------------------------------------------------------
 
 def test_csv_with_bom_and_cp1252_decode_to_the_same_text(tmp_path):
-    text = f"{HEADER}\nz1,Café Zürich,Bahnhofstr. 1,Zürich,8001,CH,47.37,8.54,wifi,10,30,CHF,active\n"
+    row = "z1,Café Zürich,Bahnhofstr. 1,Zürich,8001,CH,47.37,8.54,wifi,10,30,CHF,active"
+    text = f"{HEADER}\n{row}\n"
     (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
     (tmp_path / "win.csv").write_bytes(text.encode("cp1252"))
 
