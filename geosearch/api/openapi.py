@@ -7,6 +7,9 @@ from flask import Blueprint, jsonify
 from geosearch.model import DEFAULT_K, DEFAULT_LIMIT, MAX_K, MAX_LIMIT, MAX_RADIUS_M, Amenity
 
 AMENITY_NAMES = [a.value for a in Amenity]
+_AMENITY = "|".join(AMENITY_NAMES)
+AMENITY_LIST = {"type": "string", "pattern": f"^({_AMENITY})?(,({_AMENITY}))*$"}
+COUNTRY_LIST = {"type": "string", "pattern": "^([A-Za-z]{2})?(,[A-Za-z]{2})*$"}
 _NUMBER = {"type": "number"}
 _NULLABLE_STR = {"type": ["string", "null"]}
 
@@ -37,12 +40,12 @@ PARAMETERS = {
     "lon": _param("lon", LON, "Longitude of the origin, WGS84 degrees", True),
     "origin_lat": _param("lat", LAT, "Optional origin (with lon): order by distance from it"),
     "origin_lon": _param("lon", LON, "Optional origin (with lat)"),
-    "amenities": _param("amenities", {"type": "string"},
+    "amenities": _param("amenities", AMENITY_LIST,
                         "Comma-separated amenities; the space has all of them. Valid: "
                         + ", ".join(AMENITY_NAMES)),
-    "amenities_any": _param("amenities_any", {"type": "string"},
+    "amenities_any": _param("amenities_any", AMENITY_LIST,
                             "Comma-separated amenities; the space has at least one of them"),
-    "country": _param("country", {"type": "string"},
+    "country": _param("country", COUNTRY_LIST,
                       "Comma-separated ISO 3166-1 alpha-2 codes; any of them"),
     "city": _param("city", {"type": "string", "maxLength": 200},
                    "City as the space's record has it, case-insensitive"),
@@ -161,7 +164,10 @@ def _paths() -> dict:
         "/v1/spaces": _get("Every space that passes the filters, by id", [*FILTERS, *PAGING],
                            SPACES, PAGED_ERRORS),
         "/v1/spaces/{id}": _get(
-            "One space", [_param("id", {"type": "string"}, "The space's id", True, "path")],
+            "One space", [_param("id", {"type": "string",
+                                        "pattern": "^(?!(radius|nearest|polygon|bbox)$)[^/]+$"},
+                                 "The space's id (the search endpoints' names excepted)",
+                                 True, "path")],
             _body("application/geo+json", _ref("Space", "schemas"), "The space"),
             {"404": _problem("No active space has this id"), "503": ERRORS["503"]}),
         "/v1/amenities": _get("The amenity vocabulary with counts of active spaces", [],

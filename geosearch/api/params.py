@@ -10,7 +10,6 @@ import math
 from collections.abc import Callable
 from typing import TypeVar
 
-import pycountry
 from werkzeug.datastructures import MultiDict
 
 from geosearch.api.errors import ApiError, ParamError
@@ -111,7 +110,7 @@ def amenity_set(text: str) -> frozenset[Amenity]:
 def country_set(text: str) -> frozenset[str]:
     """Comma-separated ISO 3166-1 alpha-2 codes (any case)."""
     codes = [t.strip().upper() for t in text.split(",") if t.strip()]
-    bad = [c for c in codes if len(c) != 2 or pycountry.countries.get(alpha_2=c) is None]
+    bad = [c for c in codes if len(c) != 2 or not c.isascii() or not c.isalpha()]
     if bad:
         raise ValueError(f"{', '.join(map(repr, bad))}: expected ISO 3166-1 alpha-2 codes "
                          "such as DE or GB, separated by commas")

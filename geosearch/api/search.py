@@ -201,7 +201,7 @@ def search_blueprint(
     bp.add_url_rule("/spaces/polygon", "polygon", views.polygon, methods=["POST"])
     bp.add_url_rule("/spaces/bbox", "bbox", views.bbox, methods=["GET"])
     bp.add_url_rule("/spaces", "list", views.list_spaces, methods=["GET"])
-    bp.add_url_rule("/spaces/<path:space_id>", "one", views.one, methods=["GET"])
+    bp.add_url_rule("/spaces/<space_id>", "one", views.one, methods=["GET"])
     bp.add_url_rule("/amenities", "amenities", views.amenities, methods=["GET"])
     register(bp, app_wide=False)
     return bp

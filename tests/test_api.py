@@ -1,0 +1,281 @@
+"""The HTTP contract (shared/api.md): every endpoint and every error case."""
+
+from __future__ import annotations
+
+import json
+
+import oracle
+import pytest
+from openapi_spec_validator import validate
+
+from geosearch.api import create_app
+from geosearch.backends.memory import MemoryBackend
+from geosearch.model import Amenity, Filters
+from geosearch.settings import Settings
+
+BERLIN = {"lat": 52.52, "lon": 13.405}
+SQUARE = {"type": "Polygon", "coordinates": [[[13.2, 52.4], [13.6, 52.4], [13.6, 52.6],
+                                              [13.2, 52.6], [13.2, 52.4]]]}
+
+
+def problem_of(resp, status: int) -> dict:
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    assert resp.content_type == "application/problem+json"
+    body = resp.get_json()
+    assert {"type", "title", "status", "detail", "errors"} <= set(body)
+    assert body["status"] == status
+    text = resp.get_data(as_text=True)
+    assert "Traceback" not in text and "SELECT" not in text
+    return body
+
+
+def params_named(body: dict) -> set[str]:
+    return {e["param"] for e in body["errors"]}
+
+
+def walk(client, url, **kwargs):
+    """Follow ``next`` cursors to the end; returns all features."""
+    features, cursor = [], None
+    while True:
+        sep = "&" if "?" in url else "?"
+        page_url = url if cursor is None else f"{url}{sep}cursor={cursor}"
+        resp = client.post(page_url, **kwargs) if "json" in kwargs else client.get(page_url)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        body = resp.get_json()
+        assert body["numberReturned"] == len(body["features"])
+        features += body["features"]
+        cursor = body.get("next")
+        if cursor is None:
+            assert not any(link["rel"] == "next" for link in body["links"])
+            return features
+        assert any(link["rel"] == "next" for link in body["links"])
+
+
+def test_radius_returns_geojson_with_distances_in_order(client, feed_result):
+    resp = client.get("/v1/spaces/radius?lat=52.52&lon=13.405&radius_m=8000&amenities=wifi")
+
+    assert resp.status_code == 200 and resp.content_type == "application/geo+json"
+    body = resp.get_json()
+    want = oracle.radius(oracle_frame(feed_result), 52.52, 13.405, 8000,
+                         Filters(all_amenities=frozenset({Amenity.WIFI})))
+    assert [f["id"] for f in body["features"]] == [i for i, _ in want][:50]
+    for f, (_, d) in zip(body["features"], want, strict=False):
+        assert f["properties"]["distance_m"] == pytest.approx(d, abs=1.0)
+        assert f["geometry"]["type"] == "Point"
+        assert "wifi" in f["properties"]["amenities"]
+
+
+def oracle_frame(result):
+    frame = result.frame
+    return frame[frame["status"] == "active"].reset_index(drop=True)
+
+
+def test_radius_pages_walk_every_match_once(client, feed_result):
+    features = walk(client, "/v1/spaces/radius?lat=52.52&lon=13.405&radius_m=30000&limit=7")
+
+    want = oracle.radius(oracle_frame(feed_result), 52.52, 13.405, 30000, Filters())
+    assert [f["id"] for f in features] == [i for i, _ in want]
+    assert len(features) > 14
+
+
+def test_nearest_applies_filters_before_k(client):
+    body = client.get("/v1/spaces/nearest?lat=35.68&lon=139.69&k=5&amenities=childcare"
+                      "&country=JP").get_json()
+
+    assert body["numberReturned"] == 5
+    assert all("childcare" in f["properties"]["amenities"] for f in body["features"])
+    distances = [f["properties"]["distance_m"] for f in body["features"]]
+    assert distances == sorted(distances)
+
+
+def test_nearest_honours_max_distance(client):
+    body = client.get("/v1/spaces/nearest?lat=52.52&lon=13.405&k=100&max_distance_m=3000"
+                      ).get_json()
+    assert all(f["properties"]["distance_m"] <= 3000 for f in body["features"])
+
+
+def test_polygon_body_and_feature_body_agree_and_page(client):
+    as_geometry = walk(client, "/v1/spaces/polygon?limit=5", json=SQUARE)
+    as_feature = walk(client, "/v1/spaces/polygon?limit=5",
+                      json={"type": "Feature", "properties": {}, "geometry": SQUARE})
+
+    ids = [f["id"] for f in as_geometry]
+    assert ids == [f["id"] for f in as_feature] and ids == sorted(ids) and len(ids) > 5
+    assert all("distance_m" not in f["properties"] for f in as_geometry)
+
+
+def test_polygon_with_origin_orders_by_distance(client):
+    body = client.post("/v1/spaces/polygon?lat=52.52&lon=13.405", json=SQUARE).get_json()
+    distances = [f["properties"]["distance_m"] for f in body["features"]]
+    assert distances and distances == sorted(distances)
+
+
+def test_bbox_matches_the_same_polygon(client):
+    box = walk(client, "/v1/spaces/bbox?bbox=13.2,52.4,13.6,52.6&limit=4")
+    poly = walk(client, "/v1/spaces/polygon?limit=500", json=SQUARE)
+    assert [f["id"] for f in box] == [f["id"] for f in poly]
+
+
+def test_bbox_across_the_antimeridian(client):
+    body = client.get("/v1/spaces/bbox?bbox=170,-50,-170,-30&limit=500").get_json()
+    ids = {f["id"] for f in body["features"]}
+    lons = [f["geometry"]["coordinates"][0] for f in body["features"]]
+    assert any(i.startswith("sd-nz") for i in ids)
+    assert all(lon >= 170 or lon <= -170 for lon in lons)
+
+
+def test_list_walks_all_active_spaces_by_id(client, feed_result):
+    features = walk(client, "/v1/spaces?limit=500")
+    frame = oracle_frame(feed_result)
+    assert [f["id"] for f in features] == sorted(frame["id"])
+
+
+def test_filters_country_city_capacity(client):
+    body = client.get("/v1/spaces?country=de,AT&city=BERLIN&min_capacity=50&limit=500"
+                      ).get_json()
+    assert body["features"]
+    for f in body["features"]:
+        p = f["properties"]
+        assert p["country"] == "DE" and p["city"] == "Berlin" and p["capacity"] >= 50
+
+
+def test_amenities_any(client):
+    body = client.get("/v1/spaces?amenities_any=childcare,pet_friendly&limit=100").get_json()
+    assert all({"childcare", "pet_friendly"} & set(f["properties"]["amenities"])
+               for f in body["features"])
+
+
+def test_one_space_and_unknown_id(client, feed_result):
+    space_id = oracle_frame(feed_result)["id"].iloc[0]
+    resp = client.get(f"/v1/spaces/{space_id}")
+    assert resp.status_code == 200 and resp.get_json()["id"] == space_id
+    assert "distance_m" not in resp.get_json()["properties"]
+    problem_of(client.get("/v1/spaces/no-such-space"), 404)
+
+
+def test_amenities_lists_the_vocabulary_with_counts(client, feed_result):
+    body = client.get("/v1/amenities").get_json()
+    names = [a["name"] for a in body["amenities"]]
+    assert len(names) == 18 and "wifi" in names
+    wifi = next(a for a in body["amenities"] if a["name"] == "wifi")
+    frame = oracle_frame(feed_result)
+    assert wifi["count"] == sum("wifi" in a for a in frame["amenities"])
+    assert wifi["label"] == "Wi-Fi"
+
+
+def test_health_and_readiness(client, feed_result):
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.get_json()["dataset_version"] == feed_result.report.dataset_version
+
+
+def test_readiness_without_a_dataset_is_503(tmp_path):
+    app = create_app(Settings(snapshot=tmp_path / "none"))
+    problem_of(app.test_client().get("/readyz"), 503)
+    problem_of(app.test_client().get("/v1/spaces"), 503)
+
+
+@pytest.mark.parametrize(("url", "param"), [
+    ("/v1/spaces/radius?lat=91&lon=0&radius_m=10", "lat"),
+    ("/v1/spaces/radius?lat=0&lon=-180.5&radius_m=10", "lon"),
+    ("/v1/spaces/radius?lat=0&lon=0&radius_m=abc", "radius_m"),
+    ("/v1/spaces/radius?lat=0&lon=0&radius_m=0", "radius_m"),
+    ("/v1/spaces/radius?lat=0&lon=0&radius_m=100001", "radius_m"),
+    ("/v1/spaces/radius?lat=0&lon=0&radius_m=nan", "radius_m"),
+    ("/v1/spaces/radius?lon=0&radius_m=10", "lat"),
+    ("/v1/spaces/radius?lat=0&lon=0&radius_m=10&limit=0", "limit"),
+    ("/v1/spaces/radius?lat=0&lon=0&radius_m=10&limit=501", "limit"),
+    ("/v1/spaces/radius?lat=0&lon=0&radius_m=10&amenities=sauna", "amenities"),
+    ("/v1/spaces/radius?lat=0&lon=0&radius_m=10&amenities_any=wifi,jacuzzi", "amenities_any"),
+    ("/v1/spaces/radius?lat=0&lon=0&radius_m=10&country=Germany", "country"),
+    ("/v1/spaces/radius?lat=0&lon=0&radius_m=10&min_capacity=-1", "min_capacity"),
+    ("/v1/spaces/radius?lat=0&lon=0&radius_m=10&cursor=garbage", "cursor"),
+    ("/v1/spaces/nearest?lat=0&lon=0&k=0", "k"),
+    ("/v1/spaces/nearest?lat=0&lon=0&k=101", "k"),
+    ("/v1/spaces/nearest?lat=0&lon=0&max_distance_m=-5", "max_distance_m"),
+    ("/v1/spaces/bbox?bbox=1,2,3", "bbox"),
+    ("/v1/spaces/bbox?bbox=0,10,5,5", "bbox"),
+    ("/v1/spaces/bbox", "bbox"),
+    ("/v1/spaces/bbox?bbox=0,0,1,1&lat=5", "lon"),
+    ("/v1/spaces?limit=x", "limit"),
+])
+def test_bad_parameters_are_named_with_what_is_valid(client, url, param):
+    body = problem_of(client.get(url), 400)
+    assert param in params_named(body)
+    assert all(e["message"] for e in body["errors"])
+
+
+def test_unknown_amenity_lists_the_valid_names(client):
+    body = problem_of(client.get("/v1/spaces/nearest?lat=0&lon=0&amenities=sauna"), 400)
+    assert "access_24_7" in body["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    ({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}, "close"),
+    ({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}, "valid"),
+    ({"type": "Point", "coordinates": [0, 0]}, "Polygon"),
+    ({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]}, "4 positions"),
+    ({"type": "Polygon", "coordinates": [[[0, 95], [1, 0], [1, 1], [0, 95]]]}, "range"),
+    ({"type": "Polygon", "coordinates": [[["a", 0], [1, 0], [1, 1], ["a", 0]]]}, "position"),
+    ({"type": "MultiPolygon", "coordinates": []}, "MultiPolygon"),
+])
+def test_bad_polygons_are_400_naming_the_body(client, body, why):
+    problem = problem_of(client.post("/v1/spaces/polygon", json=body), 400)
+    assert params_named(problem) == {"body"}
+    assert why in problem["errors"][0]["message"]
+
+
+def test_polygon_body_not_json(client):
+    problem = problem_of(client.post("/v1/spaces/polygon", data="{nope",
+                                     content_type="application/json"), 400)
+    assert params_named(problem) == {"body"}
+
+
+def test_polygon_of_too_many_vertices(client):
+    ring = [[i * 1e-4, 0.0] for i in range(10_001)] + [[0.5, 1.0], [0.0, 0.0]]
+    problem = problem_of(client.post("/v1/spaces/polygon",
+                                     json={"type": "Polygon", "coordinates": [ring]}), 400)
+    assert "10000" in problem["errors"][0]["message"]
+
+
+def test_body_over_one_mebibyte(client):
+    big = json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]],
+                      "pad": "x" * (1024 * 1024)})
+    problem_of(client.post("/v1/spaces/polygon", data=big, content_type="application/json"),
+               413)
+
+
+def test_wrong_method_and_unknown_route_are_problems(client):
+    problem_of(client.post("/v1/spaces/radius?lat=0&lon=0&radius_m=5"), 405)
+    problem_of(client.delete("/v1/spaces/polygon"), 405)
+    problem_of(client.get("/v2/nothing"), 404)
+
+
+def test_cursor_of_another_query_is_400_and_of_another_dataset_is_410(feed_result):
+    first = MemoryBackend.from_frame(feed_result.frame, "v1")
+    app = create_app(Settings(), backend=first)
+    client = app.test_client()
+    body = client.get("/v1/spaces?limit=2").get_json()
+    cursor = body["next"]
+
+    other_query = client.get(f"/v1/spaces?limit=2&country=DE&cursor={cursor}")
+    problem_of(other_query, 400)
+
+    newer = create_app(Settings(), backend=MemoryBackend.from_frame(feed_result.frame, "v2"))
+    gone = newer.test_client().get(f"/v1/spaces?limit=2&cursor={cursor}")
+    assert params_named(problem_of(gone, 410)) == {"cursor"}
+
+
+def test_limit_may_change_between_pages(client):
+    body = client.get("/v1/spaces?limit=3").get_json()
+    more = client.get(f"/v1/spaces?limit=10&cursor={body['next']}").get_json()
+    assert more["features"][0]["id"] > body["features"][-1]["id"]
+
+
+def test_openapi_document_is_valid_and_lists_every_endpoint(client):
+    doc = client.get("/openapi.json").get_json()
+    validate(doc)
+    for path in ("/v1/spaces/radius", "/v1/spaces/nearest", "/v1/spaces/polygon",
+                 "/v1/spaces/bbox", "/v1/spaces", "/v1/spaces/{id}", "/v1/amenities",
+                 "/healthz", "/readyz"):
+        assert path in doc["paths"], path
