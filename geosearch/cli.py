@@ -48,9 +48,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             write_snapshot(result.frame, args.snapshot, result.meta())
         where = str(snapshot_file(args.snapshot))
     else:
-        from geosearch.store import load_into_postgis
+        from geosearch.store import LoadError, load_into_postgis
 
-        load_into_postgis(result, settings)
+        try:
+            load_into_postgis(result, settings)
+        except LoadError as exc:
+            print(f"geosearch ingest: the load failed ({exc}); the previous dataset is "
+                  "intact", file=sys.stderr)
+            return 1
         where = "PostGIS"
     if args.report:
         report.write(args.report)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -123,10 +124,19 @@ def load(result: IngestResult, engine: Engine) -> bool:
     return not report.unchanged
 
 
+class LoadError(Exception):
+    """A load into PostGIS failed; the previous dataset is still being served."""
+
+
 def load_into_postgis(result: IngestResult, settings: Settings) -> bool:
-    """Load into the database the settings name (``geosearch ingest --database``)."""
+    """Load into the database the settings name (``geosearch ingest --database``).
+
+    Raises LoadError, with the database's own message, when the load fails.
+    """
     engine = make_engine(settings)
     try:
         return load(result, engine)
+    except (psycopg.Error, sa.exc.SQLAlchemyError) as exc:
+        raise LoadError(str(exc).splitlines()[0]) from exc
     finally:
         engine.dispose()

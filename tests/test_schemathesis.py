@@ -5,6 +5,7 @@ schemas."""
 from __future__ import annotations
 
 import schemathesis
+from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -12,12 +13,11 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from hypothesis import HealthCheck, Phase, settings
+from synthetic import synthetic_frame
 
 from geosearch.api import create_app
 from geosearch.backends.memory import MemoryBackend
 from geosearch.settings import Settings
-from synthetic import synthetic_frame
 
 app = create_app(Settings(), backend=MemoryBackend.from_frame(synthetic_frame(400), "schema"))
 schema = schemathesis.openapi.from_wsgi("/openapi.json", app)

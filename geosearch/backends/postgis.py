@@ -92,15 +92,6 @@ class PostgisBackend:
                 raise BackendUnavailable(type(exc.orig).__name__) from exc
             raise
 
-    def _versioned(self, sql: str, params: dict) -> tuple[str, list[RowMapping]]:
-        """Rows of ``sql`` with the dataset version read in the same statement."""
-        rows = self._run(
-            f"WITH v AS (SELECT version FROM dataset_state) "
-            f"SELECT q.*, (SELECT version FROM v) AS _version FROM ({sql}) q",
-            params,
-        )
-        return (rows[0]["_version"] if rows else self.dataset_version()), rows
-
     # -- the protocol -------------------------------------------------------------------
 
     def dataset_version(self) -> str:
@@ -115,60 +106,25 @@ class PostgisBackend:
 
     def radius(self, query: RadiusQuery) -> Page:
         """``ST_DWithin`` pre-filter, exact ``ST_Distance`` decision and order."""
-        params = {
-            "lat": query.origin.lat,
-            "lon": query.origin.lon,
-            "r": query.radius_m,
-            "r_index": query.radius_m + DWITHIN_MARGIN_M,
-            "n": query.limit + 1,
-        }
-        where = _filter_sql(query.filters, params)
-        inner = (
-            f"SELECT {SPACE_COLUMNS}, ST_Distance(geog, {ORIGIN}) AS d FROM spaces "
-            f"WHERE {where} AND ST_DWithin(geog, {ORIGIN}, :r_index)"
-        )
-        return self._distance_page(inner, "d <= :r", params, query.limit, query.after)
+        return self._page(query, statement(query), distances=True)
 
     def nearest(self, query: NearestQuery) -> list[Hit]:
         """KNN bounds the k-th distance; every space within the bound is then ranked."""
-        params = {
-            "lat": query.origin.lat,
-            "lon": query.origin.lon,
-            "k": query.k,
-            "margin": DWITHIN_MARGIN_M,
-        }
-        where = _filter_sql(query.filters, params)
-        cap = ""
-        if query.max_distance_m is not None:
-            params["max_d"] = query.max_distance_m
-            cap = "AND d <= :max_d"
-        sql = (
-            f"WITH knn AS (SELECT ST_Distance(geog, {ORIGIN}) AS d FROM spaces WHERE {where} "
-            f"ORDER BY geog <-> {ORIGIN} LIMIT :k), "
-            f"bound AS (SELECT max(d) AS d FROM knn) "
-            f"SELECT * FROM (SELECT {SPACE_COLUMNS}, ST_Distance(geog, {ORIGIN}) AS d "
-            f"FROM spaces WHERE {where} AND ST_DWithin(geog, {ORIGIN}, "
-            f"(SELECT d FROM bound) + :margin)) s WHERE d <= (SELECT d FROM bound) {cap} "
-            f"ORDER BY d, id LIMIT :k"
-        )
+        sql, params = statement(query)
         return [Hit(_space(r), float(r["d"])) for r in self._run(sql, params)]
 
     def polygon(self, query: PolygonQuery) -> Page:
         """``ST_Covers`` on geometry; by id, or by distance from the origin."""
-        params: dict = {"area": shapely.to_wkb(query.area), "n": query.limit + 1}
-        where = _filter_sql(query.filters, params) + f" AND ST_Covers({AREA}, geom)"
-        if query.origin is None:
-            return self._id_page(where, params, query.limit, query.after)
-        params.update(lat=query.origin.lat, lon=query.origin.lon)
-        inner = (
-            f"SELECT {SPACE_COLUMNS}, ST_Distance(geog, {ORIGIN}) AS d FROM spaces WHERE {where}"
-        )
-        return self._distance_page(inner, "TRUE", params, query.limit, query.after)
+        return self._page(query, statement(query), distances=query.origin is not None)
 
     def list(self, query: ListQuery) -> Page:
         """Every active space that passes the filters, by id."""
-        params: dict = {"n": query.limit + 1}
-        return self._id_page(_filter_sql(query.filters, params), params, query.limit, query.after)
+        return self._page(query, statement(query), distances=False)
+
+    def explain(self, query: Query) -> str:
+        """PostgreSQL's plan for a query object (``EXPLAIN``), e.g. to check index use."""
+        sql, params = statement(query)
+        return "\n".join(r["QUERY PLAN"] for r in self._run(f"EXPLAIN {sql}", params))
 
     def get(self, space_id: str) -> Space | None:
         """One active space by id."""
@@ -203,25 +159,80 @@ class PostgisBackend:
 
     # -- paging -------------------------------------------------------------------------
 
-    def _distance_page(
-        self, inner: str, keep: str, params: dict, limit: int, after: tuple | None
-    ) -> Page:
-        keyset = ""
-        if after is not None:
-            params.update(d0=float(after[0]), id0=str(after[1]))
-            keyset = "AND (d > :d0 OR (d = :d0 AND id > :id0))"
-        sql = f"SELECT * FROM ({inner}) s WHERE {keep} {keyset} ORDER BY d, id LIMIT :n"
-        version, rows = self._versioned(sql, params)
-        hits = [Hit(_space(r), float(r["d"])) for r in rows[:limit]]
-        more = len(rows) > limit
-        return Page(hits, (hits[-1].distance_m, hits[-1].space.id) if more else None, version)
+    def _page(self, query: Query, stmt: tuple[str, dict], distances: bool) -> Page:
+        """Run a paged statement (it fetches limit + 1 rows to know whether more exist),
+        reading the dataset version in the same statement."""
+        sql, params = stmt
+        rows = self._run(f"WITH v AS (SELECT version FROM dataset_state) "
+                         f"SELECT q.*, (SELECT version FROM v) AS _version FROM ({sql}) q",
+                         params)
+        version = rows[0]["_version"] if rows else self.dataset_version()
+        limit = query.limit
+        hits = [Hit(_space(r), float(r["d"]) if distances else None) for r in rows[:limit]]
+        if len(rows) <= limit:
+            return Page(hits, None, version)
+        last = hits[-1]
+        return Page(hits, (last.distance_m, last.space.id) if distances else (last.space.id,),
+                    version)
 
-    def _id_page(self, where: str, params: dict, limit: int, after: tuple | None) -> Page:
-        if after is not None:
-            params["id0"] = str(after[-1])
-            where += " AND id > :id0"
-        sql = f"SELECT {SPACE_COLUMNS} FROM spaces WHERE {where} ORDER BY id LIMIT :n"
-        version, rows = self._versioned(sql, params)
-        hits = [Hit(_space(r)) for r in rows[:limit]]
-        more = len(rows) > limit
-        return Page(hits, (hits[-1].space.id,) if more else None, version)
+
+Query = RadiusQuery | NearestQuery | PolygonQuery | ListQuery
+
+
+def _keyset(after: tuple | None, params: dict, distances: bool) -> str:
+    """The condition "after this (distance, id) or id" of keyset paging."""
+    if after is None:
+        return ""
+    if distances:
+        params.update(d0=float(after[0]), id0=str(after[1]))
+        return "AND (d > :d0 OR (d = :d0 AND id > :id0))"
+    params["id0"] = str(after[-1])
+    return "AND id > :id0"
+
+
+def statement(query: Query) -> tuple[str, dict]:
+    """The SQL and bound parameters that answer a query object.
+
+    The SQL text is made of fixed fragments only; every value is a parameter.
+    """
+    params: dict = {}
+    where = _filter_sql(query.filters, params)
+    if isinstance(query, NearestQuery):
+        params.update(lat=query.origin.lat, lon=query.origin.lon, k=query.k,
+                      margin=DWITHIN_MARGIN_M)
+        cap = ""
+        if query.max_distance_m is not None:
+            params["max_d"] = query.max_distance_m
+            cap = "AND d <= :max_d"
+        return (f"WITH knn AS (SELECT ST_Distance(geog, {ORIGIN}) AS d FROM spaces "
+                f"WHERE {where} ORDER BY geog <-> {ORIGIN} LIMIT :k), "
+                f"bound AS (SELECT max(d) AS d FROM knn) "
+                f"SELECT * FROM (SELECT {SPACE_COLUMNS}, ST_Distance(geog, {ORIGIN}) AS d "
+                f"FROM spaces WHERE {where} AND ST_DWithin(geog, {ORIGIN}, "
+                f"(SELECT d FROM bound) + :margin)) s WHERE d <= (SELECT d FROM bound) {cap} "
+                f"ORDER BY d, id LIMIT :k"), params
+    params["n"] = query.limit + 1
+    if isinstance(query, RadiusQuery):
+        params.update(lat=query.origin.lat, lon=query.origin.lon, r=query.radius_m,
+                      r_index=query.radius_m + DWITHIN_MARGIN_M)
+        where += f" AND ST_DWithin(geog, {ORIGIN}, :r_index)"
+        keep = "d <= :r"
+    elif isinstance(query, PolygonQuery):
+        params["area"] = shapely.to_wkb(query.area)
+        where += f" AND ST_Covers({AREA}, geom)"
+        keep = "TRUE"
+        if query.origin is not None:
+            params.update(lat=query.origin.lat, lon=query.origin.lon)
+        else:
+            return _by_id(where, params, query.after)
+    else:
+        return _by_id(where, params, query.after)
+    keyset = _keyset(query.after, params, distances=True)
+    return (f"SELECT * FROM (SELECT {SPACE_COLUMNS}, ST_Distance(geog, {ORIGIN}) AS d "
+            f"FROM spaces WHERE {where}) s WHERE {keep} {keyset} ORDER BY d, id LIMIT :n"), params
+
+
+def _by_id(where: str, params: dict, after: tuple | None) -> tuple[str, dict]:
+    keyset = _keyset(after, params, distances=False)
+    return (f"SELECT {SPACE_COLUMNS} FROM spaces WHERE {where} {keyset} "
+            f"ORDER BY id LIMIT :n"), params

@@ -1,0 +1,279 @@
+"""PostGIS as the system of record: indexes used, atomic loads, outages, the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pgcluster
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from geosearch.api import create_app
+from geosearch.backends.postgis import PostgisBackend
+from geosearch.geo import bbox_area
+from geosearch.ingest.pipeline import IngestResult, dataset_version
+from geosearch.ingest.report import IngestReport
+from geosearch.model import Amenity, Filters, NearestQuery, Point, PolygonQuery, RadiusQuery
+from geosearch.settings import Settings
+from geosearch.store import load, make_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+FEED = ROOT / "data" / "feed" / "spaces.csv"
+
+
+def _subset(result: IngestResult, n: int) -> IngestResult:
+    frame = result.frame.head(n).copy()
+    report = IngestReport(feed=f"first {n}", input_rows=n, loaded=n)
+    report.dataset_version = dataset_version(frame)
+    return IngestResult(frame, report)
+
+
+def _state(engine) -> tuple[str, int]:
+    with engine.connect() as c:
+        return (c.execute(sa.text("SELECT version FROM dataset_state")).scalar(),
+                c.execute(sa.text("SELECT count(*) FROM spaces")).scalar())
+
+
+@pytest.fixture
+def engine(pg_database):
+    engine = make_engine(Settings(database_url=pg_database("load")))
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.parametrize(("query", "index"), [
+    (RadiusQuery(Point(52.52, 13.405), 2000, Filters(frozenset({Amenity.WIFI}))),
+     "spaces_geog_gist"),
+    (NearestQuery(Point(52.52, 13.405), 10, None, Filters(frozenset({Amenity.PARKING}))),
+     "spaces_geog_gist"),
+    (PolygonQuery(bbox_area(13.3, 52.45, 13.5, 52.55)), "spaces_geom_gist"),
+    (PolygonQuery(bbox_area(179.5, -20, -179.5, -15), origin=Point(-17.7, 178.0)),
+     "spaces_geom_gist"),
+])
+def test_explain_shows_the_spatial_index(postgis_feed, query, index):
+    plan = postgis_feed.explain(query)
+    assert index in plan, plan
+
+
+def test_nearest_uses_the_knn_operator_on_the_index(postgis_feed):
+    plan = postgis_feed.explain(NearestQuery(Point(35.68, 139.69), 5))
+    assert "Index Scan using spaces_geog_gist" in plan and "<->" in plan, plan
+
+
+def test_amenity_filter_can_use_the_gin_index(postgis_feed):
+    with postgis_feed.engine.connect() as c:
+        c.execute(sa.text("SET enable_seqscan = off"))
+        plan = "\n".join(c.execute(sa.text(
+            "EXPLAIN SELECT id FROM spaces WHERE amenities @> ARRAY['childcare']")).scalars())
+    assert "spaces_amenities_gin" in plan, plan
+
+
+def test_reloading_the_same_data_changes_nothing(engine, feed_result):
+    assert load(feed_result, engine) is True
+    before = _state(engine)
+
+    assert load(feed_result, engine) is False
+
+    assert _state(engine) == before
+    with engine.connect() as c:
+        outcomes = c.execute(sa.text("SELECT outcome FROM ingest_runs ORDER BY id")).scalars()
+        assert list(outcomes) == ["loaded", "unchanged"]
+
+
+def test_a_failure_mid_load_leaves_the_old_dataset(engine, feed_result, monkeypatch):
+    import geosearch.store as store
+
+    load(_subset(feed_result, 100), engine)
+    before = _state(engine)
+
+    def broken_rows(result):
+        for i, row in enumerate(store_rows(result)):
+            if i == 500:
+                raise RuntimeError("the feed ended mid-way")
+            yield row
+
+    store_rows = store._rows
+    monkeypatch.setattr(store, "_rows", broken_rows)
+    with pytest.raises(RuntimeError):
+        load(feed_result, engine)
+
+    assert _state(engine) == before
+
+
+def test_a_bad_row_rejected_by_the_database_leaves_the_old_dataset(engine, feed_result):
+    load(_subset(feed_result, 100), engine)
+    before = _state(engine)
+    bad = _subset(feed_result, 300)
+    bad.frame.loc[bad.frame.index[-1], "status"] = "deleted"  # violates spaces_status
+
+    with pytest.raises(psycopg.errors.CheckViolation):
+        load(bad, engine)
+
+    assert _state(engine) == before
+
+
+_SLOW_LOAD = """
+import sys, time
+import geosearch.store as store
+from geosearch.ingest.pipeline import run_pipeline
+from geosearch.settings import Settings
+rows = store._rows
+def slow(result):
+    for i, row in enumerate(rows(result)):
+        if i == 1000:
+            print("copying", flush=True)
+            time.sleep(60)
+        yield row
+store._rows = slow
+store.load(run_pipeline(sys.argv[1], progress=False), store.make_engine(Settings(database_url=sys.argv[2])))
+"""
+
+
+def _start_slow_load(url: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_LOAD, str(FEED), url],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout.readline().strip() == "copying"
+    return proc
+
+
+def test_a_killed_load_leaves_the_old_dataset(pg_database, feed_result):
+    url = pg_database("killed")
+    engine = make_engine(Settings(database_url=url))
+    load(_subset(feed_result, 100), engine)
+    before = _state(engine)
+
+    proc = _start_slow_load(url)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+
+    assert _state(engine) == before
+    engine.dispose()
+
+
+def test_readers_see_the_old_dataset_or_the_new_never_half(engine, feed_result):
+    small, full = _subset(feed_result, 200), feed_result
+    sizes = {small.report.dataset_version: 200, full.report.dataset_version: len(full.frame)}
+    load(small, engine)
+    seen, stop = [], threading.Event()
+
+    def read():
+        while not stop.is_set():
+            with engine.connect() as c:
+                seen.append(tuple(c.execute(sa.text(
+                    "SELECT (SELECT version FROM dataset_state), count(*) FROM spaces")).one()))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for result in (full, small, full):
+            load(result, engine)
+    finally:
+        stop.set()
+        reader.join()
+
+    assert seen and all(sizes[v] == n for v, n in seen)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def own_cluster():
+    """A cluster of this test's own, so that stopping it disturbs no other test."""
+    base = Path(tempfile.mkdtemp(prefix="geosearch-pg-outage-"))
+    base.chmod(0o755)
+    port = _free_port()
+    url = pgcluster.start(base / "data", port)
+    yield base / "data", port, url
+    pgcluster.stop(base / "data")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_restart_during_a_load_leaves_the_old_dataset(own_cluster, feed_result):
+    datadir, port, url = own_cluster
+    engine = make_engine(Settings(database_url=url))
+    load(_subset(feed_result, 100), engine)
+    before = _state(engine)
+
+    proc = _start_slow_load(url)
+    pgcluster.stop(datadir)
+    pgcluster.start(datadir, port)
+    proc.kill()
+    proc.wait(30)
+
+    assert _state(engine) == before
+    engine.dispose()
+
+
+def test_searches_answer_503_while_postgis_is_down_and_recover(own_cluster, feed_result):
+    datadir, port, url = own_cluster
+    settings = Settings(database_url=url, statement_timeout_ms=2000)
+    load(feed_result, make_engine(settings))
+    client = create_app(settings).test_client()
+    search = "/v1/spaces/nearest?lat=52.52&lon=13.405&k=3"
+    assert client.get("/readyz").status_code == 200
+    assert client.get(search).status_code == 200
+
+    pgcluster.stop(datadir)
+    down_ready, down_search = client.get("/readyz"), client.get(search)
+    pgcluster.start(datadir, port)
+    deadline = time.monotonic() + 30
+    while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+    assert down_ready.status_code == 503 and down_search.status_code == 503
+    assert down_search.content_type == "application/problem+json"
+    assert "Traceback" not in down_search.get_data(as_text=True)
+    assert client.get(search).status_code == 200
+
+
+def test_cli_ingest_into_postgis_then_serve_over_http(pg_database, memory_feed):
+    url = pg_database("cli")
+    env = {**os.environ, "GEOSEARCH_DATABASE_URL": url}
+    done = subprocess.run([sys.executable, "-m", "geosearch.cli", "ingest", str(FEED)],
+                          env=env, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "geosearch.cli", "serve", "--database",
+                               url, "--port", str(port), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/readyz", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.3)
+        import json
+
+        with urllib.request.urlopen(f"{base}/v1/spaces/nearest?lat=48.85&lon=2.35&k=7") as r:
+            served = [f["id"] for f in json.load(r)["features"]]
+    finally:
+        server.terminate()
+        server.wait(10)
+    want = [h.space.id for h in memory_feed.nearest(NearestQuery(Point(48.85, 2.35), 7))]
+    assert served == want
+
+
+def test_backend_from_settings_reports_no_dataset_on_an_empty_database(pg_database):
+    backend = PostgisBackend.from_settings(Settings(database_url=pg_database("empty")))
+    client = create_app(Settings(), backend=backend).test_client()
+    assert client.get("/readyz").status_code == 503
+    backend.close()
