@@ -136,7 +136,8 @@ def slow(result):
             time.sleep(60)
         yield row
 store._rows = slow
-store.load(run_pipeline(sys.argv[1], progress=False), store.make_engine(Settings(database_url=sys.argv[2])))
+engine = store.make_engine(Settings(database_url=sys.argv[2]))
+store.load(run_pipeline(sys.argv[1], progress=False), engine)
 """
 
 
