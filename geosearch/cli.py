@@ -81,6 +81,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the coverage report of every country (or of ``--countries``)."""
+    from geosearch.api.params import amenity_set
+    from geosearch.backends import open_backend
+    from geosearch.reports.coverage import Coverage, CoverageOptions
+    from geosearch.reports.render import write_report
+
+    settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot)
+    options = CoverageOptions(min_population=args.min_population, walk_m=args.walk_m,
+                              res=args.res, amenities=amenity_set(args.amenities or ""))
+    backend = open_backend(settings)
+    try:
+        coverage = Coverage(backend.active_frame(), options)
+    finally:
+        backend.close()
+    only = [c.strip().upper() for c in args.countries.split(",")] if args.countries else None
+    done = write_report(coverage, args.out, only)
+    print(f"coverage report of {len(done)} countries -> {args.out / 'index.html'}")
+    return 0
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     """Ask one question of a backend and print GeoJSON (for scripts and debugging)."""
     from geosearch.api import create_app
@@ -112,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2)
     serve.add_argument("--dev", action="store_true", help="Flask's development server")
     serve.set_defaults(func=cmd_serve)
+
+    report = sub.add_parser("report", help="write the coverage report (CSV, GeoJSON, HTML)")
+    report.add_argument("--out", type=Path, required=True, help="folder to write")
+    report.add_argument("--snapshot", type=Path, help="snapshot (default GEOSEARCH_SNAPSHOT)")
+    report.add_argument("--database", help="PostGIS URL instead of a snapshot")
+    report.add_argument("--countries", help="only these, e.g. DE,FR (default: all)")
+    report.add_argument("--amenities", help="count only spaces with all of these")
+    report.add_argument("--walk-m", type=float, default=1000.0, help="walking distance")
+    report.add_argument("--min-population", type=int, default=100_000)
+    report.add_argument("--res", type=int, default=8, help="H3 resolution of the cells")
+    report.set_defaults(func=cmd_report)
 
     query = sub.add_parser("query", help="run one API request in-process and print it")
     query.add_argument("path", help="e.g. '/v1/spaces/nearest?lat=52.52&lon=13.4&k=3'")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import h3
 import numpy as np
 import shapely
+import shapely.affinity
 from pyproj import Geod
 from shapely.geometry import MultiPolygon, Polygon, box
 from shapely.geometry.base import BaseGeometry
@@ -74,3 +75,25 @@ def polygon_parts(geom: BaseGeometry) -> list[Polygon]:
 def latlng_cells(lat: float, lon: float) -> dict[int, str]:
     """The H3 cells of a point at the resolutions geosearch stores (7, 8 and 9)."""
     return {res: h3.latlng_to_cell(lat, lon, res) for res in H3_RESOLUTIONS}
+
+
+def cell_rings(cell: str) -> list[list[tuple[float, float]]]:
+    """An H3 cell's outline as closed lon/lat rings: one, or two for a cell that crosses
+    ±180° (split there, as RFC 7946 asks)."""
+    ring = [(lng, lat) for lat, lng in h3.cell_to_boundary(cell)]
+    ring.append(ring[0])
+    lons = [p[0] for p in ring]
+    if max(lons) - min(lons) <= 180:
+        return [ring]
+    shifted = Polygon([(lng + 360 if lng < 0 else lng, lat) for lng, lat in ring])
+    east = shifted.intersection(box(0, -90, 180, 90))
+    west = shapely.affinity.translate(shifted.intersection(box(180, -90, 540, 90)), -360)
+    return [list(p.exterior.coords) for p in polygon_parts(east) + polygon_parts(west)]
+
+
+def cell_geojson(cell: str) -> dict:
+    """An H3 cell as a GeoJSON Polygon, or a MultiPolygon when split at ±180°."""
+    rings = cell_rings(cell)
+    if len(rings) == 1:
+        return {"type": "Polygon", "coordinates": [rings[0]]}
+    return {"type": "MultiPolygon", "coordinates": [[r] for r in rings]}

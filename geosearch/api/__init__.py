@@ -14,6 +14,7 @@ import logging
 from flask import Flask
 
 from geosearch.api import errors
+from geosearch.api.coverage import coverage_blueprint
 from geosearch.api.health import health_blueprint
 from geosearch.api.openapi import openapi_blueprint
 from geosearch.api.search import search_blueprint
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     errors.register(app)
     app.register_blueprint(search_blueprint(backend, max_body_bytes=settings.max_body_bytes),
                            url_prefix=API_PREFIX)
+    app.register_blueprint(coverage_blueprint(backend), url_prefix=API_PREFIX)
     app.register_blueprint(health_blueprint(backend))
     app.register_blueprint(openapi_blueprint())
     logging.getLogger("geosearch").setLevel(logging.INFO)

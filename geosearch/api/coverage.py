@@ -1,0 +1,112 @@
+"""The coverage blueprint: /coverage/countries, /coverage/cities, /coverage/hexes."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+
+from flask import Blueprint, Response, request
+
+from geosearch.api import params
+from geosearch.api.geojson import GEOJSON
+from geosearch.backends.base import Backend
+from geosearch.geo import cell_geojson
+from geosearch.reports.coverage import MAX_RES, MIN_RES, Coverage, CoverageOptions
+
+CACHE_SIZE = 8
+
+
+def _clean(value):
+    """JSON-safe: NaN and infinities become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _json(body: dict, mimetype: str = "application/json") -> Response:
+    return Response(json.dumps(_clean(body), ensure_ascii=False), mimetype=mimetype)
+
+
+def options_from(p: params.Params) -> CoverageOptions:
+    """Coverage options from ``amenities``, ``walk_m``, ``min_population`` and ``res``."""
+    defaults = CoverageOptions()
+    return CoverageOptions(
+        min_population=p.get("min_population", params.integer(0), defaults.min_population),
+        walk_m=p.get("walk_m", params.number(0, 50_000, low_open=True), defaults.walk_m),
+        res=p.get("res", params.integer(MIN_RES, MAX_RES), defaults.res),
+        amenities=p.get("amenities", params.amenity_set, frozenset()),
+    )
+
+
+def country_param(p: params.Params) -> str | None:
+    """The required ``country`` of the city and hex endpoints: one alpha-2 code."""
+    codes = p.get("country", params.country_set, required=True)
+    if codes is not None and len(codes) != 1:
+        p.fail("country", "exactly one ISO 3166-1 alpha-2 code, such as DE")
+        return None
+    return None if codes is None else next(iter(codes))
+
+
+def options_dict(o: CoverageOptions) -> dict:
+    return {"min_population": o.min_population, "walk_m": o.walk_m, "res": o.res,
+            "amenities": sorted(a.value for a in o.amenities)}
+
+
+def coverage_blueprint(backend: Backend, name: str = "coverage") -> Blueprint:
+    """Coverage endpoints over ``backend``; results are cached per dataset and options."""
+    bp = Blueprint(name, __name__)
+    cache: OrderedDict[tuple, Coverage] = OrderedDict()
+
+    def coverage(options: CoverageOptions) -> Coverage:
+        key = (backend.dataset_version(), options)
+        if key not in cache:
+            cache[key] = Coverage(backend.active_frame(), options)
+            while len(cache) > CACHE_SIZE:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        return cache[key]
+
+    @bp.get("/coverage/countries")
+    def countries():
+        p = params.Params(request.args)
+        options = options_from(p)
+        p.check()
+        table = coverage(options).country_table()
+        return _json({"options": options_dict(options),
+                      "countries": table.to_dict(orient="records")})
+
+    @bp.get("/coverage/cities")
+    def cities():
+        p = params.Params(request.args)
+        options, country = options_from(p), country_param(p)
+        p.check()
+        table = coverage(options).city_table(country)
+        return _json({"country": country, "options": options_dict(options),
+                      "cities": table.to_dict(orient="records")})
+
+    @bp.get("/coverage/hexes")
+    def hexes():
+        p = params.Params(request.args)
+        options, country = options_from(p), country_param(p)
+        p.check()
+        cov = coverage(options)
+        cells = cov.cells[cov.cells["country"] == country]
+        names = cov.cities["name"].to_numpy()
+        features = [{
+            "type": "Feature", "id": c.h3,
+            "geometry": cell_geojson(c.h3),
+            "properties": {"h3": c.h3, "city": names[c.city_index], "spaces": int(c.spaces),
+                           "covered": bool(c.covered), "nearest_m": round(c.nearest_m, 1)},
+        } for c in cells.itertuples()]
+        return _json({"type": "FeatureCollection", "features": features,
+                      "numberReturned": len(features), "country": country,
+                      "options": options_dict(options)}, GEOJSON)
+
+    return bp
+
+
