@@ -9,7 +9,7 @@ FEED := data/feed/spaces.csv
 SNAPSHOT := var/snapshot/spaces.parquet
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run snapshot test lint bench feed score postgis chromium run-postgis pg-stop clean
+.PHONY: install static run snapshot test lint bench feed score postgis chromium run-postgis pg-stop clean
 
 $(BIN)/geosearch: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,16 @@ $(BIN)/geosearch: setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(BIN)/geosearch ## create .venv and install geosearch with its dev extra
+install: $(BIN)/geosearch static ## create .venv, install geosearch (dev extra) and the map's Leaflet
+
+VENDOR := geosearch/static/vendor/leaflet
+$(VENDOR)/leaflet.js: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp -r node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css \
+	  node_modules/leaflet/dist/images node_modules/leaflet/LICENSE $(VENDOR)/
+
+static: $(VENDOR)/leaflet.js ## Leaflet from the npm registry into the package's static files
 
 $(SNAPSHOT): $(FEED) | $(BIN)/geosearch
 	$(BIN)/geosearch ingest $(FEED) --snapshot $(SNAPSHOT) --report var/ingest-report.json

@@ -16,6 +16,7 @@ from flask import Flask
 from geosearch.api import errors
 from geosearch.api.coverage import coverage_blueprint
 from geosearch.api.health import health_blueprint
+from geosearch.api.mappage import map_blueprint
 from geosearch.api.openapi import openapi_blueprint
 from geosearch.api.search import search_blueprint
 from geosearch.backends import Backend, open_backend
@@ -35,7 +36,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     """
     settings = settings or Settings.from_env()
     backend = backend or open_backend(settings)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
     app.extensions["geosearch"] = backend
     app.extensions["geosearch.settings"] = settings
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                            url_prefix=API_PREFIX)
     app.register_blueprint(coverage_blueprint(backend), url_prefix=API_PREFIX)
     app.register_blueprint(health_blueprint(backend))
+    app.register_blueprint(map_blueprint(settings.tile_url))
     app.register_blueprint(openapi_blueprint())
     logging.getLogger("geosearch").setLevel(logging.INFO)
     return app

@@ -1,0 +1,50 @@
+"""The map page at ``/``: static files, its settings, and the offline country outlines."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import shapely
+from flask import Blueprint, Response, jsonify, send_from_directory
+
+from geosearch.reference import countries
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+OUTLINE_TOLERANCE_DEG = 0.05
+
+
+@cache
+def outlines_geojson() -> str:
+    """Country outlines, simplified for the map's base layer (no tiles needed)."""
+    index = countries()
+    features = []
+    for code, geom in zip(index.codes, index.geometries, strict=True):
+        simple = shapely.simplify(geom, OUTLINE_TOLERANCE_DEG, preserve_topology=True)
+        features.append({"type": "Feature", "properties": {"country": code},
+                         "geometry": shapely.geometry.mapping(shapely.set_precision(simple,
+                                                                                    1e-3))})
+    return json.dumps({"type": "FeatureCollection", "features": features},
+                      separators=(",", ":"))
+
+
+def map_blueprint(tile_url: str | None) -> Blueprint:
+    """``/`` (the page), ``/static/*``, ``/map/config.json``, ``/map/countries.geojson``."""
+    bp = Blueprint("map", __name__, static_folder=str(STATIC), static_url_path="/static")
+
+    @bp.get("/")
+    def page():
+        return send_from_directory(STATIC, "map.html")
+
+    @bp.get("/map/config.json")
+    def config():
+        return jsonify(tile_url=tile_url,
+                       tile_attribution="© OpenStreetMap contributors" if tile_url else None)
+
+    @bp.get("/map/countries.geojson")
+    def outlines():
+        return Response(outlines_geojson(), mimetype="application/geo+json",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+    return bp
