@@ -25,7 +25,7 @@ def geodesic_m(lat1, lon1, lat2, lon2) -> np.ndarray:
     """Geodesic distance in metres between points (scalars or arrays, broadcast).
 
     >>> round(float(geodesic_m(52.52, 13.405, 48.8566, 2.3522)) / 1000)
-    878
+    880
     """
     lat1, lon1, lat2, lon2 = np.broadcast_arrays(
         *(np.asarray(v, dtype=float) for v in (lat1, lon1, lat2, lon2))

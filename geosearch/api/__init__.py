@@ -17,6 +17,7 @@ from geosearch.api import errors
 from geosearch.api.coverage import coverage_blueprint
 from geosearch.api.health import health_blueprint
 from geosearch.api.mappage import map_blueprint
+from geosearch.api.ogc import ogc_blueprint
 from geosearch.api.openapi import openapi_blueprint
 from geosearch.api.search import search_blueprint
 from geosearch.backends import Backend, open_backend
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.register_blueprint(search_blueprint(backend, max_body_bytes=settings.max_body_bytes),
                            url_prefix=API_PREFIX)
     app.register_blueprint(coverage_blueprint(backend), url_prefix=API_PREFIX)
+    app.register_blueprint(ogc_blueprint(backend), url_prefix="/ogc")
     app.register_blueprint(health_blueprint(backend))
     app.register_blueprint(map_blueprint(settings.tile_url))
     app.register_blueprint(openapi_blueprint())

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from flask import Blueprint, Response, request
 
 from geosearch.api import params
+from geosearch.api.errors import register
 from geosearch.api.geojson import GEOJSON
 from geosearch.backends.base import Backend
 from geosearch.geo import cell_geojson
@@ -107,6 +108,7 @@ def coverage_blueprint(backend: Backend, name: str = "coverage") -> Blueprint:
                       "numberReturned": len(features), "country": country,
                       "options": options_dict(options)}, GEOJSON)
 
+    register(bp, app_wide=False)
     return bp
 
 

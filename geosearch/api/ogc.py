@@ -1,0 +1,128 @@
+"""OGC API - Features (Part 1: Core, GeoJSON) over the same backend, mounted at /ogc.
+
+One collection, ``spaces``. Items take ``bbox`` (``minlon > maxlon`` crosses the
+antimeridian), ``limit`` (1..500, default 10), ``cursor`` (from the ``next`` link) and the
+property filters of /v1 (``amenities``, ``amenities_any``, ``country``, ``city``,
+``min_capacity``). Items are ordered by id.
+"""
+
+from __future__ import annotations
+
+import json
+
+import shapely
+from flask import Blueprint, Response, request, url_for
+
+from geosearch.api import params
+from geosearch.api.cursor import decode, encode, fingerprint
+from geosearch.api.errors import ApiError, register
+from geosearch.api.geojson import GEOJSON, feature
+from geosearch.backends.base import Backend
+from geosearch.geo import bbox_area
+from geosearch.model import ListQuery, Page, PolygonQuery
+
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+]
+DEFAULT_LIMIT = 10
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+
+
+def _json(body: dict, mimetype: str = "application/json") -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), mimetype=mimetype)
+
+
+def _link(rel: str, endpoint: str, kind: str = "application/json", title: str = "",
+          **values) -> dict:
+    link = {"rel": rel, "type": kind, "href": url_for(endpoint, _external=True, **values)}
+    if title:
+        link["title"] = title
+    return link
+
+
+def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
+    """The OGC API - Features endpoints over ``backend`` (mount with ``url_prefix``)."""
+    bp = Blueprint(name, __name__)
+
+    def collection_doc() -> dict:
+        return {
+            "id": "spaces", "title": "Coworking spaces",
+            "description": "Active coworking spaces of the marketplace",
+            "itemType": "feature", "crs": [CRS84],
+            "extent": {"spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]], "crs": CRS84}},
+            "links": [
+                _link("self", f"{name}.collection"),
+                _link("items", f"{name}.items", GEOJSON, "The spaces"),
+            ],
+        }
+
+    @bp.get("/")
+    def landing():
+        return _json({
+            "title": "geosearch", "description": "Coworking spaces as OGC API - Features",
+            "links": [
+                _link("self", f"{name}.landing"),
+                {"rel": "service-desc", "type": "application/vnd.oai.openapi+json;version=3.1",
+                 "href": url_for("openapi.openapi_json", _external=True)},
+                _link("conformance", f"{name}.conformance"),
+                _link("data", f"{name}.collections"),
+            ]})
+
+    @bp.get("/conformance")
+    def conformance():
+        return _json({"conformsTo": CONFORMANCE})
+
+    @bp.get("/collections")
+    def collections():
+        return _json({"collections": [collection_doc()],
+                      "links": [_link("self", f"{name}.collections")]})
+
+    @bp.get("/collections/spaces")
+    def collection():
+        return _json(collection_doc())
+
+    @bp.get("/collections/spaces/items")
+    def items():
+        p = params.Params(request.args)
+        box = p.get("bbox", params.bbox)
+        filters = params.filters(p)
+        limit = p.get("limit", params.integer(1, 500), DEFAULT_LIMIT)
+        p.check()
+        area = None if box is None else bbox_area(*box)
+        fp = fingerprint("ogc", None if area is None else shapely.to_wkb(area, hex=True),
+                         filters.key())
+        cursor = p.raw("cursor")
+        version = backend.dataset_version()
+        after = decode(cursor, version, fp, (str,)) if cursor else None
+        page: Page = (backend.list(ListQuery(filters, limit, after)) if area is None else
+                      backend.polygon(PolygonQuery(area, filters, None, limit, after)))
+        links = [{"rel": "self", "type": GEOJSON, "href": request.url},
+                 _link("collection", f"{name}.collection")]
+        body = {"type": "FeatureCollection",
+                "features": [feature(h.space) for h in page.hits],
+                "numberReturned": len(page.hits), "links": links}
+        if page.next_after is not None:
+            args = request.args.to_dict(flat=True)
+            args["cursor"] = encode(page.next_after, page.version or version, fp)
+            links.append(_link("next", f"{name}.items", GEOJSON, "Next page", **args))
+        return _json(body, GEOJSON)
+
+    @bp.get("/collections/spaces/items/<space_id>")
+    def item(space_id: str):
+        space = backend.get(space_id)
+        if space is None:
+            raise ApiError(404, "Not Found", f"no active space has the id {space_id!r}")
+        body = feature(space)
+        body["links"] = [_link("self", f"{name}.item", GEOJSON, space_id=space_id),
+                         _link("collection", f"{name}.collection")]
+        return _json(body, GEOJSON)
+
+    @bp.get("/collections/<collection_id>")
+    @bp.get("/collections/<collection_id>/items")
+    def unknown_collection(collection_id: str):
+        raise ApiError(404, "Not Found", f"no collection {collection_id!r}; the only one is "
+                       "'spaces'")
+
+    register(bp, app_wide=False)
+    return bp
