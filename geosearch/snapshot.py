@@ -72,22 +72,20 @@ def write_snapshot(frame: gpd.GeoDataFrame, path: str | Path, meta: dict) -> Pat
     return target
 
 
-def read_meta(path: str | Path) -> dict:
-    """Only the metadata of a snapshot (cheap: reads the footer)."""
+def _read(reader, path: str | Path):
     file = snapshot_file(path)
     try:
-        schema = pq.read_schema(file)
+        return reader(file)
     except (OSError, ValueError) as exc:
         raise SnapshotError(f"{file}: cannot read the snapshot ({exc})") from None
-    raw = (schema.metadata or {}).get(_META_KEY)
+
+
+def read_meta(path: str | Path) -> dict:
+    """Only the metadata of a snapshot (cheap: reads the footer)."""
+    raw = (_read(pq.read_schema, path).metadata or {}).get(_META_KEY)
     return json.loads(raw) if raw else {}
 
 
 def read_snapshot(path: str | Path) -> Snapshot:
     """Load a snapshot written by :func:`write_snapshot`."""
-    file = snapshot_file(path)
-    try:
-        frame = gpd.read_parquet(file)
-    except (OSError, ValueError) as exc:
-        raise SnapshotError(f"{file}: cannot read the snapshot ({exc})") from None
-    return Snapshot(frame, read_meta(file))
+    return Snapshot(_read(gpd.read_parquet, path), read_meta(path))

@@ -81,21 +81,22 @@ def coverage_blueprint(backend: Backend, name: str = "coverage") -> Blueprint:
         return _json({"options": options_dict(options),
                       "countries": table.to_dict(orient="records")})
 
-    @bp.get("/coverage/cities")
-    def cities():
+    def of_country() -> tuple[CoverageOptions, str, Coverage]:
         p = params.Params(request.args)
         options, country = options_from(p), country_param(p)
         p.check()
-        table = coverage(options).city_table(country)
+        return options, country, coverage(options)
+
+    @bp.get("/coverage/cities")
+    def cities():
+        options, country, cov = of_country()
+        table = cov.city_table(country)
         return _json({"country": country, "options": options_dict(options),
                       "cities": table.to_dict(orient="records")})
 
     @bp.get("/coverage/hexes")
     def hexes():
-        p = params.Params(request.args)
-        options, country = options_from(p), country_param(p)
-        p.check()
-        cov = coverage(options)
+        options, country, cov = of_country()
         cells = cov.cells[cov.cells["country"] == country]
         names = cov.cities["name"].to_numpy()
         features = [{
