@@ -201,3 +201,32 @@ def test_http_geocoder_is_cached_so_reingesting_never_asks_twice(tmp_path):
         assert result.frame["lat"].tolist() == [52.5301, 52.5301]
     # Same address, same place: the two rows are different spaces (different names).
     assert first.report.loaded == 2
+
+
+def test_geojson_and_geoparquet_feeds_load_like_the_csv(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    defective = {d["id"] for d in _csv(FEED / "defects.csv")}
+    rows = [r for r in _csv(FEED / "spaces.csv") if r["id"] not in defective][:300]
+    header = list(rows[0])
+    csv_path = tmp_path / "feed.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, header)
+        writer.writeheader()
+        writer.writerows(rows)
+    props = [{k: v for k, v in r.items() if k not in ("lat", "lon")} for r in rows]
+    geoms = [Point(float(r["lon"]), float(r["lat"])) if r["lat"] else None for r in rows]
+    frame = gpd.GeoDataFrame(props, geometry=geoms, crs="EPSG:4326")
+    frame.to_file(tmp_path / "feed.geojson", driver="GeoJSON")
+    frame.to_parquet(tmp_path / "feed.parquet")
+
+    results = [run_pipeline(tmp_path / name, progress=False)
+               for name in ("feed.csv", "feed.geojson", "feed.parquet")]
+
+    columns = ["id", "lat", "lon", "country", "city", "amenities", "geocode_precision"]
+    base = results[0].frame[columns].to_dict("records")
+    assert results[0].report.loaded == 300
+    for result in results[1:]:
+        assert result.frame[columns].to_dict("records") == base
+        assert result.report.dataset_version == results[0].report.dataset_version
