@@ -18,6 +18,8 @@ from geosearch.ingest.pipeline import IngestResult
 from geosearch.settings import Settings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Loading and migrating are long by nature: the serving statement timeout does not apply.
+NO_TIMEOUT = "SET LOCAL statement_timeout = 0"
 LOAD_COLUMNS = ("id", "name", "address", "city", "city_key", "postcode", "country", "lat", "lon",
                 "geog", "geom", "amenities", "capacity", "price_day", "currency", "status",
                 "h3_r7", "h3_r8", "h3_r9", "geocode_precision", "feed_row", "dataset_version")
@@ -47,13 +49,15 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        connection.execute(sa.text(NO_TIMEOUT))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
 
 def current_version(engine: Engine) -> str | None:
     """The version of the dataset being served, or None when none was loaded."""
-    with engine.connect() as connection:
+    with engine.begin() as connection:
+        connection.execute(sa.text(NO_TIMEOUT))
         return connection.execute(sa.text("SELECT version FROM dataset_state")).scalar()
 
 
@@ -92,6 +96,7 @@ def load(result: IngestResult, engine: Engine) -> bool:
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:
+            cur.execute(NO_TIMEOUT)
             if not report.unchanged:
                 cur.execute("CREATE TEMP TABLE spaces_staging (LIKE spaces) ON COMMIT DROP")
                 columns = ", ".join(LOAD_COLUMNS)
@@ -120,7 +125,7 @@ def load(result: IngestResult, engine: Engine) -> bool:
         raw.close()
     if not report.unchanged:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(sa.text("ANALYZE spaces"))
+            connection.execute(sa.text("SET statement_timeout = 0; ANALYZE spaces"))
     return not report.unchanged
 
 

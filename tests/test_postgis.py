@@ -278,3 +278,27 @@ def test_backend_from_settings_reports_no_dataset_on_an_empty_database(pg_databa
     client = create_app(Settings(), backend=backend).test_client()
     assert client.get("/readyz").status_code == 503
     backend.close()
+
+
+def test_a_load_longer_than_the_statement_timeout_completes(pg_database, feed_result,
+                                                            monkeypatch):
+    import geosearch.store as store
+
+    rows = store._rows
+
+    def slow_rows(result):
+        for i, row in enumerate(rows(result)):
+            if i == 100:
+                time.sleep(0.5)  # the COPY statement now lasts longer than the timeout
+            yield row
+
+    monkeypatch.setattr(store, "_rows", slow_rows)
+    url = pg_database("slow")
+    engine = make_engine(Settings(database_url=url, statement_timeout_ms=200))
+
+    assert load(feed_result, engine) is True
+
+    reader = make_engine(Settings(database_url=url))
+    assert _state(reader) == (feed_result.report.dataset_version, len(feed_result.frame))
+    engine.dispose()
+    reader.dispose()
