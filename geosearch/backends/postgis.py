@@ -26,6 +26,7 @@ from geosearch.model import (
     PolygonQuery,
     RadiusQuery,
     Space,
+    amenity_mask,
 )
 from geosearch.settings import Settings
 from geosearch.store import make_engine
@@ -41,15 +42,28 @@ AREA = "ST_GeomFromWKB(:area, 4326)"
 DWITHIN_MARGIN_M = 0.01
 
 
-def _filter_sql(f: Filters, params: dict) -> str:
-    """WHERE fragments for the filters (fixed SQL text; values go to ``params``)."""
+def _filter_sql(f: Filters, params: dict, for_knn: bool = False) -> str:
+    """WHERE fragments for the filters (fixed SQL text; values go to ``params``).
+
+    Amenities are tested on the ``text[]`` column (GIN-indexable), or, ``for_knn``, on
+    the bitmask, which no index serves: the planner then keeps the distance-ordered GiST
+    scan and filters as it goes, instead of sorting every space that has the amenity.
+    """
     parts = ["status = 'active'"]
     if f.all_amenities:
-        parts.append("amenities @> CAST(:all_amenities AS text[])")
-        params["all_amenities"] = sorted(a.value for a in f.all_amenities)
+        if for_knn:
+            parts.append("amenity_mask & :all_mask = :all_mask")
+            params["all_mask"] = amenity_mask(f.all_amenities)
+        else:
+            parts.append("amenities @> CAST(:all_amenities AS text[])")
+            params["all_amenities"] = sorted(a.value for a in f.all_amenities)
     if f.any_amenities:
-        parts.append("amenities && CAST(:any_amenities AS text[])")
-        params["any_amenities"] = sorted(a.value for a in f.any_amenities)
+        if for_knn:
+            parts.append("amenity_mask & :any_mask <> 0")
+            params["any_mask"] = amenity_mask(f.any_amenities)
+        else:
+            parts.append("amenities && CAST(:any_amenities AS text[])")
+            params["any_amenities"] = sorted(a.value for a in f.any_amenities)
     if f.countries:
         parts.append("country = ANY(CAST(:countries AS text[]))")
         params["countries"] = sorted(f.countries)
@@ -198,6 +212,7 @@ def statement(query: Query) -> tuple[str, dict]:
     params: dict = {}
     where = _filter_sql(query.filters, params)
     if isinstance(query, NearestQuery):
+        knn_where = _filter_sql(query.filters, params, for_knn=True)
         params.update(lat=query.origin.lat, lon=query.origin.lon, k=query.k,
                       margin=DWITHIN_MARGIN_M)
         cap = ""
@@ -205,7 +220,7 @@ def statement(query: Query) -> tuple[str, dict]:
             params["max_d"] = query.max_distance_m
             cap = "AND d <= :max_d"
         return (f"WITH knn AS (SELECT ST_Distance(geog, {ORIGIN}) AS d FROM spaces "
-                f"WHERE {where} ORDER BY geog <-> {ORIGIN} LIMIT :k), "
+                f"WHERE {knn_where} ORDER BY geog <-> {ORIGIN} LIMIT :k), "
                 f"bound AS (SELECT max(d) AS d FROM knn) "
                 f"SELECT * FROM (SELECT {SPACE_COLUMNS}, ST_Distance(geog, {ORIGIN}) AS d "
                 f"FROM spaces WHERE {where} AND ST_DWithin(geog, {ORIGIN}, "

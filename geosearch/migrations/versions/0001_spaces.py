@@ -30,6 +30,9 @@ def upgrade() -> None:
         sa.Column("geog", Geography("POINT", 4326, spatial_index=False), nullable=False),
         sa.Column("geom", Geometry("POINT", 4326, spatial_index=False), nullable=False),
         sa.Column("amenities", ARRAY(sa.Text), nullable=False),
+        # The same set as bits (geosearch.model.Amenity.bit): a filter the planner cannot
+        # serve from an index, so that KNN keeps walking the GiST index in distance order.
+        sa.Column("amenity_mask", sa.BigInteger, nullable=False),
         sa.Column("capacity", sa.Integer),
         sa.Column("price_day", sa.Float(53)),
         sa.Column("currency", sa.String(3)),
