@@ -116,3 +116,31 @@ def test_phone_sized_screen_and_keyboard(browser, server):
     OUTPUT.mkdir(exist_ok=True)
     page.screenshot(path=str(OUTPUT / "map-phone.png"), full_page=True)
     context.close()
+
+
+def test_search_this_area_drawn_polygon_and_coverage_layer(page):
+    page, problems = page
+    page.fill("#lat", "52.52")
+    page.fill("#lon", "13.405")
+    page.dispatch_event("#lon", "change")
+    page.check("input[name=mode][value=bbox]")
+    search(page)
+    in_view = page.locator("#results li").count()
+    assert in_view > 0
+
+    page.check("input[name=mode][value=polygon]")
+    box = page.locator("#map").bounding_box()
+    for dx, dy in ((0.3, 0.3), (0.7, 0.3), (0.7, 0.7), (0.3, 0.7)):
+        page.mouse.click(box["x"] + box["width"] * dx, box["y"] + box["height"] * dy)
+    before = page.get_attribute("body", "data-search-done")
+    page.click("#draw-finish")
+    page.wait_for_function(f"document.body.dataset.searchDone !== {before!r}")
+    drawn = page.locator("#results li").count()
+    assert 0 < drawn <= in_view
+
+    page.check("#coverage")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('Coverage')")
+    assert page.locator("path.leaflet-interactive").count() > 10
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "map-coverage.png"))
+    assert problems == []
