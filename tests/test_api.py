@@ -277,5 +277,6 @@ def test_openapi_document_is_valid_and_lists_every_endpoint(client):
     validate(doc)
     for path in ("/v1/spaces/radius", "/v1/spaces/nearest", "/v1/spaces/polygon",
                  "/v1/spaces/bbox", "/v1/spaces", "/v1/spaces/{id}", "/v1/amenities",
-                 "/healthz", "/readyz"):
+                 "/healthz", "/readyz", "/v1/coverage/countries", "/v1/coverage/cities",
+                 "/v1/coverage/hexes", "/ogc/collections/spaces/items", "/"):
         assert path in doc["paths"], path

@@ -13,7 +13,13 @@ from geosearch.api.errors import register
 from geosearch.api.geojson import GEOJSON
 from geosearch.backends.base import Backend
 from geosearch.geo import cell_geojson
-from geosearch.reports.coverage import MAX_RES, MIN_RES, Coverage, CoverageOptions
+from geosearch.reports.coverage import (
+    MAX_RES,
+    MIN_POPULATION,
+    MIN_RES,
+    Coverage,
+    CoverageOptions,
+)
 
 CACHE_SIZE = 8
 
@@ -37,7 +43,8 @@ def options_from(p: params.Params) -> CoverageOptions:
     """Coverage options from ``amenities``, ``walk_m``, ``min_population`` and ``res``."""
     defaults = CoverageOptions()
     return CoverageOptions(
-        min_population=p.get("min_population", params.integer(0), defaults.min_population),
+        min_population=p.get("min_population", params.integer(MIN_POPULATION),
+                             defaults.min_population),
         walk_m=p.get("walk_m", params.number(0, 50_000, low_open=True), defaults.walk_m),
         res=p.get("res", params.integer(MIN_RES, MAX_RES), defaults.res),
         amenities=p.get("amenities", params.amenity_set, frozenset()),
@@ -98,11 +105,11 @@ def coverage_blueprint(backend: Backend, name: str = "coverage") -> Blueprint:
     def hexes():
         options, country, cov = of_country()
         cells = cov.cells[cov.cells["country"] == country]
-        names = cov.cities["name"].to_numpy()
+        names = cov.cities["name"]
         features = [{
             "type": "Feature", "id": c.h3,
             "geometry": cell_geojson(c.h3),
-            "properties": {"h3": c.h3, "city": names[c.city_index], "spaces": int(c.spaces),
+            "properties": {"h3": c.h3, "city": names.loc[c.city_index], "spaces": int(c.spaces),
                            "covered": bool(c.covered), "nearest_m": round(c.nearest_m, 1)},
         } for c in cells.itertuples()]
         return _json({"type": "FeatureCollection", "features": features,

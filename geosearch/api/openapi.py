@@ -188,26 +188,88 @@ def _paths() -> dict:
     }
 
 
-EXTRA_PATHS: list = []
+COVERAGE_PARAMS = [
+    _param("amenities", AMENITY_LIST, "Count only spaces with all of these amenities"),
+    _param("walk_m", {"type": "number", "exclusiveMinimum": 0, "maximum": 50_000,
+                      "default": 1000}, "A cell is covered by a space this near its centre"),
+    _param("min_population", {"type": "integer", "minimum": 50_000, "default": 100_000},
+           "Cities of at least this many inhabitants"),
+    _param("res", {"type": "integer", "minimum": 6, "maximum": 8, "default": 8},
+           "H3 resolution of the cells"),
+]
+COUNTRY = _param("country", {"type": "string", "pattern": "^[A-Za-z]{2}$"},
+                 "One ISO 3166-1 alpha-2 code", True)
+_OBJ = {"type": "object"}
+_ROWS = {"type": "array", "items": _OBJ}
+
+
+def _coverage_paths() -> dict:
+    return {
+        "/v1/coverage/countries": _get(
+            "Coverage per country: spaces, cities with and without, population covered",
+            COVERAGE_PARAMS, _body("application/json", {
+                "type": "object", "required": ["options", "countries"],
+                "properties": {"options": _OBJ, "countries": _ROWS}}, "One row per country"),
+            ERRORS),
+        "/v1/coverage/cities": _get(
+            "Coverage per city of a country", [COUNTRY, *COVERAGE_PARAMS],
+            _body("application/json", {
+                "type": "object", "required": ["country", "options", "cities"],
+                "properties": {"country": {"type": "string"}, "options": _OBJ,
+                               "cities": _ROWS}}, "One row per city"), ERRORS),
+        "/v1/coverage/hexes": _get(
+            "H3 cells over a country's cities, empty ones included", [COUNTRY, *COVERAGE_PARAMS],
+            _body("application/geo+json", {
+                "type": "object", "required": ["type", "features"],
+                "properties": {"type": {"const": "FeatureCollection"}, "features": _ROWS}},
+                "Cell polygons with count, covered flag and nearest_m"), ERRORS),
+    }
+
+
+def _ogc_paths() -> dict:
+    geojson = _body("application/geo+json", _OBJ, "GeoJSON")
+    json_ok = _body("application/json", _OBJ, "JSON")
+    not_found = {"404": _problem("No such collection or item")}
+    return {
+        "/ogc/": _get("OGC API - Features landing page", [], json_ok, {}),
+        "/ogc/conformance": _get("Conformance classes", [], json_ok, {}),
+        "/ogc/collections": _get("The collections (one: spaces)", [], json_ok, {}),
+        "/ogc/collections/spaces": _get("The spaces collection", [], json_ok, {}),
+        "/ogc/collections/spaces/items": _get(
+            "Spaces as OGC API features, by id",
+            [_param("bbox", {"type": "string"}, "minlon,minlat,maxlon,maxlat"),
+             _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                              "default": 10}, "Page size"), _ref("cursor"), *FILTERS],
+            geojson, PAGED_ERRORS),
+        "/ogc/collections/spaces/items/{id}": _get(
+            "One space as an OGC API feature",
+            [_param("id", {"type": "string", "pattern": "^[^/]+$"}, "The space's id", True,
+                    "path")], geojson, {**not_found, "503": ERRORS["503"]}),
+    }
+
+
+def _page_paths() -> dict:
+    return {
+        "/": _get("The map page", [], _body("text/html", {"type": "string"}, "HTML"), {}),
+        "/map/config.json": _get("Settings of the map page", [], _body(
+            "application/json", _OBJ, "tile_url, or null for the offline outlines"), {}),
+        "/map/countries.geojson": _get("Country outlines for the map's base layer", [], _body(
+            "application/geo+json", _OBJ, "FeatureCollection"), {}),
+        "/openapi.json": _get("This document", [], _body("application/json", _OBJ,
+                                                         "OpenAPI 3.1"), {}),
+    }
 
 
 def document() -> dict:
-    """The whole OpenAPI 3.1 document (parts added by other blueprints included)."""
-    paths = _paths()
-    schemas = dict(SCHEMAS)
-    parameters = dict(PARAMETERS)
-    for extra in EXTRA_PATHS:
-        more_paths, more_schemas, more_params = extra()
-        paths.update(more_paths)
-        schemas.update(more_schemas)
-        parameters.update(more_params)
+    """The whole OpenAPI 3.1 document: search, reference, coverage, OGC API, pages."""
+    paths = {**_paths(), **_coverage_paths(), **_ogc_paths(), **_page_paths()}
     return {
         "openapi": "3.1.0",
         "info": {"title": "geosearch", "version": "1.0.0",
                  "description": "Find coworking spaces: radius, nearest, polygon and bbox "
                                 "search with amenity filters; coverage reports."},
         "paths": paths,
-        "components": {"schemas": schemas, "parameters": parameters},
+        "components": {"schemas": SCHEMAS, "parameters": PARAMETERS},
     }
 
 

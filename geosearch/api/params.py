@@ -7,6 +7,7 @@ parameter and what would be valid, and all of a request's errors are reported to
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -45,7 +46,7 @@ class Params:
             required: bool = False) -> T | None:
         """Parse one parameter; record an error and return ``default`` on failure."""
         value = self.raw(name)
-        if value is None or (value.strip() == "" and not required):
+        if value is None:
             if required:
                 self.errors.append(ParamError(name, "required"))
             return default
@@ -65,15 +66,21 @@ class Params:
             raise ApiError.bad_params(self.errors)
 
 
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+
+
 def number(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
-    """A parser for a finite decimal number in [low, high] (or (low, high])."""
+    """A parser for a finite decimal number in [low, high] (or (low, high]).
+
+    Only plain ASCII decimals are numbers (not ``nan``, ``1_000`` or other scripts' digits).
+    """
     interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
 
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number; expected a number in {interval}") from None
+        if not _DECIMAL.fullmatch(text.strip()):
+            raise ValueError(f"{text!r} is not a number; expected a number in {interval}")
+        value = float(text)
         if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
             raise ValueError(f"{text} is out of range; expected a number in {interval}")
         return value
@@ -86,10 +93,9 @@ def integer(low: int, high: int | None = None) -> Callable[[str], int]:
     span = f"{low}..{high}" if high is not None else f">= {low}"
 
     def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise ValueError(f"{text!r} is not an integer; expected an integer {span}") from None
+        if not _INTEGER.fullmatch(text.strip()):
+            raise ValueError(f"{text!r} is not an integer; expected an integer {span}")
+        value = int(text)
         if value < low or (high is not None and value > high):
             raise ValueError(f"{value} is out of range; expected an integer {span}")
         return value
@@ -117,11 +123,11 @@ def country_set(text: str) -> frozenset[str]:
     return frozenset(codes)
 
 
-def city_name(text: str) -> str:
-    """A city name, as the spaces' own records have it."""
+def city_name(text: str) -> str | None:
+    """A city name, as the spaces' own records have it (empty: no city filter)."""
     if len(text) > MAX_CITY_CHARS:
         raise ValueError(f"at most {MAX_CITY_CHARS} characters")
-    return text.strip()
+    return text.strip() or None
 
 
 LAT = number(-90, 90)
@@ -174,10 +180,9 @@ def bbox(text: str) -> tuple[float, float, float, float]:
     shape = "expected minlon,minlat,maxlon,maxlat with lon in [-180, 180], lat in [-90, 90]"
     if len(parts) != 4:
         raise ValueError(f"{len(parts)} values given; {shape}")
-    try:
-        minlon, minlat, maxlon, maxlat = (float(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"not four numbers; {shape}") from None
+    if not all(_DECIMAL.fullmatch(p) for p in parts):
+        raise ValueError(f"not four numbers; {shape}")
+    minlon, minlat, maxlon, maxlat = (float(p) for p in parts)
     if not all(math.isfinite(v) for v in (minlon, minlat, maxlon, maxlat)):
         raise ValueError(f"not finite; {shape}")
     if not (-180 <= minlon <= 180 and -180 <= maxlon <= 180 and -90 <= minlat <= 90

@@ -21,7 +21,7 @@ Definitions (docs/coverage.md gives the reasons):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import h3
 import numpy as np
@@ -32,7 +32,9 @@ from geosearch.geo import WGS84, ecef, geodesic_m
 from geosearch.model import Amenity
 from geosearch.reference import market_cities, markets
 
-MIN_RES, MAX_RES = 5, 9
+MIN_RES, MAX_RES = 6, 8
+# The smallest city a report can include; the H3 grid is built once for all of these.
+MIN_POPULATION = 50_000
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,8 @@ class CoverageOptions:
             raise ValueError(f"res must be an integer in {MIN_RES}..{MAX_RES}")
         if not 0 < self.walk_m <= 50_000:
             raise ValueError("walk_m must be a number with 0 < walk_m <= 50000")
-        if self.min_population < 0:
-            raise ValueError("min_population must be >= 0")
+        if self.min_population < MIN_POPULATION:
+            raise ValueError(f"min_population must be >= {MIN_POPULATION}")
 
 
 def _around(lat: float, lon: float, radius_m: float, sides: int = 48) -> h3.LatLngPoly:
@@ -75,6 +77,35 @@ def city_cells(lat: float, lon: float, radius_m: float, res: int) -> list[str]:
     return sorted({c for c, ok in zip(candidates, inside, strict=True) if ok} | {centre})
 
 
+def report_cities() -> pd.DataFrame:
+    """Every market city a report can include (at least MIN_POPULATION inhabitants)."""
+    cities = market_cities()
+    return cities[cities["population"] >= MIN_POPULATION].reset_index(drop=True)
+
+
+@lru_cache(maxsize=4)
+def city_grid(res: int) -> pd.DataFrame:
+    """The cells over every city of :func:`report_cities` (independent of the spaces,
+    so built once per resolution): h3, city_index, country, lat, lon, weight.
+
+    Where disks overlap, a cell belongs to the larger city (cities are listed largest
+    first within a country), so dropping small cities later keeps the grid consistent.
+    """
+    c = report_cities()
+    pieces = [city_cells(r.latitude, r.longitude, r.radius_m, res) for r in c.itertuples()]
+    cells = pd.DataFrame({"h3": [x for p in pieces for x in p],
+                          "city_index": np.repeat(np.arange(len(c)), [len(p) for p in pieces])})
+    cells = cells.drop_duplicates("h3", keep="first").reset_index(drop=True)
+    cells["country"] = c["country_code"].to_numpy()[cells["city_index"]]
+    centres = np.array([h3.cell_to_latlng(x) for x in cells["h3"]]).reshape(-1, 2)
+    cells["lat"], cells["lon"] = centres[:, 0], centres[:, 1]
+    i = cells["city_index"].to_numpy()
+    d = geodesic_m(c["latitude"].to_numpy()[i], c["longitude"].to_numpy()[i],
+                   cells["lat"].to_numpy(), cells["lon"].to_numpy())
+    cells["weight"] = np.exp(-d / (c["radius_m"].to_numpy()[i] / 2))
+    return cells
+
+
 class Coverage:
     """Coverage of every market city, computed once for a set of spaces and options.
 
@@ -89,9 +120,8 @@ class Coverage:
         spaces = spaces.reset_index(drop=True)
         need = {a.value for a in self.options.amenities}
         self.spaces = spaces.assign(counted=[need <= set(a) for a in spaces["amenities"]])
-        cities = market_cities()
-        self.cities = cities[cities["population"] >= self.options.min_population].reset_index(
-            drop=True)
+        cities = report_cities()
+        self.cities = cities[cities["population"] >= self.options.min_population]
 
     @cached_property
     def _tree(self) -> tuple[cKDTree, pd.DataFrame] | None:
@@ -131,27 +161,18 @@ class Coverage:
         rel = np.where(same & (rel <= 1.0), rel, np.inf)
         best = np.argmin(rel, axis=1)
         found = np.isfinite(rel[np.arange(len(s)), best])
-        city_of[found] = near[np.arange(len(s)), best][found]
+        city_of[found] = c.index.to_numpy()[near[np.arange(len(s)), best][found]]
         return city_of
 
     @cached_property
     def cells(self) -> pd.DataFrame:
-        """Every cell over every city: h3, city index, country, centre, distance to the
-        nearest space, covered, spaces in the cell, and the density weight."""
-        res, c = self.options.res, self.cities
-        pieces = [city_cells(r.latitude, r.longitude, r.radius_m, res) for r in c.itertuples()]
-        cells = pd.DataFrame({"h3": [x for p in pieces for x in p],
-                              "city_index": np.repeat(np.arange(len(c)), [len(p) for p in pieces])})
-        cells = cells.drop_duplicates("h3", keep="first").reset_index(drop=True)
-        cells["country"] = c["country_code"].to_numpy()[cells["city_index"]]
-        centres = np.array([h3.cell_to_latlng(x) for x in cells["h3"]]).reshape(-1, 2)
-        cells["lat"], cells["lon"] = centres[:, 0], centres[:, 1]
+        """Every cell over every city: h3, city index, country, centre, density weight,
+        distance to the nearest space, covered, and the spaces in the cell."""
+        res = self.options.res
+        cells = city_grid(res)
+        cells = cells[cells["city_index"].isin(self.cities.index)].reset_index(drop=True)
         cells["nearest_m"] = self.nearest_m(cells["lat"].to_numpy(), cells["lon"].to_numpy())
         cells["covered"] = cells["nearest_m"] <= self.options.walk_m
-        i = cells["city_index"].to_numpy()
-        d = geodesic_m(c["latitude"].to_numpy()[i], c["longitude"].to_numpy()[i],
-                       cells["lat"].to_numpy(), cells["lon"].to_numpy())
-        cells["weight"] = np.exp(-d / (c["radius_m"].to_numpy()[i] / 2))
         counted = self.spaces[self.spaces["counted"]]
         per_cell = pd.Series([h3.latlng_to_cell(a, b, res) for a, b in
                               zip(counted["lat"], counted["lon"], strict=True)],
@@ -170,10 +191,10 @@ class Coverage:
             "weight": g["weight"].sum(), "weighted": g["weighted"].sum(),
             "median_nearest_m": g["nearest_m"].median(),
             "p90_nearest_m": g["nearest_m"].quantile(0.9),
-        }).reindex(range(len(c)))
+        }).reindex(c.index)
         counted = self.spaces.assign(city_index=self.assignment)
         counted = counted[counted["counted"] & (counted["city_index"] >= 0)]
-        spaces = counted.groupby("city_index").size().reindex(range(len(c)), fill_value=0)
+        spaces = counted.groupby("city_index").size().reindex(c.index, fill_value=0)
         table = pd.DataFrame({
             "city": c["name"], "country": c["country_code"],
             "population": c["population"].astype(int), "lat": c["latitude"],
@@ -190,7 +211,7 @@ class Coverage:
         })
         exploded = counted[["city_index", "amenities"]].explode("amenities")
         shares = pd.crosstab(exploded["city_index"], exploded["amenities"])
-        shares = shares.reindex(index=range(len(c)), columns=[a.value for a in Amenity],
+        shares = shares.reindex(index=c.index, columns=[a.value for a in Amenity],
                                 fill_value=0)
         for a in Amenity:
             share = shares[a.value].to_numpy() / np.maximum(spaces.to_numpy(), 1)

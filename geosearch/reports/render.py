@@ -146,7 +146,7 @@ def write_country(cov: Coverage, country: str, name: str, out: Path) -> None:
     cities = _features(table, lambda r: {"type": "Point", "coordinates": [r["lon"], r["lat"]]})
     (folder / "cities.geojson").write_text(json.dumps(cities, ensure_ascii=False))
     cells = cov.cells[cov.cells["country"] == country].drop(columns=["weight"])
-    cells = cells.assign(city=cov.cities["name"].to_numpy()[cells["city_index"]])
+    cells = cells.assign(city=cov.cities["name"].loc[cells["city_index"]].to_numpy())
     geo = _features(cells.drop(columns=["city_index"]),
                     lambda r: cell_geojson(r["h3"]))
     (folder / "cells.geojson").write_text(json.dumps(geo, ensure_ascii=False))
