@@ -223,7 +223,7 @@ def statement(query: Query) -> tuple[str, dict]:
                 f"WHERE {knn_where} ORDER BY geog <-> {ORIGIN} LIMIT :k), "
                 f"bound AS (SELECT max(d) AS d FROM knn) "
                 f"SELECT * FROM (SELECT {SPACE_COLUMNS}, ST_Distance(geog, {ORIGIN}) AS d "
-                f"FROM spaces WHERE {where} AND ST_DWithin(geog, {ORIGIN}, "
+                f"FROM spaces WHERE {knn_where} AND ST_DWithin(geog, {ORIGIN}, "
                 f"(SELECT d FROM bound) + :margin)) s WHERE d <= (SELECT d FROM bound) {cap} "
                 f"ORDER BY d, id LIMIT :k"), params
     params["n"] = query.limit + 1
