@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -302,3 +303,17 @@ def test_a_load_longer_than_the_statement_timeout_completes(pg_database, feed_re
     assert _state(reader) == (feed_result.report.dataset_version, len(feed_result.frame))
     engine.dispose()
     reader.dispose()
+
+
+@pytest.mark.parametrize("query", [
+    RadiusQuery(Point(1, 2), 10, Filters(frozenset({Amenity.WIFI}), frozenset({Amenity.COFFEE}))),
+    NearestQuery(Point(1, 2), 3, 50.0, Filters(frozenset({Amenity.WIFI}), frozenset(),
+                                                frozenset({"DE"}), "Berlin", 5)),
+    PolygonQuery(bbox_area(0, 0, 1, 1), Filters(min_capacity=3), Point(0.5, 0.5)),
+])
+def test_statements_bind_exactly_the_parameters_they_use(query):
+    from geosearch.backends.postgis import statement
+
+    sql, params = statement(query)
+
+    assert set(params) == set(re.findall(r"(?<!:):(\w+)", sql))

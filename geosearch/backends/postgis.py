@@ -210,7 +210,6 @@ def statement(query: Query) -> tuple[str, dict]:
     The SQL text is made of fixed fragments only; every value is a parameter.
     """
     params: dict = {}
-    where = _filter_sql(query.filters, params)
     if isinstance(query, NearestQuery):
         knn_where = _filter_sql(query.filters, params, for_knn=True)
         params.update(lat=query.origin.lat, lon=query.origin.lon, k=query.k,
@@ -226,6 +225,7 @@ def statement(query: Query) -> tuple[str, dict]:
                 f"FROM spaces WHERE {knn_where} AND ST_DWithin(geog, {ORIGIN}, "
                 f"(SELECT d FROM bound) + :margin)) s WHERE d <= (SELECT d FROM bound) {cap} "
                 f"ORDER BY d, id LIMIT :k"), params
+    where = _filter_sql(query.filters, params)
     params["n"] = query.limit + 1
     if isinstance(query, RadiusQuery):
         params.update(lat=query.origin.lat, lon=query.origin.lon, r=query.radius_m,
