@@ -25,8 +25,8 @@ from geosearch.model import (
     PolygonQuery,
     RadiusQuery,
 )
+from geosearch.settings import Settings
 
-DEFAULT_MAX_BODY = 1024 * 1024
 _DISTANCE_KEY = (float, str)
 _ID_KEY = (str,)
 
@@ -38,9 +38,8 @@ def _geojson(body: dict, status: int = 200) -> Response:
 class SearchViews:
     """The views of one mounted search API, bound to its backend."""
 
-    def __init__(self, backend: Backend, name: str, max_body_bytes: int) -> None:
+    def __init__(self, backend: Backend, max_body_bytes: int) -> None:
         self.backend = backend
-        self.name = name
         self.max_body_bytes = max_body_bytes
 
     # -- helpers ------------------------------------------------------------------------
@@ -186,7 +185,7 @@ class SearchViews:
 
 
 def search_blueprint(
-    backend: Backend, name: str = "geosearch", max_body_bytes: int = DEFAULT_MAX_BODY
+    backend: Backend, name: str = "geosearch", max_body_bytes: int = Settings.max_body_bytes
 ) -> Blueprint:
     """A blueprint serving the /v1 search API over ``backend``.
 
@@ -195,7 +194,7 @@ def search_blueprint(
     handlers, config and routes are left alone.
     """
     bp = Blueprint(name, __name__)
-    views = SearchViews(backend, name, max_body_bytes)
+    views = SearchViews(backend, max_body_bytes)
     bp.add_url_rule("/spaces/radius", "radius", views.radius, methods=["GET"])
     bp.add_url_rule("/spaces/nearest", "nearest", views.nearest, methods=["GET"])
     bp.add_url_rule("/spaces/polygon", "polygon", views.polygon, methods=["POST"])
