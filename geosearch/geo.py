@@ -62,11 +62,6 @@ def bbox_area(minlon: float, minlat: float, maxlon: float, maxlat: float) -> Bas
     return MultiPolygon([box(minlon, minlat, 180.0, maxlat), box(-180.0, minlat, maxlon, maxlat)])
 
 
-def vertex_count(geom: BaseGeometry) -> int:
-    """Number of coordinate positions in a (multi)polygon, rings' closing points included."""
-    return int(shapely.get_num_coordinates(geom))
-
-
 def polygon_parts(geom: BaseGeometry) -> list[Polygon]:
     """The polygons of a Polygon or MultiPolygon."""
     return list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]

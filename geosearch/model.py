@@ -8,6 +8,7 @@ layer (or a library caller) to a backend.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -51,7 +52,7 @@ class Amenity(StrEnum):
     @property
     def bit(self) -> int:
         """The amenity's bit in a space's amenity mask (stable: vocabulary order)."""
-        return 1 << list(Amenity).index(self)
+        return _BITS[self.value]
 
     @classmethod
     def parse(cls, name: str) -> Amenity:
@@ -74,11 +75,18 @@ _LABELS = {
 }
 
 
-def amenity_mask(amenities: frozenset[Amenity] | set[Amenity] | list[Amenity]) -> int:
-    """The bitmask of a set of amenities."""
+_BITS = {a.value: 1 << i for i, a in enumerate(Amenity)}
+
+
+def amenity_mask(amenities: Iterable[Amenity | str]) -> int:
+    """The bitmask of a set of amenities, given as members or as vocabulary names.
+
+    >>> amenity_mask(["wifi", Amenity.COFFEE]) == Amenity.WIFI.bit | Amenity.COFFEE.bit
+    True
+    """
     mask = 0
     for a in amenities:
-        mask |= a.bit
+        mask |= _BITS[a]
     return mask
 
 

@@ -15,13 +15,12 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 from geosearch.ingest.pipeline import IngestResult
-from geosearch.model import Amenity
+from geosearch.model import amenity_mask
 from geosearch.settings import Settings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Loading and migrating are long by nature: the serving statement timeout does not apply.
 NO_TIMEOUT = "SET LOCAL statement_timeout = 0"
-BITS = {a.value: a.bit for a in Amenity}
 LOAD_COLUMNS = ("id", "name", "address", "city", "city_key", "postcode", "country", "lat",
                 "lon", "geog", "geom", "amenities", "amenity_mask", "capacity", "price_day",
                 "currency", "status", "h3_r7", "h3_r8", "h3_r9", "geocode_precision",
@@ -81,7 +80,7 @@ def _rows(result: IngestResult):
              ("postcode", "capacity", "price_day", "currency", "amenities")}
         yield (r.id, r.name, r.address, r.city, r.city.strip().casefold(), v["postcode"],
                r.country, float(r.lat), float(r.lon), point, point, v["amenities"],
-               sum(BITS[a] for a in v["amenities"]), v["capacity"], v["price_day"],
+               amenity_mask(v["amenities"]), v["capacity"], v["price_day"],
                v["currency"], r.status, r.h3_r7, r.h3_r8, r.h3_r9, r.geocode_precision,
                int(r.feed_row), version)
 

@@ -59,8 +59,7 @@ class MemoryBackend:
         self.lat = frame["lat"].to_numpy(dtype=float)
         self.lon = frame["lon"].to_numpy(dtype=float)
         self.size = len(frame)
-        bits = {a.value: a.bit for a in Amenity}
-        self.mask = np.fromiter((sum(bits[a] for a in am) for am in frame["amenities"]),
+        self.mask = np.fromiter((amenity_mask(am) for am in frame["amenities"]),
                                 dtype=np.int64, count=len(frame))
         self.country = frame["country"].to_numpy(dtype=object)
         self.city_key = np.asarray([c.strip().casefold() for c in frame["city"]], dtype=object)
