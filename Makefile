@@ -9,7 +9,8 @@ FEED := data/feed/spaces.csv
 SNAPSHOT := var/snapshot/spaces.parquet
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install static run snapshot test lint bench feed score postgis chromium run-postgis pg-stop clean
+.PHONY: install static run snapshot test fuzz faults lint bench feed score postgis chromium \
+  run-postgis pg-stop clean
 
 $(BIN)/geosearch: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,14 @@ chromium: ## install Debian's Chromium for the browser tests when missing
 test: install postgis chromium ## the whole suite, with its own throwaway PostGIS
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 --dist loadgroup -p no:cacheprovider
+
+fuzz: install postgis ## nightly-sized: schemathesis with many examples, hostile battery, faults
+	GEOSEARCH_FUZZ_EXAMPLES=400 $(BIN)/pytest -n 2 -p no:cacheprovider \
+	  tests/test_schemathesis.py tests/test_hostile.py
+	$(BIN)/python scripts/faults.py --clients 8 --seconds-between 10
+
+faults: install postgis ## faults under load, the long form (kill, restart, outage, swap)
+	$(BIN)/python scripts/faults.py --clients 8 --seconds-between 10
 
 lint: install ## ruff
 	$(BIN)/ruff check .

@@ -20,6 +20,8 @@ MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 DEFAULT_K = 10
 MAX_VERTICES = 10_000
+# Larger than any workspace: a bound keeps the filter inside 64-bit integers everywhere.
+MAX_CAPACITY = 1_000_000
 
 
 class Amenity(StrEnum):
@@ -140,8 +142,8 @@ class Filters:
         for c in self.countries:
             if len(c) != 2 or not c.isalpha() or not c.isupper():
                 raise ValueError(f"country {c!r} is not an upper-case ISO 3166-1 alpha-2 code")
-        if self.min_capacity is not None and self.min_capacity < 0:
-            raise ValueError("min_capacity must be >= 0")
+        if self.min_capacity is not None and not 0 <= self.min_capacity <= MAX_CAPACITY:
+            raise ValueError(f"min_capacity must be an integer in 0..{MAX_CAPACITY}")
 
     @property
     def city_key(self) -> str | None:

@@ -1,9 +1,75 @@
-"""Run the app under gunicorn, in-process (used by ``geosearch serve``)."""
+"""Run the app under gunicorn, in-process (used by ``geosearch serve``).
+
+The worker model (docs/deploy.md says why, docs/benchmarks.md gives the numbers):
+
+- **gevent workers**: every connection is a greenlet, so clients that trickle or stall
+  their requests cost a socket each, not a worker; the other requests go on. Requests that
+  compute (the searches) run one at a time per worker, as in sync workers.
+- **Timeouts**: the head of every request (the first on a connection too) must arrive
+  within ``KEEPALIVE_S``, else the connection is closed: a client that trickles its
+  request line or stalls halfway holds a greenlet for at most that long. A worker that
+  stops answering its arbiter for ``WORKER_TIMEOUT_S`` is replaced.
+- **Limits**: gunicorn's own request-line and header limits are raised so that the app
+  answers over-long requests itself in problem+json (:mod:`geosearch.api.guard`); what the
+  server still refuses (malformed requests, ``Expect`` it cannot meet, a request line over
+  1 MB) is answered in problem+json too, by :class:`ProblemGeventWorker`.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.http import errors as http_errors
+from gunicorn.workers.ggevent import GeventWorker
+
+from geosearch.api.errors import PROBLEM_JSON
+
+KEEPALIVE_S = 5
+WORKER_TIMEOUT_S = 60
+WORKER_CONNECTIONS = 1000
+
+# How the server's own refusals read: (status, title) by gunicorn's exception class.
+_SERVER_ERRORS: list[tuple[type, int, str]] = [
+    (http_errors.LimitRequestLine, 414, "URI Too Long"),
+    (http_errors.LimitRequestHeaders, 431, "Request Header Fields Too Large"),
+    (http_errors.ExpectationFailed, 417, "Expectation Failed"),
+    (http_errors.UnsupportedTransferCoding, 501, "Not Implemented"),
+    (http_errors.ForbiddenProxyRequest, 403, "Forbidden"),
+    (http_errors.ParseException, 400, "Bad Request"),
+]
+
+
+def server_problem(exc: BaseException) -> tuple[int, bytes]:
+    """The status and the raw HTTP/1.1 response (problem+json) for a server-level error."""
+    status, title, detail = 500, "Internal Server Error", "an unexpected error occurred"
+    known = next(((s, t) for kind, s, t in _SERVER_ERRORS if isinstance(exc, kind)), None)
+    if known is not None:
+        status, title = known
+        detail = f"the server could not read the request: {exc}"
+    body = json.dumps({"type": "about:blank", "title": title, "status": status,
+                       "detail": detail[:500], "errors": []}).encode()
+    head = (f"HTTP/1.1 {status} {title}\r\nConnection: close\r\n"
+            f"Content-Type: {PROBLEM_JSON}\r\nContent-Length: {len(body)}\r\n\r\n")
+    return status, head.encode("latin-1") + body
+
+
+class ProblemGeventWorker(GeventWorker):
+    """gunicorn's gevent worker, answering the requests it refuses in problem+json."""
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        """Answer a request the server itself refused with a problem+json body."""
+        status, response = server_problem(exc)
+        if status >= 500:
+            self.log.exception("error handling a request", exc_info=exc)
+        else:
+            self.log.info("refused a request from %s: %s", (addr or ("",))[0], exc)
+        try:
+            client.sendall(response)
+        except OSError:
+            self.log.debug("could not send the error response")
 
 
 class _Gunicorn(BaseApplication):
@@ -20,7 +86,19 @@ class _Gunicorn(BaseApplication):
         return self.application
 
 
+def server_options(host: str, port: int, workers: int = 2) -> dict:
+    """gunicorn's settings for geosearch (what ``geosearch serve`` runs with)."""
+    return {
+        "bind": f"{host}:{port}", "workers": workers,
+        "worker_class": f"{__name__}.ProblemGeventWorker",
+        "worker_connections": WORKER_CONNECTIONS, "keepalive": KEEPALIVE_S,
+        "timeout": WORKER_TIMEOUT_S, "graceful_timeout": 5,
+        # Above the app's own limits (0: none, up to 1 MB), so the app answers 414 and 431.
+        "limit_request_line": 0, "limit_request_field_size": 65536, "limit_request_fields": 200,
+        "accesslog": os.environ.get("GEOSEARCH_ACCESS_LOG", "-") or None,
+    }
+
+
 def serve(app: Flask, host: str, port: int, workers: int = 2) -> None:
-    """Serve ``app`` with gunicorn's sync workers on ``host:port`` until stopped."""
-    _Gunicorn(app, {"bind": f"{host}:{port}", "workers": workers, "timeout": 60,
-                    "accesslog": "-", "graceful_timeout": 5}).run()
+    """Serve ``app`` with gunicorn's gevent workers on ``host:port`` until stopped."""
+    _Gunicorn(app, server_options(host, port, workers)).run()

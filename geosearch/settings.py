@@ -28,8 +28,21 @@ class Settings:
     geocoder_scheme: str = "https"
     geocoder_delay_s: float = 1.0
     geocode_cache: Path = Path("var/geocode-cache.sqlite")
+    # Per-client limit on the heavy endpoints (coverage), in the limits library's notation
+    # ("60/minute", "10/second;300/hour"); empty turns it off. Counted per worker process
+    # with the default memory storage; give a redis:// URL to count across processes.
+    heavy_rate_limit: str = "60/minute"
+    rate_limit_storage: str = "memory://"
 
     def __post_init__(self) -> None:
+        if self.heavy_rate_limit:
+            from limits import parse_many
+
+            try:
+                parse_many(self.heavy_rate_limit)
+            except ValueError:
+                raise ValueError("GEOSEARCH_HEAVY_RATE_LIMIT must read like '60/minute' "
+                                 "(or be empty for no limit)") from None
         if self.statement_timeout_ms <= 0:
             raise ValueError("GEOSEARCH_STATEMENT_TIMEOUT_MS must be > 0")
         if self.max_body_bytes <= 0:

@@ -17,6 +17,7 @@ import geopandas as gpd
 import pyarrow.parquet as pq
 
 SNAPSHOT_FILE = "spaces.parquet"
+SNAPSHOT_MODE = 0o644
 _META_KEY = b"geosearch"
 
 
@@ -61,6 +62,9 @@ def write_snapshot(frame: gpd.GeoDataFrame, path: str | Path, meta: dict) -> Pat
     table = table.replace_schema_metadata(metadata)
     fd, tmp = tempfile.mkstemp(prefix=".spaces-", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp makes the file private (0600); a snapshot is a data file that a service
+        # running as another user must be able to read.
+        os.fchmod(fd, SNAPSHOT_MODE)
         with os.fdopen(fd, "wb") as fh:
             pq.write_table(table, fh, compression="zstd")
             fh.flush()

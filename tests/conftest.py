@@ -38,6 +38,51 @@ def pytest_report_header(config) -> str:
             f"h3 {h3.__version__}, PostgreSQL binaries in {pgcluster.PG_BIN}")
 
 
+# -- an honest run: every collected test must pass ----------------------------------------
+# A test that was collected but did not pass (skipped, never run, deselected by a plugin)
+# fails the run: fewer passed than collected is never a green suite.
+
+_collected: set[str] = set()
+_passed: set[str] = set()
+_not_passed: dict[str, str] = {}
+
+
+def pytest_collection_finish(session) -> None:
+    """Without xdist: what this process collected."""
+    _collected.update(item.nodeid for item in session.items)
+
+
+def pytest_xdist_node_collection_finished(node, ids) -> None:
+    """With xdist: what each worker collected (they collect the same items)."""
+    _collected.update(ids)
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Tally outcomes (on the controller with xdist, from the workers' reports)."""
+    if report.when == "call" and report.passed:
+        _passed.add(report.nodeid)
+    elif report.skipped:
+        _not_passed[report.nodeid] = "skipped"
+    elif report.failed:
+        _not_passed[report.nodeid] = f"failed in {report.when}"
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Fail the run when fewer tests passed than were collected."""
+    if hasattr(session.config, "workerinput") or not _collected:
+        return  # an xdist worker: the controller judges
+    missing = sorted(_collected - _passed)
+    if missing and exitstatus == 0:
+        reasons = [f"  {n}: {_not_passed.get(n, 'never ran')}" for n in missing[:20]]
+        session.config.get_terminal_writer().line(
+            f"geosearch: {len(_passed)} passed of {len(_collected)} collected; every "
+            "collected test must run and pass:\n" + "\n".join(reasons), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        session.config.get_terminal_writer().line(
+            f"geosearch: {len(_passed)} passed of {len(_collected)} collected")
+
+
 @pytest.fixture(scope="session")
 def feed_result() -> IngestResult:
     """The committed feed through the whole pipeline."""

@@ -178,3 +178,57 @@ def test_app_caches_coverage_per_dataset(memory_feed):
         "tiny"))
     tiny = other.test_client().get("/v1/coverage/countries").get_json()
     assert sum(r["spaces"] for r in tiny["countries"]) == 10
+
+
+def test_equivalent_options_share_one_computation(memory_feed):
+    from geosearch.settings import Settings
+
+    app = create_app(Settings(heavy_rate_limit=""), backend=memory_feed)
+    client = app.test_client()
+    cache = app.extensions["coverage.cache"]
+    urls = ["/v1/coverage/cities?country=DE&res=7&amenities=wifi",
+            "/v1/coverage/cities?country=DE,DE,DE&res=7&amenities=wifi,wifi,WIFI",
+            "/v1/coverage/cities?country=de&res=07&amenities=wifi&walk_m=1e3",
+            "/v1/coverage/hexes?country=DE&res=7&amenities=wifi&walk_m=1000.0",
+            "/v1/coverage/countries?res=7&amenities=%20wifi"]
+    bodies = [client.get(u) for u in urls]
+    assert all(b.status_code == 200 for b in bodies)
+    assert bodies[0].get_json() == bodies[1].get_json() == bodies[2].get_json()
+    assert cache.computed == 1
+
+
+def test_concurrent_identical_requests_compute_once(memory_feed):
+    import threading
+
+    from geosearch.settings import Settings
+
+    app = create_app(Settings(heavy_rate_limit=""), backend=memory_feed)
+    cache = app.extensions["coverage.cache"]
+    statuses = []
+
+    def ask():
+        statuses.append(app.test_client().get("/v1/coverage/countries?res=6").status_code)
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 6
+    assert cache.computed == 1
+
+
+def test_heavy_endpoints_are_rate_limited_per_client_with_retry_after(memory_feed):
+    from geosearch.settings import Settings
+
+    client = create_app(Settings(heavy_rate_limit="2/minute"), backend=memory_feed).test_client()
+    url = "/v1/coverage/cities?country=LU"
+    assert [client.get(url).status_code for _ in range(2)] == [200, 200]
+    limited = client.get(url)
+    assert limited.status_code == 429 and limited.content_type == "application/problem+json"
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert "2 per 1 minute" in limited.get_json()["detail"]
+    # another client is not limited, and the searches are not limited at all
+    other = client.get(url, environ_base={"REMOTE_ADDR": "10.0.0.2"})
+    assert other.status_code == 200
+    assert all(client.get("/v1/spaces?limit=1").status_code == 200 for _ in range(5))

@@ -230,3 +230,47 @@ def test_geojson_and_geoparquet_feeds_load_like_the_csv(tmp_path):
     for result in results[1:]:
         assert result.frame[columns].to_dict("records") == base
         assert result.report.dataset_version == results[0].report.dataset_version
+
+
+NEAR_ZERO = [  # (id, country, lat, lon): valid spaces at lat or lon 0 +- 1e-6
+    ("z-greenwich", "GB", 51.4779, -0.00003), ("z-gb-east", "GB", 51.5, 0.000001),
+    ("z-gb-west", "GB", 51.5, -0.000001), ("z-fr", "FR", 45.0, -1e-6),
+    ("z-ke-north", "KE", 1e-6, 37.5), ("z-ke-south", "KE", -1e-6, 37.5),
+    ("z-id", "ID", 1e-6, 109.34), ("z-br", "BR", -1e-6, -51.1),
+]
+
+
+@pytest.mark.parametrize("suffix", ["geojson", "parquet", "csv"])
+def test_spaces_at_zero_plus_minus_a_micro_degree_all_load(tmp_path, suffix):
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    props = [{"id": i, "name": f"Space {i}", "address": "1 Main Street", "city": "X",
+              "country": c, "amenities": "wifi", "capacity": 10, "price_day": 20.5,
+              "currency": "EUR", "status": "active"} for i, c, _, _ in NEAR_ZERO]
+    path = tmp_path / f"feed.{suffix}"
+    if suffix == "csv":  # e-notation, as many writers print values near zero
+        rows = [{**p, "lat": f"{lat!r}", "lon": f"{lon:e}"}
+                for p, (_, _, lat, lon) in zip(props, NEAR_ZERO, strict=True)]
+        pd.DataFrame(rows).to_csv(path, index=False)
+    else:
+        frame = gpd.GeoDataFrame(props, geometry=[Point(lon, lat) for *_, lat, lon in NEAR_ZERO],
+                                 crs="EPSG:4326")
+        if suffix == "geojson":
+            frame.to_file(path, driver="GeoJSON")
+        else:
+            frame.to_parquet(path)
+
+    result = run_pipeline(path, progress=False)
+
+    assert result.report.rejects == []
+    assert result.report.loaded == len(NEAR_ZERO)
+    got = {r.id: (r.lat, r.lon) for r in result.frame.itertuples()}
+    assert set(got) == {i for i, *_ in NEAR_ZERO}
+    for i, _, lat, lon in NEAR_ZERO:
+        assert got[i] == pytest.approx((lat, lon), abs=1e-12)
+
+
+def test_snapshots_are_readable_by_everyone_like_any_data_file(tmp_path, feed_result):
+    written = write_snapshot(feed_result.frame, tmp_path / "snap", feed_result.meta())
+    assert written.stat().st_mode & 0o777 == 0o644

@@ -1,11 +1,22 @@
-"""Property-based tests of the HTTP API from its own OpenAPI document (schemathesis):
-no 5xx, and every response conforms to the documented status codes, content types and
-schemas."""
+"""Property-based tests of the HTTP API from its own OpenAPI document (schemathesis), on
+both backends: no 5xx, and every response conforms to the documented status codes,
+content types and schemas, for valid and for invalid (negative) requests.
+
+Each operation is its own test item (an id per backend and operation), so that pytest-xdist
+distributes and reports every one. ``GEOSEARCH_FUZZ_EXAMPLES`` sets the examples per
+operation (``make fuzz`` runs many more than ``make test``).
+"""
 
 from __future__ import annotations
 
+import os
+from functools import cache
+
+import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -13,34 +24,40 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from synthetic import synthetic_frame
 
 from geosearch.api import create_app
-from geosearch.backends.memory import MemoryBackend
+from geosearch.api.openapi import document
 from geosearch.settings import Settings
-
-app = create_app(Settings(), backend=MemoryBackend.from_frame(synthetic_frame(400), "schema"))
-schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
-
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, negative_data_rejection]
 # Positive-data acceptance is left out: constraints across values (minlat < maxlat, a
 # ring that closes) cannot be written in JSON Schema, so a schema-valid request can rightly
 # get a 400. Every response must still be documented and well formed.
-COVERAGE = "^/v1/coverage/"
+EXAMPLES = int(os.environ.get("GEOSEARCH_FUZZ_EXAMPLES", "25"))
+# Each new (res, min_population) of a coverage request computes a report: fewer there.
+COVERAGE_EXAMPLES = max(3, EXAMPLES // 6)
+OPERATIONS = [(path, method.upper()) for path, item in document()["paths"].items()
+              for method in item]
 
 
-@schema.exclude(path_regex=COVERAGE).parametrize()
-@settings(max_examples=40, deadline=None, derandomize=True,
-          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_openapi_document(case):
-    case.call_and_validate(checks=CHECKS)
+@cache
+def _schema(backend):
+    app = create_app(Settings(heavy_rate_limit=""), backend=backend)
+    return schemathesis.openapi.from_wsgi("/openapi.json", app)
 
 
-# Each new (res, min_population) builds the H3 grid of every city: fewer examples here.
-@schema.include(path_regex=COVERAGE).parametrize()
-@settings(max_examples=6, deadline=None, derandomize=True,
-          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-def test_coverage_conforms_to_its_openapi_document(case):
-    case.call_and_validate(checks=CHECKS)
+@pytest.mark.parametrize("path, method", OPERATIONS, ids=[f"{m} {p}" for p, m in OPERATIONS])
+def test_operation_conforms_to_the_openapi_document(synthetic_backend, path, method):
+    operation = _schema(synthetic_backend)[path][method]
+    strategy = st.one_of(operation.as_strategy(GenerationMode.POSITIVE),
+                         operation.as_strategy(GenerationMode.NEGATIVE))
+    examples = COVERAGE_EXAMPLES if "/coverage/" in path else EXAMPLES
+
+    @given(case=strategy)
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    def check(case):
+        case.call_and_validate(checks=CHECKS)
+
+    check()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 
 from geosearch.api import errors
 from geosearch.api.coverage import coverage_blueprint
@@ -44,7 +46,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     errors.register(app)
     app.register_blueprint(search_blueprint(backend, max_body_bytes=settings.max_body_bytes),
                            url_prefix=API_PREFIX)
-    app.register_blueprint(coverage_blueprint(backend), url_prefix=API_PREFIX)
+    coverage = coverage_blueprint(backend)
+    if settings.heavy_rate_limit:
+        limiter = Limiter(get_remote_address, app=app, storage_uri=settings.rate_limit_storage,
+                          headers_enabled=True, default_limits=[])
+        limiter.limit(settings.heavy_rate_limit)(coverage)
+    app.register_blueprint(coverage, url_prefix=API_PREFIX)
     app.register_blueprint(ogc_blueprint(backend), url_prefix="/ogc")
     app.register_blueprint(health_blueprint(backend))
     app.register_blueprint(map_blueprint(settings.tile_url))

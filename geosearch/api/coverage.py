@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections import OrderedDict
 
 from flask import Blueprint, Response, request
 
 from geosearch.api import params
-from geosearch.api.errors import register
+from geosearch.api.errors import ApiError, register
 from geosearch.api.geojson import GEOJSON
 from geosearch.backends.base import Backend
 from geosearch.geo import cell_geojson
 from geosearch.reports.coverage import (
+    MAX_POPULATION,
     MAX_RES,
     MIN_POPULATION,
     MIN_RES,
@@ -21,7 +23,8 @@ from geosearch.reports.coverage import (
     CoverageOptions,
 )
 
-CACHE_SIZE = 8
+CACHE_SIZE = 32
+WAIT_S = 20.0
 
 
 def _clean(value):
@@ -43,7 +46,7 @@ def options_from(p: params.Params) -> CoverageOptions:
     """Coverage options from ``amenities``, ``walk_m``, ``min_population`` and ``res``."""
     defaults = CoverageOptions()
     return CoverageOptions(
-        min_population=p.get("min_population", params.integer(MIN_POPULATION),
+        min_population=p.get("min_population", params.integer(MIN_POPULATION, MAX_POPULATION),
                              defaults.min_population),
         walk_m=p.get("walk_m", params.number(0, 50_000, low_open=True), defaults.walk_m),
         res=p.get("res", params.integer(MIN_RES, MAX_RES), defaults.res),
@@ -65,19 +68,58 @@ def options_dict(o: CoverageOptions) -> dict:
             "amenities": sorted(a.value for a in o.amenities)}
 
 
+class CoverageCache:
+    """Coverage results per (dataset version, normalised options), computed once.
+
+    Options are normalised before they become a key (amenities as a set, numbers as
+    numbers), so ``amenities=wifi,wifi`` and ``amenities=wifi`` share one entry. At most
+    one computation runs per process at a time (each is bounded: the cells of the chosen
+    resolution over the report's cities, at most ~300,000 at res 8, about a second), and
+    concurrent requests for the same key wait for the one computation instead of repeating
+    it. A request that cannot start within ``wait_s`` gets a 503 with Retry-After.
+    """
+
+    def __init__(self, backend: Backend, size: int = CACHE_SIZE, wait_s: float = WAIT_S) -> None:
+        self.backend = backend
+        self.size = size
+        self.wait_s = wait_s
+        self._results: OrderedDict[tuple, Coverage] = OrderedDict()
+        self._guard = threading.Lock()
+        self._compute = threading.Lock()
+        self.computed = 0
+
+    def get(self, options: CoverageOptions) -> Coverage:
+        """The coverage for ``options`` on the current dataset."""
+        key = (self.backend.dataset_version(), options)
+        with self._guard:
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
+        if not self._compute.acquire(timeout=self.wait_s):
+            raise ApiError(503, "Service Unavailable", "coverage computations are busy; try "
+                           "again shortly", headers={"Retry-After": "5"})
+        try:
+            with self._guard:  # computed by the request this one waited for
+                if key in self._results:
+                    return self._results[key]
+            result = Coverage(self.backend.active_frame(), options)
+            result.city_stats  # noqa: B018 - the heavy part, done once under the lock
+            self.computed += 1
+            with self._guard:
+                self._results[key] = result
+                while len(self._results) > self.size:
+                    self._results.popitem(last=False)
+            return result
+        finally:
+            self._compute.release()
+
+
 def coverage_blueprint(backend: Backend, name: str = "coverage") -> Blueprint:
     """Coverage endpoints over ``backend``; results are cached per dataset and options."""
     bp = Blueprint(name, __name__)
-    cache: OrderedDict[tuple, Coverage] = OrderedDict()
-
-    def coverage(options: CoverageOptions) -> Coverage:
-        key = (backend.dataset_version(), options)
-        if key not in cache:
-            cache[key] = Coverage(backend.active_frame(), options)
-            while len(cache) > CACHE_SIZE:
-                cache.popitem(last=False)
-        cache.move_to_end(key)
-        return cache[key]
+    cache = CoverageCache(backend)
+    bp.record_once(lambda state: state.app.extensions.setdefault(f"{name}.cache", cache))
+    coverage = cache.get
 
     @bp.get("/coverage/countries")
     def countries():

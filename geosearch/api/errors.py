@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from flask import Flask, Response, json
+from flask import Blueprint, Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from geosearch.backends.base import BackendUnavailable, NoDataset
@@ -67,7 +67,11 @@ def handle_http_exception(exc: HTTPException) -> Response:
     """Werkzeug's own errors (404, 405, 413...) as problem+json."""
     headers = dict(exc.get_headers()) if exc.code == 405 else {}
     headers.pop("Content-Type", None)
-    return problem(exc.code or 500, exc.name, exc.description or exc.name, headers=headers)
+    detail = exc.description or exc.name
+    if exc.code == 429:
+        detail = (f"too many requests to this endpoint: at most {detail} per client; retry "
+                  "after the number of seconds in Retry-After")
+    return problem(exc.code or 500, exc.name, detail, headers=headers)
 
 
 def handle_unexpected(exc: Exception) -> Response:
@@ -76,8 +80,12 @@ def handle_unexpected(exc: Exception) -> Response:
     return problem(500, "Internal Server Error", "an unexpected error occurred; it was logged")
 
 
-def register(target: Flask, app_wide: bool = True) -> None:
-    """Install the problem handlers on an app (or, with ``app_wide=False``, a blueprint)."""
+def register(target: Flask | Blueprint, app_wide: bool = True) -> None:
+    """Install the problem handlers and the request guard (:mod:`geosearch.api.guard`) on
+    an app (or, with ``app_wide=False``, a blueprint)."""
+    from geosearch.api.guard import check_request  # the guard raises this module's errors
+
+    target.before_request(lambda: check_request(request.environ))
     target.register_error_handler(ApiError, handle_api_error)
     target.register_error_handler(BackendUnavailable, handle_unavailable)
     target.register_error_handler(NoDataset, handle_unavailable)

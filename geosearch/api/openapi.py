@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from geosearch.model import DEFAULT_K, DEFAULT_LIMIT, MAX_K, MAX_LIMIT, MAX_RADIUS_M, Amenity
+from geosearch.model import (
+    DEFAULT_K,
+    DEFAULT_LIMIT,
+    MAX_CAPACITY,
+    MAX_K,
+    MAX_LIMIT,
+    MAX_RADIUS_M,
+    Amenity,
+)
+from geosearch.reports.coverage import MAX_POPULATION, MIN_POPULATION
 
 AMENITY_NAMES = [a.value for a in Amenity]
 _AMENITY = "|".join(AMENITY_NAMES)
@@ -49,7 +58,8 @@ PARAMETERS = {
                       "Comma-separated ISO 3166-1 alpha-2 codes; any of them"),
     "city": _param("city", {"type": "string", "maxLength": 200},
                    "City as the space's record has it, case-insensitive"),
-    "min_capacity": _param("min_capacity", {"type": "integer", "minimum": 0},
+    "min_capacity": _param("min_capacity", {"type": "integer", "minimum": 0,
+                                            "maximum": MAX_CAPACITY},
                            "At least this many desks"),
     "limit": _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
                               "default": DEFAULT_LIMIT}, "Page size"),
@@ -60,6 +70,10 @@ FILTERS = [_ref(n) for n in ("amenities", "amenities_any", "country", "city", "m
 PAGING = [_ref("limit"), _ref("cursor")]
 ERRORS = {"400": _problem("Invalid parameters, each named with what is valid"),
           "503": _problem("The store is unavailable or holds no dataset")}
+# Any request can be refused before its parameters are read: control characters or bad
+# UTF-8 (400), an over-long request line (414), oversized headers (431), too many requests
+# (429).
+CLIENT_ERROR = _problem("A client error: the problem names the parameter and what is valid")
 PAGED_ERRORS = {**ERRORS, "410": _problem("The cursor was issued for an older dataset")}
 SPACES = _body("application/geo+json", _ref("SpaceCollection", "schemas"),
                "A page of spaces as a GeoJSON FeatureCollection")
@@ -125,7 +139,7 @@ SCHEMAS = {
 
 def _get(summary: str, parameters: list, ok: dict, errors: dict, description: str = "") -> dict:
     op = {"summary": summary, "parameters": parameters,
-          "responses": {"200": ok, **errors}}
+          "responses": {"200": ok, **errors, "4XX": CLIENT_ERROR}}
     if description:
         op["description"] = description
     return {"get": op}
@@ -155,7 +169,9 @@ def _paths() -> dict:
                 "application/json": {"schema": _ref("Area", "schemas")},
                 "application/geo+json": {"schema": _ref("Area", "schemas")}}},
             "responses": {"200": SPACES, **PAGED_ERRORS,
-                          "413": _problem("The body is over 1 MiB")}}},
+                          "413": _problem("The body is over 1 MiB"),
+                          "415": _problem("The body is not JSON (Content-Type)"),
+                          "4XX": CLIENT_ERROR}}},
         "/v1/spaces/bbox": _get(
             "Spaces in a bounding box",
             [_param("bbox", {"type": "string"}, "minlon,minlat,maxlon,maxlat; minlon > maxlon "
@@ -192,7 +208,8 @@ COVERAGE_PARAMS = [
     _param("amenities", AMENITY_LIST, "Count only spaces with all of these amenities"),
     _param("walk_m", {"type": "number", "exclusiveMinimum": 0, "maximum": 50_000,
                       "default": 1000}, "A cell is covered by a space this near its centre"),
-    _param("min_population", {"type": "integer", "minimum": 50_000, "default": 100_000},
+    _param("min_population", {"type": "integer", "minimum": MIN_POPULATION,
+                               "maximum": MAX_POPULATION, "default": 100_000},
            "Cities of at least this many inhabitants"),
     _param("res", {"type": "integer", "minimum": 6, "maximum": 8, "default": 8},
            "H3 resolution of the cells"),

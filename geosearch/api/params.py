@@ -17,6 +17,7 @@ from geosearch.api.errors import ApiError, ParamError
 from geosearch.model import (
     DEFAULT_K,
     DEFAULT_LIMIT,
+    MAX_CAPACITY,
     MAX_K,
     MAX_LIMIT,
     MAX_RADIUS_M,
@@ -70,6 +71,11 @@ _DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
 
+def shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for an error message, cut short when long."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
 def number(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
     """A parser for a finite decimal number in [low, high] (or (low, high]).
 
@@ -79,25 +85,27 @@ def number(low: float, high: float, low_open: bool = False) -> Callable[[str], f
 
     def parse(text: str) -> float:
         if not _DECIMAL.fullmatch(text.strip()):
-            raise ValueError(f"{text!r} is not a number; expected a number in {interval}")
+            raise ValueError(f"{shown(text)} is not a number; expected a number in {interval}")
         value = float(text)
         if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
-            raise ValueError(f"{text} is out of range; expected a number in {interval}")
+            raise ValueError(f"{shown(text)} is out of range; expected a number in {interval}")
         return value
 
     return parse
 
 
-def integer(low: int, high: int | None = None) -> Callable[[str], int]:
-    """A parser for a whole number in [low, high]."""
-    span = f"{low}..{high}" if high is not None else f">= {low}"
+def integer(low: int, high: int) -> Callable[[str], int]:
+    """A parser for a whole number in [low, high] (every integer of the API is bounded)."""
+    span = f"{low}..{high}"
 
     def parse(text: str) -> int:
         if not _INTEGER.fullmatch(text.strip()):
-            raise ValueError(f"{text!r} is not an integer; expected an integer {span}")
-        value = int(text)
-        if value < low or (high is not None and value > high):
-            raise ValueError(f"{value} is out of range; expected an integer {span}")
+            raise ValueError(f"{shown(text)} is not an integer; expected an integer {span}")
+        # Beyond 20 digits no bound of the API can hold it (and int() of thousands of
+        # digits is refused by Python itself).
+        value = int(text) if len(text.strip()) <= 20 else None
+        if value is None or not low <= value <= high:
+            raise ValueError(f"{shown(text)} is out of range; expected an integer {span}")
         return value
 
     return parse
@@ -109,7 +117,7 @@ def amenity_set(text: str) -> frozenset[Amenity]:
     bad = [n for n in names if n.lower() not in Amenity._value2member_map_]
     if bad:
         valid = ", ".join(a.value for a in Amenity)
-        raise ValueError(f"unknown amenity {', '.join(map(repr, bad))}; valid: {valid}")
+        raise ValueError(f"unknown amenity {', '.join(map(shown, bad[:5]))}; valid: {valid}")
     return frozenset(Amenity(n.lower()) for n in names)
 
 
@@ -118,7 +126,7 @@ def country_set(text: str) -> frozenset[str]:
     codes = [t.strip().upper() for t in text.split(",") if t.strip()]
     bad = [c for c in codes if len(c) != 2 or not c.isascii() or not c.isalpha()]
     if bad:
-        raise ValueError(f"{', '.join(map(repr, bad))}: expected ISO 3166-1 alpha-2 codes "
+        raise ValueError(f"{', '.join(map(shown, bad[:5]))}: expected ISO 3166-1 alpha-2 codes "
                          "such as DE or GB, separated by commas")
     return frozenset(codes)
 
@@ -141,7 +149,7 @@ def filters(params: Params) -> Filters:
         any_amenities=params.get("amenities_any", amenity_set, frozenset()),
         countries=params.get("country", country_set, frozenset()),
         city=params.get("city", city_name),
-        min_capacity=params.get("min_capacity", integer(0)),
+        min_capacity=params.get("min_capacity", integer(0, MAX_CAPACITY)),
     )
 
 

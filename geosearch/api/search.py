@@ -15,6 +15,7 @@ from geosearch.api import params
 from geosearch.api.cursor import decode, encode, fingerprint, stale_cursor
 from geosearch.api.errors import ApiError, ParamError, register
 from geosearch.api.geojson import GEOJSON, GeometryError, collection, feature, parse_area
+from geosearch.api.params import shown
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import (
@@ -27,6 +28,7 @@ from geosearch.model import (
 )
 from geosearch.settings import Settings
 
+BODY_TYPES = ("application/geo+json", "application/json")
 _DISTANCE_KEY = (float, str)
 _ID_KEY = (str,)
 
@@ -114,6 +116,11 @@ class SearchViews:
         return self._area(self._body_area(), p, "polygon")
 
     def _body_area(self):
+        mimetype = request.mimetype
+        if mimetype and mimetype not in BODY_TYPES:
+            raise ApiError(415, "Unsupported Media Type",
+                           f"the body is {shown(mimetype)}; send {' or '.join(BODY_TYPES)}",
+                           [ParamError("Content-Type", f"one of {', '.join(BODY_TYPES)}")])
         length = request.content_length
         if length is not None and length > self.max_body_bytes:
             raise ApiError(
@@ -132,7 +139,7 @@ class SearchViews:
             )
         try:
             doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ApiError.bad_params(
                 [
                     ParamError(

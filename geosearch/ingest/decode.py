@@ -16,11 +16,14 @@ from pathlib import Path
 
 import ftfy
 import ftfy.bad_codecs  # registers the sloppy-windows-1252 codec
+import numpy as np
 
 from geosearch.ingest.records import Record
 
 FIELDS = ("id", "name", "address", "city", "postcode", "country", "lat", "lon", "amenities",
           "capacity", "price_day", "currency", "status")
+# Fields that a typed feed may give as numbers; those are read as numbers, never as text.
+NUMERIC_FIELDS = frozenset({"lat", "lon", "capacity", "price_day"})
 
 
 class FeedError(Exception):
@@ -87,16 +90,30 @@ def clean_text(value: str) -> str:
 def _as_text(value: object) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | np.ndarray):
         return ";".join(str(v) for v in value)
     return str(value)
+
+
+def _as_number(value: object) -> float | None:
+    """A value a typed feed gave as a number (not text, not a boolean), else None."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        return None
+    return float(value)
 
 
 def _record(row: int, fields: dict[str, object]) -> Record:
     raw: dict[str, str] = {}
     record = Record(row=row, raw=raw)
     for key in FIELDS:
-        text = _as_text(fields.get(key))
+        value = fields.get(key)
+        number = _as_number(value) if key in NUMERIC_FIELDS else None
+        if number is not None:
+            if not math.isnan(number):
+                record.numbers[key] = number
+            raw[key] = "" if math.isnan(number) else repr(number)  # shown in reports only
+            continue
+        text = _as_text(value)
         cleaned = clean_text(text)
         if fix_mojibake(text) != text:
             record.repair("mojibake", f"{key}: {text.strip()!r} -> {cleaned!r}")

@@ -21,7 +21,7 @@ AMENITY_SYNONYMS = {
     "shower": "showers", "locker": "lockers", "pets allowed": "pet_friendly",
 }
 _VOCABULARY = {a.value for a in Amenity}
-_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)$")
+_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
 STATUSES = ("active", "inactive")
 
 
@@ -30,8 +30,12 @@ def parse_decimal(text: str) -> tuple[float | None, bool]:
 
     Empty text gives ``(None, False)``; text that is not a number raises ValueError.
 
+    E-notation is a number too (``-3e-06``: how many writers print values near zero).
+
     >>> parse_decimal("52,5200")
     (52.52, True)
+    >>> parse_decimal("-3e-06")
+    (-3e-06, False)
     """
     text = text.strip().replace(" ", "")
     if not text:
@@ -43,6 +47,16 @@ def parse_decimal(text: str) -> tuple[float | None, bool]:
     if not math.isfinite(value):
         raise ValueError(f"{text!r} is not a finite number")
     return value, comma
+
+
+def _number(record: Record, key: str) -> tuple[float | None, bool]:
+    """A numeric field: the number a typed feed gave, else the text parsed."""
+    if key in record.numbers:
+        value = record.numbers[key]
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
+        return value, False
+    return parse_decimal(record.raw[key])
 
 
 def amenity_token(token: str) -> str | None:
@@ -89,8 +103,8 @@ def _normalise_country(record: Record) -> None:
 
 def _normalise_coordinates(record: Record) -> None:
     try:
-        lat, lat_comma = parse_decimal(record.raw["lat"])
-        lon, lon_comma = parse_decimal(record.raw["lon"])
+        lat, lat_comma = _number(record, "lat")
+        lon, lon_comma = _number(record, "lon")
     except ValueError as exc:
         raise Rejected("invalid_coordinates", f"lat/lon: {exc}") from None
     if lat_comma or lon_comma:
@@ -103,7 +117,7 @@ def _normalise_coordinates(record: Record) -> None:
 
 def _normalise_numbers(record: Record) -> None:
     try:
-        capacity, _ = parse_decimal(record.raw["capacity"])
+        capacity, _ = _number(record, "capacity")
     except ValueError:
         record.repair("invalid_capacity", f"capacity {record.raw['capacity']!r} dropped")
         capacity = None
@@ -113,7 +127,7 @@ def _normalise_numbers(record: Record) -> None:
         capacity = None
     record.capacity = None if capacity is None else int(capacity)
     try:
-        price, _ = parse_decimal(record.raw["price_day"])
+        price, _ = _number(record, "price_day")
     except ValueError:
         price = None
         record.repair("invalid_price", f"price_day {record.raw['price_day']!r} dropped")

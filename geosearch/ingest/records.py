@@ -26,12 +26,15 @@ class Repair:
 class Record:
     """One feed row as it moves through the stages.
 
-    ``raw`` holds the decoded text fields; the typed fields are filled by normalise,
-    validate and geocode. ``repairs`` lists every change made on the way.
+    ``raw`` holds the decoded text fields; ``numbers`` the fields a typed feed (GeoJSON,
+    GeoParquet) gave as numbers, kept as numbers so that no value goes through text. The
+    typed fields are filled by normalise, validate and geocode. ``repairs`` lists every
+    change made on the way.
     """
 
     row: int
     raw: dict[str, str]
+    numbers: dict[str, float] = field(default_factory=dict)
     repairs: list[Repair] = field(default_factory=list)
     id: str = ""
     name: str = ""

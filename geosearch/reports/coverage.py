@@ -35,6 +35,8 @@ from geosearch.reference import market_cities, markets
 MIN_RES, MAX_RES = 6, 8
 # The smallest city a report can include; the H3 grid is built once for all of these.
 MIN_POPULATION = 50_000
+# More than any city has: larger values are refused rather than compared.
+MAX_POPULATION = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,9 @@ class CoverageOptions:
             raise ValueError(f"res must be an integer in {MIN_RES}..{MAX_RES}")
         if not 0 < self.walk_m <= 50_000:
             raise ValueError("walk_m must be a number with 0 < walk_m <= 50000")
-        if self.min_population < MIN_POPULATION:
-            raise ValueError(f"min_population must be >= {MIN_POPULATION}")
+        if not MIN_POPULATION <= self.min_population <= MAX_POPULATION:
+            raise ValueError(f"min_population must be an integer in "
+                             f"{MIN_POPULATION}..{MAX_POPULATION}")
 
 
 def _around(lat: float, lon: float, radius_m: float, sides: int = 48) -> h3.LatLngPoly:

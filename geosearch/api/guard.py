@@ -1,0 +1,99 @@
+"""Checks every request passes before any view sees it.
+
+Limits on the request line and the headers (the server's own limits are raised so that
+these answer, in problem+json), and text that no parameter or path of the API can hold:
+control characters (NUL included) and percent-escapes that are not UTF-8. A value that
+passes here may still be refused by its parameter's own parser; one that fails never
+reaches a backend (PostgreSQL refuses NUL in text, for one).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote_to_bytes
+
+from geosearch.api.errors import ApiError, ParamError
+
+MAX_REQUEST_LINE_BYTES = 8192
+MAX_HEADER_BYTES = 8192
+MAX_HEADERS_TOTAL_BYTES = 32768
+# C0 controls, DEL and C1 controls: no name, address, id or number contains them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A query string made only of these needs no decoding to be known clean.
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.,=&:;+\-~!*'()/?@]*")
+
+
+def _bad_text(raw: bytes) -> str | None:
+    """Why ``raw`` (percent-decoded bytes) cannot be a parameter value, or None."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not valid UTF-8 (check the percent-escapes)"
+    if _CONTROL.search(text):
+        return "control characters (such as NUL) are not allowed"
+    return None
+
+
+def check_query(query_string: str) -> None:
+    """Raise a 400 naming each query parameter whose name or value is unusable text."""
+    if _PLAIN_QUERY.fullmatch(query_string):
+        return
+    errors: list[ParamError] = []
+    for pair in query_string.split("&"):
+        name_raw, _, value_raw = pair.partition("=")
+        name_bytes = unquote_to_bytes(name_raw.replace("+", " "))
+        name = name_bytes.decode("utf-8", "replace")
+        problem = _bad_text(name_bytes)
+        if problem is not None:
+            errors.append(ParamError(_CONTROL.sub("?", name) or "?", f"name: {problem}"))
+            continue
+        problem = _bad_text(unquote_to_bytes(value_raw.replace("+", " ")))
+        if problem is not None:
+            errors.append(ParamError(name, problem))
+    if errors:
+        raise ApiError.bad_params(errors)
+
+
+def check_path(path_info: str) -> None:
+    """Raise a 400 when the (percent-decoded) path is not clean UTF-8 text."""
+    if path_info.isascii() and not _CONTROL.search(path_info):
+        return
+    problem = _bad_text(path_info.encode("latin-1", "replace"))
+    if problem is not None:
+        raise ApiError.bad_params([ParamError("path", problem)])
+
+
+def check_sizes(environ: dict) -> None:
+    """Raise 414 for an over-long request line, 431 for oversized headers."""
+    uri = environ.get("RAW_URI") or (environ.get("PATH_INFO", "") + "?"
+                                     + environ.get("QUERY_STRING", ""))
+    if len(uri) > MAX_REQUEST_LINE_BYTES:
+        raise ApiError(414, "URI Too Long",
+                       f"the request target is {len(uri)} bytes; at most "
+                       f"{MAX_REQUEST_LINE_BYTES} are accepted (send a polygon in a POST "
+                       "body instead)", [ParamError("uri", f"at most {MAX_REQUEST_LINE_BYTES} "
+                                                            "bytes")])
+    total = 0
+    for key, value in environ.items():
+        if not key.startswith("HTTP_") or not isinstance(value, str):
+            continue
+        size = len(key) + len(value)
+        total += size
+        if size > MAX_HEADER_BYTES:
+            name = key[5:].replace("_", "-").title()
+            raise ApiError(431, "Request Header Fields Too Large",
+                           f"the {name} header is {size} bytes; at most {MAX_HEADER_BYTES} "
+                           "are accepted", [ParamError(name, f"at most {MAX_HEADER_BYTES} "
+                                                             "bytes")])
+    if total > MAX_HEADERS_TOTAL_BYTES:
+        raise ApiError(431, "Request Header Fields Too Large",
+                       f"the headers are {total} bytes; at most {MAX_HEADERS_TOTAL_BYTES} are "
+                       "accepted", [ParamError("headers", f"at most {MAX_HEADERS_TOTAL_BYTES} "
+                                                          "bytes in all")])
+
+
+def check_request(environ: dict) -> None:
+    """Every check of this module on one WSGI request."""
+    check_sizes(environ)
+    check_path(environ.get("PATH_INFO", ""))
+    check_query(environ.get("QUERY_STRING", ""))

@@ -1,0 +1,345 @@
+"""Faults under load: a real gunicorn server on a real PostGIS, clients querying all the
+while, and the faults of production injected one after another.
+
+    python scripts/faults.py [--seconds-between 3] [--clients 4]
+
+Faults, in order: kill -9 a worker; restart PostgreSQL; stop it for 5 s; swap the
+dataset with a second ingest; kill an ingest in the middle of its COPY. Every response
+is counted. The run fails when any response is a 5xx other than the documented 503 while
+the database is away, when a 503 comes outside a database outage, when a request fails
+outside the moment a worker is killed, when answers after recovery differ from the
+brute-force oracle, or when the killed ingest changed the served data.
+
+``make test`` runs it in a short form (tests/test_faults.py); ``make faults`` in full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import pgcluster  # noqa: E402
+
+FEED = ROOT / "data" / "feed" / "spaces.csv"
+QUERIES = [
+    "/v1/spaces/nearest?lat=52.52&lon=13.405&k=5&amenities=wifi",
+    "/v1/spaces/radius?lat=48.8566&lon=2.3522&radius_m=5000&limit=20",
+    "/v1/spaces/bbox?bbox=-0.5,51.3,0.3,51.7&limit=20",
+    "/v1/spaces?country=NL&limit=10",
+    "/ogc/collections/spaces/items?limit=5",
+]
+# A few seconds after a fault ends, the answers must be back to normal.
+GRACE_S = 5.0
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    """The pids of a process' children (gunicorn's workers under its arbiter)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+class Server:
+    """``geosearch serve --database URL`` in a subprocess."""
+
+    def __init__(self, url: str, log: Path, workers: int = 2) -> None:
+        self.port = free_port()
+        self.log = log
+        self._log_file = log.open("w")
+        env = {**os.environ, "GEOSEARCH_ACCESS_LOG": "", "GEOSEARCH_STATEMENT_TIMEOUT_MS": "2000"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "geosearch.cli", "serve", "--database", url, "--port",
+             str(self.port), "--workers", str(workers)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self._log_file)
+        deadline = time.monotonic() + 60
+        while get(self.port, "/readyz")[0] != 200:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("the server did not become ready")
+            time.sleep(0.3)
+
+    def workers(self) -> list[int]:
+        """The worker pids."""
+        return children(self.proc.pid)
+
+    def stop(self) -> None:
+        """Stop the arbiter and its workers."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._log_file.close()
+
+
+def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    """One GET on a new connection: (status, body); status 0 when the connection failed."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    except OSError:
+        return 0, b""
+    finally:
+        conn.close()
+
+
+@dataclass
+class Outcome:
+    """One response seen by the load: when, what, and to which request."""
+
+    at: float
+    status: int
+    path: str
+
+
+@dataclass
+class Load:
+    """Clients that query the server without pause until stopped."""
+
+    port: int
+    clients: int = 4
+    outcomes: list[Outcome] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the client threads."""
+        for n in range(self.clients):
+            thread = threading.Thread(target=self._run, args=(n,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _run(self, n: int) -> None:
+        i = n
+        while not self._stop.is_set():
+            path = QUERIES[i % len(QUERIES)]
+            status, _ = get(self.port, path)
+            self.outcomes.append(Outcome(time.monotonic(), status, path))
+            i += 1
+
+    def stop(self) -> None:
+        """Stop and wait for the clients."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+
+@dataclass
+class Window:
+    """A time span of a fault, and what it allows: 503 (database away) or failed
+    connections (a worker killed)."""
+
+    fault: str
+    start: float
+    end: float
+    allows: frozenset[int]
+
+
+def dataset_state(url: str) -> tuple[str, int]:
+    """The served version and the number of rows, read straight from PostgreSQL."""
+    with psycopg.connect(url.replace("+psycopg", "")) as db:
+        return db.execute("SELECT (SELECT version FROM dataset_state), "
+                          "(SELECT count(*) FROM spaces)").fetchone()
+
+
+def ingest(url: str, feed: Path) -> subprocess.CompletedProcess:
+    """``geosearch ingest FEED --database URL``."""
+    return subprocess.run([sys.executable, "-m", "geosearch.cli", "ingest", str(feed),
+                           "--database", url], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+
+
+def kill_ingest_mid_copy(url: str, feed: Path) -> bool:
+    """Start an ingest, kill -9 it while its COPY runs; True when it was caught mid-COPY."""
+    proc = subprocess.Popen([sys.executable, "-m", "geosearch.cli", "ingest", str(feed),
+                             "--database", url], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    caught = False
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as db:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            busy = db.execute("SELECT count(*) FROM pg_stat_activity "
+                              "WHERE query ILIKE 'COPY spaces_staging%%'").fetchone()[0]
+            if busy:
+                proc.send_signal(signal.SIGKILL)
+                caught = True
+                break
+            time.sleep(0.002)
+    proc.wait(30)
+    return caught
+
+
+def subset_feed(feed: Path, rows: int, out: Path) -> Path:
+    """The first ``rows`` data rows of a CSV feed (a second, different dataset)."""
+    lines = feed.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+    out.write_text("".join(lines[:rows + 1]), encoding="utf-8")
+    return out
+
+
+def check_answers(port: int, feed: Path) -> list[str]:
+    """Compare the served answers with the brute-force oracle over the ingested feed."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import oracle
+
+    from geosearch.ingest.pipeline import run_pipeline
+    from geosearch.model import Amenity, Filters
+
+    frame = run_pipeline(feed, progress=False).frame
+    frame = frame[frame["status"] == "active"]
+    wrong = []
+    for lat, lon in ((52.52, 13.405), (48.8566, 2.3522), (40.4168, -3.7038)):
+        status, body = get(port, f"/v1/spaces/nearest?lat={lat}&lon={lon}&k=10&amenities=wifi")
+        served = [f["id"] for f in json.loads(body)["features"]] if status == 200 else status
+        want = [i for i, _ in oracle.nearest(frame, lat, lon, 10, None,
+                                             Filters(all_amenities=frozenset({Amenity.WIFI})))]
+        if served != want:
+            wrong.append(f"nearest {lat},{lon}: served {served}, oracle {want}")
+    return wrong
+
+
+@dataclass
+class Report:
+    """What a run saw."""
+
+    counts: Counter
+    violations: list[str]
+    windows: list[Window]
+
+    def summary(self) -> str:
+        """A few lines for people."""
+        lines = [f"responses: {dict(sorted(self.counts.items()))}"]
+        lines += [f"fault {w.fault}: {w.end - w.start:.1f} s" for w in self.windows]
+        lines += [f"VIOLATION {v}" for v in self.violations] or ["no violations"]
+        return "\n".join(lines)
+
+
+def judge(outcomes: list[Outcome], windows: list[Window]) -> list[str]:
+    """Every response that no fault window allows."""
+    bad = []
+    for o in outcomes:
+        if o.status == 200 or 400 <= o.status < 500:
+            continue
+        allowed = any(w.start <= o.at <= w.end + GRACE_S and o.status in w.allows
+                      for w in windows)
+        if not allowed:
+            bad.append(f"{o.status} for {o.path} at +{o.at - windows[0].start:.1f} s")
+    return bad
+
+
+def run(clients: int = 4, pause_s: float = 3.0, work: Path | None = None) -> Report:
+    """The whole scenario on a cluster of its own; returns what was seen."""
+    work = Path(work or tempfile.mkdtemp(prefix="geosearch-faults-"))
+    work.mkdir(parents=True, exist_ok=True)
+    work.chmod(0o755)
+    datadir, pg_port = work / "pg", free_port()
+    url = pgcluster.start(datadir, pg_port)
+    windows: list[Window] = []
+    violations: list[str] = []
+    server = load = None
+    try:
+        first = ingest(url, FEED)
+        if first.returncode:
+            raise RuntimeError(f"the first ingest failed: {first.stderr}")
+        server = Server(url, work / "server.log")
+        load = Load(server.port, clients)
+        load.start()
+        time.sleep(pause_s)
+
+        def fault(name: str, allows: set[int], action) -> None:
+            start = time.monotonic()
+            action()
+            windows.append(Window(name, start, time.monotonic(), frozenset(allows)))
+            time.sleep(pause_s)
+
+        fault("kill -9 a worker", {0}, lambda: os.kill(server.workers()[0], signal.SIGKILL))
+
+        def restart() -> None:
+            pgcluster.stop(datadir)
+            pgcluster.start(datadir, pg_port)
+
+        fault("restart PostgreSQL", {503}, restart)
+
+        def outage() -> None:
+            pgcluster.stop(datadir)
+            time.sleep(5)
+            pgcluster.start(datadir, pg_port)
+
+        fault("stop PostgreSQL for 5 s", {503}, outage)
+        second = subset_feed(FEED, 3000, work / "second.csv")
+        swapped = {}
+        fault("swap the dataset (second ingest)", set(),
+              lambda: swapped.update(done=ingest(url, second)))
+        if swapped["done"].returncode:
+            violations.append(f"the second ingest failed: {swapped['done'].stderr[-300:]}")
+        before = dataset_state(url)
+        caught = {}
+        fault("kill an ingest mid-COPY", set(),
+              lambda: caught.update(done=kill_ingest_mid_copy(url, FEED)))
+        if not caught["done"]:
+            violations.append("the ingest was not caught in its COPY")
+        if dataset_state(url) != before:
+            violations.append("the killed ingest changed the served dataset")
+        load.stop()
+        violations += judge(load.outcomes, windows)
+        violations += check_answers(server.port, second)
+        if not any(o.status == 200 and o.at > windows[-1].end for o in load.outcomes):
+            violations.append("no successful answer after the last fault")
+    finally:
+        if load is not None:
+            load.stop()
+        if server is not None:
+            server.stop()
+            if violations:
+                violations.append("server log: " + server.log.read_text()[-3000:])
+        pgcluster.stop(datadir)
+        shutil.rmtree(work, ignore_errors=True)
+    counts = Counter(o.status for o in load.outcomes) if load else Counter()
+    return Report(counts, violations, windows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds-between", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    report = run(args.clients, args.seconds_between)
+    print(report.summary())
+    return 1 if report.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""Faults under load, in a short form (scripts/faults.py; `make faults` runs it longer)."""
+
+from __future__ import annotations
+
+import faults
+import pytest
+
+
+@pytest.mark.postgis
+def test_faults_under_load_give_no_unexpected_errors_and_right_answers():
+    report = faults.run(clients=3, pause_s=2.0)
+
+    print(report.summary())
+    assert not report.violations, report.summary()
+    assert report.counts[200] > 100
+    assert [w.fault for w in report.windows] == [
+        "kill -9 a worker", "restart PostgreSQL", "stop PostgreSQL for 5 s",
+        "swap the dataset (second ingest)", "kill an ingest mid-COPY"]
