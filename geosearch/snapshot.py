@@ -14,10 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
+
+from geosearch.features import serving_columns
 
 SNAPSHOT_FILE = "spaces.parquet"
 SNAPSHOT_MODE = 0o644
+# Columns a snapshot carries for serving, derived from the spaces' own columns.
+SERVING = ("feature", "amenity_mask", "city_key")
 _META_KEY = b"geosearch"
 
 
@@ -54,7 +60,7 @@ def write_snapshot(frame: gpd.GeoDataFrame, path: str | Path, meta: dict) -> Pat
     target = snapshot_file(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
+    frame.assign(**serving_columns(frame)).to_parquet(buffer, index=False)
     buffer.seek(0)
     table = pq.read_table(buffer)
     metadata = dict(table.schema.metadata or {})
@@ -91,5 +97,27 @@ def read_meta(path: str | Path) -> dict:
 
 
 def read_snapshot(path: str | Path) -> Snapshot:
-    """Load a snapshot written by :func:`write_snapshot`."""
-    return Snapshot(_read(gpd.read_parquet, path), read_meta(path))
+    """Load a snapshot written by :func:`write_snapshot` (the spaces' own columns)."""
+    frame = _read(gpd.read_parquet, path)
+    return Snapshot(frame.drop(columns=[c for c in SERVING if c in frame]), read_meta(path))
+
+
+def table_from_frame(frame: pd.DataFrame) -> pa.Table:
+    """The Arrow table a backend serves from: the frame's columns and the derived serving
+    columns (feature bytes, amenity mask, city key)."""
+    plain = pd.DataFrame(frame.drop(columns=[c for c in ("geometry", *SERVING) if c in frame]))
+    return pa.Table.from_pandas(plain.assign(**serving_columns(plain)), preserve_index=False)
+
+
+def serving_table(path: str | Path) -> tuple[pa.Table, dict]:
+    """A snapshot as an Arrow table with its serving columns, and its metadata.
+
+    Columnar all the way: the columns come from Parquet straight into Arrow buffers.
+    A snapshot written before the serving columns existed gets them computed here.
+    """
+    table = _read(lambda f: pq.read_table(f, columns=None), path)
+    meta = read_meta(path)
+    if not set(SERVING) <= set(table.column_names):
+        table = table_from_frame(table.drop_columns(
+            [c for c in ("geometry",) if c in table.column_names]).to_pandas())
+    return table, meta

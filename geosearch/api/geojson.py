@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict
 
+import orjson
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
+from geosearch.features import Hits
 from geosearch.model import MAX_VERTICES, Hit, Space
 
 GEOJSON = "application/geo+json"
@@ -27,18 +30,21 @@ def feature(space: Space, distance_m: float | None = None) -> dict:
             "properties": props}
 
 
-def collection(hits: list[Hit], next_cursor: str | None, self_url: str,
-               next_url: str | None) -> dict:
-    """A FeatureCollection page with ``numberReturned``, ``next`` and links."""
-    body: dict = {"type": "FeatureCollection",
-                  "features": [feature(h.space, h.distance_m) for h in hits],
-                  "numberReturned": len(hits)}
-    links = [{"rel": "self", "type": GEOJSON, "href": self_url}]
+def collection(hits: Sequence[Hit], self_url: str, next_url: str | None = None,
+               next_cursor: str | None = None, links: Sequence[dict] = ()) -> bytes:
+    """A FeatureCollection page as bytes: ``numberReturned``, the ``next`` cursor when
+    given, and links (self, then ``links``, then next when ``next_url`` is given).
+    The features are spliced from their heads (:mod:`geosearch.features`)."""
+    hits = Hits.of(hits)
+    all_links = [{"rel": "self", "type": GEOJSON, "href": self_url}, *links]
+    tail: dict = {"numberReturned": len(hits)}
     if next_cursor is not None:
-        body["next"] = next_cursor
-        links.append({"rel": "next", "type": GEOJSON, "href": next_url})
-    body["links"] = links
-    return body
+        tail["next"] = next_cursor
+    if next_url is not None:
+        all_links.append({"rel": "next", "type": GEOJSON, "href": next_url})
+    tail["links"] = all_links
+    return (b'{"type":"FeatureCollection","features":[' + hits.features() + b"],"
+            + orjson.dumps(tail)[1:])
 
 
 class GeometryError(ValueError):

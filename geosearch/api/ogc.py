@@ -17,6 +17,8 @@ from geosearch.api import params
 from geosearch.api.cursor import decode, encode, fingerprint
 from geosearch.api.errors import ApiError, register
 from geosearch.api.geojson import GEOJSON, feature
+from geosearch.api.geojson import collection as feature_collection
+from geosearch.api.search import next_url
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import ListQuery, Page, PolygonQuery
@@ -97,16 +99,12 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
         after = decode(cursor, version, fp, (str,)) if cursor else None
         page: Page = (backend.list(ListQuery(filters, limit, after)) if area is None else
                       backend.polygon(PolygonQuery(area, filters, None, limit, after)))
-        links = [{"rel": "self", "type": GEOJSON, "href": request.url},
-                 _link("collection", f"{name}.collection")]
-        body = {"type": "FeatureCollection",
-                "features": [feature(h.space) for h in page.hits],
-                "numberReturned": len(page.hits), "links": links}
-        if page.next_after is not None:
-            args = request.args.to_dict(flat=True)
-            args["cursor"] = encode(page.next_after, page.version or version, fp)
-            links.append(_link("next", f"{name}.items", GEOJSON, "Next page", **args))
-        return _json(body, GEOJSON)
+        link = None
+        if page.next_after is not None:  # OGC clients follow the link
+            link = next_url(encode(page.next_after, page.version or version, fp))
+        return Response(feature_collection(page.hits, request.url, link,
+                                   links=[_link("collection", f"{name}.collection")]),
+                        mimetype=GEOJSON)
 
     @bp.get("/collections/spaces/items/<space_id>")
     def item(space_id: str):

@@ -7,9 +7,11 @@ hold no SQL and no geometry logic.
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
+import orjson
 import shapely
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, request
 
 from geosearch.api import params
 from geosearch.api.cursor import decode, encode, fingerprint, stale_cursor
@@ -33,8 +35,17 @@ _DISTANCE_KEY = (float, str)
 _ID_KEY = (str,)
 
 
-def _geojson(body: dict, status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=GEOJSON)
+def _geojson(body: dict | bytes, status: int = 200) -> Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(data, status=status, mimetype=GEOJSON)
+
+
+def next_url(cursor: str) -> str:
+    """This request's URL with ``cursor`` replaced: the ``next`` link (right behind any
+    prefix or proxy path, as the request's own base URL is)."""
+    pairs = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
+    pairs.append(("cursor", cursor))
+    return f"{request.base_url}?{urlencode(pairs)}"
 
 
 class SearchViews:
@@ -61,13 +72,11 @@ class SearchViews:
         if cursor_version is not None and page.version != cursor_version:
             # The dataset was swapped between the cursor check and the query.
             raise stale_cursor()
-        cursor = next_url = None
+        cursor = link = None
         if page.next_after is not None:
             cursor = encode(page.next_after, page.version or "", query_fp)
-            args = request.args.to_dict(flat=True)
-            args["cursor"] = cursor
-            next_url = url_for(request.endpoint, _external=True, **request.view_args, **args)
-        return _geojson(collection(page.hits, cursor, request.url, next_url))
+            link = next_url(cursor)
+        return _geojson(collection(page.hits, request.url, link, cursor))
 
     # -- views --------------------------------------------------------------------------
 
@@ -90,7 +99,7 @@ class SearchViews:
         max_d, filters = params.max_distance(p), params.filters(p)
         p.check()
         hits = self.backend.nearest(NearestQuery(origin, k, max_d, filters))
-        return _geojson(collection(hits, None, request.url, None))
+        return _geojson(collection(hits, request.url))
 
     def _area(self, area, p: params.Params, kind: str) -> Response:
         origin, filters, limit = (
@@ -188,7 +197,7 @@ class SearchViews:
                 for a in Amenity
             ]
         }
-        return Response(json.dumps(body), mimetype="application/json")
+        return Response(orjson.dumps(body), mimetype="application/json")
 
 
 def search_blueprint(

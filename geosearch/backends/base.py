@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import pandas as pd
@@ -33,7 +34,7 @@ class Backend(Protocol):
         """Spaces within ``radius_m``, by (distance, id), one page after ``query.after``."""
         ...
 
-    def nearest(self, query: NearestQuery) -> list[Hit]:
+    def nearest(self, query: NearestQuery) -> Sequence[Hit]:
         """The k nearest spaces that pass the filters, by (distance, id)."""
         ...
 

@@ -1,11 +1,20 @@
-"""``MemoryBackend``: the embedded default, over parallel arrays held in memory.
+"""``MemoryBackend``: the embedded default, over columns held in numpy arrays.
 
 Distance queries use a k-d tree (scipy's ``cKDTree``) over Earth-centred Cartesian
 coordinates: a chord is never longer than the geodesic, so a ball of radius r holds every
 candidate within r, with no special case at the poles or at ±180°. Candidates are then
 measured exactly (WGS84 geodesic, pyproj). Area queries use shapely's ``STRtree`` over the
 points with the ``covers`` predicate (boundary included, planar lon/lat edges, as in
-PostGIS' ``ST_Covers`` on geometry). Arrays are sorted by id, so index order is id order.
+PostGIS' ``ST_Covers`` on geometry). Rows are sorted by id, so index order is id order.
+
+Every query costs what its candidates cost, never the size of the dataset: filters are
+checked on candidates only, and a selective filter (a country, a city, a rare amenity)
+is answered from its posting list (the sorted row numbers that have it) when that list is
+smaller than the search around the origin would be.
+
+The columns are numpy arrays and one buffer of feature bytes (:mod:`geosearch.features`),
+read from the snapshot's Arrow columns without a Python object per row, so that gunicorn
+workers forked after the load share them page for page.
 """
 
 from __future__ import annotations
@@ -14,16 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 from scipy.spatial import cKDTree
 from shapely.strtree import STRtree
 
 from geosearch.backends.base import NoDataset
+from geosearch.features import Hits, space_from_head
 from geosearch.geo import ecef, geodesic_m
 from geosearch.model import (
     Amenity,
     Filters,
-    Hit,
     ListQuery,
     NearestQuery,
     Page,
@@ -32,13 +42,25 @@ from geosearch.model import (
     Space,
     amenity_mask,
 )
-from geosearch.snapshot import read_snapshot
+from geosearch.snapshot import serving_table, table_from_frame
 
-_SPACE_FIELDS = ("id", "name", "address", "city", "postcode", "country", "lat", "lon",
-                 "amenities", "capacity", "price_day", "currency", "status", "h3_r7",
-                 "h3_r8", "h3_r9", "geocode_precision")
 # The chord-to-geodesic ratio is 1 - O(d^2/R^2): a relative margin keeps the ball safe.
 _BALL_MARGIN = 1e-9
+_NO_ROWS = np.empty(0, dtype=np.int64)
+
+
+def _codes(values: pa.ChunkedArray) -> tuple[np.ndarray, dict[str, int]]:
+    """Dictionary-encode a string column: per-row codes and the code of each value."""
+    encoded = values.combine_chunks().dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    return codes, {v: i for i, v in enumerate(encoded.dictionary.to_pylist())}
+
+
+def _postings(codes: np.ndarray, count: int) -> list[np.ndarray]:
+    """For each code, the sorted row numbers that have it."""
+    order = np.argsort(codes, kind="stable").astype(np.int32)
+    bounds = np.searchsorted(codes[order], np.arange(count + 1))
+    return [order[bounds[c]:bounds[c + 1]] for c in range(count)]
 
 
 class MemoryBackend:
@@ -50,31 +72,38 @@ class MemoryBackend:
     ['b', 'a']
     """
 
-    def __init__(self, frame: pd.DataFrame, version: str) -> None:
-        frame = frame[frame["status"] == "active"].sort_values("id", kind="stable")
-        frame = frame.reset_index(drop=True)
+    def __init__(self, table: pa.Table | pd.DataFrame, version: str) -> None:
+        if isinstance(table, pd.DataFrame):
+            table = table_from_frame(table)
+        table = table.filter(pa.compute.equal(table["status"], "active"))
+        table = table.sort_by("id")
         self._version = version
-        self._columns = {f: frame[f].tolist() for f in _SPACE_FIELDS}
-        self.ids = np.asarray(frame["id"].tolist(), dtype=object)
-        self.lat = frame["lat"].to_numpy(dtype=float)
-        self.lon = frame["lon"].to_numpy(dtype=float)
-        self.size = len(frame)
-        self.mask = np.fromiter((amenity_mask(am) for am in frame["amenities"]),
-                                dtype=np.int64, count=len(frame))
-        self.country = frame["country"].to_numpy(dtype=object)
-        self.city_key = np.asarray([c.strip().casefold() for c in frame["city"]], dtype=object)
-        self.capacity = pd.to_numeric(frame["capacity"]).to_numpy(dtype=float, na_value=np.nan)
+        self._table = table
+        self.size = n = table.num_rows
+        self.ids = np.asarray(table["id"].to_numpy(zero_copy_only=False), dtype=str)
+        self.lat = table["lat"].to_numpy().astype(float)
+        self.lon = table["lon"].to_numpy().astype(float)
+        self.mask = table["amenity_mask"].to_numpy().astype(np.int64)
+        self.capacity = table["capacity"].to_numpy(zero_copy_only=False).astype(float)
+        self.country, self._country_code = _codes(table["country"])
+        self.city, self._city_code = _codes(table["city_key"])
+        feature = table["feature"].combine_chunks().cast(pa.large_binary())
+        _, offsets, data = feature.buffers()
+        self._offsets = np.frombuffer(offsets, dtype=np.int64)[feature.offset:][:n + 1]
+        self._bytes = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0)
         self._xyz = ecef(self.lat, self.lon).reshape(-1, 3)
-        self._kdtree = cKDTree(self._xyz) if self.size else None
-        self._points = shapely.points(self.lon, self.lat)
-        self._strtree = STRtree(self._points)
-        self._position = {sid: i for i, sid in enumerate(self.ids)}
+        self._kdtree = cKDTree(self._xyz) if n else None
+        self._strtree = STRtree(shapely.points(self.lon, self.lat))
+        self._by_country = _postings(self.country, len(self._country_code))
+        self._by_city = _postings(self.city, len(self._city_code))
+        self._by_amenity = {a: np.flatnonzero(self.mask & a.bit).astype(np.int32)
+                            for a in Amenity}
 
     @classmethod
     def from_snapshot(cls, path: str | Path) -> MemoryBackend:
-        """Load the snapshot written by ``geosearch ingest --snapshot``."""
-        snap = read_snapshot(path)
-        return cls(snap.frame, snap.version)
+        """Load the snapshot written by ``geosearch ingest --snapshot`` (columnar)."""
+        table, meta = serving_table(path)
+        return cls(table, str(meta.get("dataset_version", "unknown")))
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, version: str = "adhoc") -> MemoryBackend:
@@ -97,22 +126,21 @@ class MemoryBackend:
         keep = dist <= query.radius_m
         return self._distance_page(idx[keep], dist[keep], query.limit, query.after)
 
-    def nearest(self, query: NearestQuery) -> list[Hit]:
+    def nearest(self, query: NearestQuery) -> Hits:
         """The k nearest spaces that pass the filters (within ``max_distance_m``)."""
         lat, lon, k = query.origin.lat, query.origin.lon, query.k
-        matching = np.nonzero(self._passes(query.filters, None))[0]
-        if matching.size == 0:
-            return []
-        cutoff = self._kth_distance_bound(lat, lon, k, matching, query.filters)
+        bound = self._kth_distance_bound(lat, lon, k, query.filters)
+        if bound is None:
+            return Hits([], [], [])
         if query.max_distance_m is not None:
-            cutoff = min(cutoff, query.max_distance_m)
-        idx = self._ball(lat, lon, cutoff)
+            bound = min(bound, query.max_distance_m)
+        idx = self._ball(lat, lon, bound)
         idx = idx[self._passes(query.filters, idx)]
         dist = self._distances(lat, lon, idx)
-        keep = dist <= cutoff
-        order = np.lexsort((idx[keep], dist[keep]))[:k]
-        return [Hit(self._space(i), float(d))
-                for i, d in zip(idx[keep][order], dist[keep][order], strict=True)]
+        keep = dist <= bound
+        idx, dist = idx[keep], dist[keep]
+        order = np.lexsort((idx, dist))[:k]
+        return self._hits(idx[order], dist[order])
 
     def polygon(self, query: PolygonQuery) -> Page:
         """Spaces covered by the area (boundary included)."""
@@ -124,88 +152,137 @@ class MemoryBackend:
         return self._distance_page(idx, dist, query.limit, query.after)
 
     def list(self, query: ListQuery) -> Page:
-        """Every space that passes the filters, by id."""
-        idx = np.nonzero(self._passes(query.filters, None))[0]
-        return self._id_page(idx, query.limit, query.after)
+        """Every space that passes the filters, by id: scans forward from the cursor
+        (along the smallest posting list when a filter has one) until the page is full."""
+        start = 0 if query.after is None else self._after_id(query.after[-1])
+        rows = self._posting(query.filters)
+        want = query.limit + 1
+        found: list[np.ndarray] = []
+        count, step = 0, 4 * want
+        if rows is None:
+            position, end = start, self.size
+        else:
+            position, end = int(np.searchsorted(rows, start)), len(rows)
+        while count < want and position < end:
+            chunk = (np.arange(position, min(end, position + step)) if rows is None
+                     else rows[position:position + step].astype(np.int64))
+            chunk = chunk[self._passes(query.filters, chunk)]
+            found.append(chunk)
+            count += len(chunk)
+            position += step
+            step *= 4
+        idx = np.concatenate(found) if found else _NO_ROWS
+        return self._id_page(idx, query.limit, None)
 
     def get(self, space_id: str) -> Space | None:
         """One active space by id."""
-        i = self._position.get(space_id)
-        return None if i is None else self._space(i)
+        i = int(np.searchsorted(self.ids, space_id))
+        if i == self.size or self.ids[i] != space_id:
+            return None
+        return space_from_head(self._head(i))
 
     def amenity_counts(self) -> dict[str, int]:
         """Active spaces per amenity."""
-        return {a.value: int(np.count_nonzero(self.mask & a.bit)) for a in Amenity}
+        return {a.value: len(self._by_amenity[a]) for a in Amenity}
 
     def active_frame(self) -> pd.DataFrame:
         """Active spaces: id, lat, lon, country, city, amenities."""
-        return pd.DataFrame({k: self._columns[k] for k in
-                             ("id", "lat", "lon", "country", "city", "amenities")})
+        columns = ("id", "lat", "lon", "country", "city", "amenities")
+        frame = self._table.select(list(columns)).to_pandas()
+        frame["amenities"] = [list(a) for a in frame["amenities"]]
+        return frame
 
     def close(self) -> None:
         """Nothing to release."""
 
     # -- internals ----------------------------------------------------------------------
 
-    def _space(self, i: int) -> Space:
-        values = {f: self._columns[f][i] for f in _SPACE_FIELDS}
-        values["amenities"] = tuple(values["amenities"])
-        for key in ("capacity", "price_day", "postcode", "currency"):
-            if pd.isna(values[key]):
-                values[key] = None
-        if values["capacity"] is not None:
-            values["capacity"] = int(values["capacity"])
-        if values["price_day"] is not None:
-            values["price_day"] = float(values["price_day"])
-        return Space(**values)
+    def _after_id(self, space_id: object) -> int:
+        """The first row whose id sorts after ``space_id`` (keyset paging)."""
+        return int(np.searchsorted(self.ids, str(space_id), side="right"))
 
-    def _passes(self, filters: Filters, idx: np.ndarray | None) -> np.ndarray:
-        """Boolean mask of which spaces (all, or ``idx``) pass the filters."""
-        sel = slice(None) if idx is None else idx
-        ok = np.ones(self.size if idx is None else len(idx), dtype=bool)
+    def _head(self, i: int) -> bytes:
+        return self._bytes[self._offsets[i]:self._offsets[i + 1]].tobytes()
+
+    def _hits(self, idx: np.ndarray, dist: np.ndarray | None) -> Hits:
+        return Hits([str(self.ids[i]) for i in idx], [self._head(i) for i in idx],
+                    None if dist is None else dist.tolist())
+
+    def _passes(self, filters: Filters, idx: np.ndarray) -> np.ndarray:
+        """Boolean mask of which of the rows ``idx`` pass the filters."""
+        ok = np.ones(len(idx), dtype=bool)
         if filters.all_amenities:
             need = amenity_mask(filters.all_amenities)
-            ok &= (self.mask[sel] & need) == need
+            ok &= (self.mask[idx] & need) == need
         if filters.any_amenities:
-            ok &= (self.mask[sel] & amenity_mask(filters.any_amenities)) != 0
+            ok &= (self.mask[idx] & amenity_mask(filters.any_amenities)) != 0
         if filters.countries:
-            ok &= np.isin(self.country[sel], list(filters.countries))
+            codes = [self._country_code[c] for c in filters.countries if c in self._country_code]
+            ok &= np.isin(self.country[idx], codes)
         if filters.city_key is not None:
-            ok &= self.city_key[sel] == filters.city_key
+            ok &= self.city[idx] == self._city_code.get(filters.city_key, -1)
         if filters.min_capacity is not None:
-            ok &= self.capacity[sel] >= filters.min_capacity
+            ok &= self.capacity[idx] >= filters.min_capacity
         return ok
+
+    def _posting(self, filters: Filters) -> np.ndarray | None:
+        """The smallest posting list that holds every row passing the filters (sorted row
+        numbers), or None when no filter has one."""
+        lists: list[np.ndarray] = []
+        if filters.city_key is not None:
+            code = self._city_code.get(filters.city_key)
+            lists.append(_NO_ROWS if code is None else self._by_city[code])
+        if filters.countries:
+            parts = [self._by_country[self._country_code[c]] for c in filters.countries
+                     if c in self._country_code]
+            lists.append(np.sort(np.concatenate(parts)) if len(parts) > 1
+                         else parts[0] if parts else _NO_ROWS)
+        lists += [self._by_amenity[a] for a in filters.all_amenities]
+        return min(lists, key=len) if lists else None
 
     def _ball(self, lat: float, lon: float, radius_m: float) -> np.ndarray:
         """Indices of every space whose chord distance is <= radius (a superset)."""
         if self._kdtree is None:
-            return np.empty(0, dtype=np.int64)
+            return _NO_ROWS
         centre = ecef(lat, lon).reshape(3)
-        found = self._kdtree.query_ball_point(centre, radius_m * (1 + _BALL_MARGIN) + 1e-6)
-        return np.sort(np.asarray(found, dtype=np.int64))
+        found = self._kdtree.query_ball_point(centre, radius_m * (1 + _BALL_MARGIN) + 1e-6,
+                                              return_sorted=True)
+        return np.asarray(found, dtype=np.int64)
 
     def _distances(self, lat: float, lon: float, idx: np.ndarray) -> np.ndarray:
         if idx.size == 0:
             return np.empty(0, dtype=float)
         return geodesic_m(lat, lon, self.lat[idx], self.lon[idx]).reshape(-1)
 
-    def _kth_distance_bound(self, lat: float, lon: float, k: int, matching: np.ndarray,
-                            filters: Filters) -> float:
-        """A geodesic distance within which at least k matching spaces lie (or all)."""
+    def _kth_distance_bound(self, lat: float, lon: float, k: int,
+                            filters: Filters) -> float | None:
+        """A geodesic distance within which at least k matching spaces lie (or all of
+        them); None when no space matches.
+
+        The k matches nearest by chord lie within their largest geodesic distance, so at
+        least k matches do. They come from ever larger k-d tree neighbourhoods of the
+        origin, or from the posting list of a selective filter as soon as that list is
+        the smaller search.
+        """
+        if self._kdtree is None:
+            return None
         centre = ecef(lat, lon).reshape(3)
-        if matching.size <= max(4 * k, self.size // 16):
-            # Few matches: measure the chord to each and keep the k closest.
-            chord = np.linalg.norm(self._xyz[matching] - centre, axis=1)
-            take = matching[np.argsort(chord, kind="stable")[:k]]
-        else:
-            want = 4 * k
-            while True:
-                _, found = self._kdtree.query(centre, k=min(want, self.size))
-                found = np.atleast_1d(found)
-                take = found[self._passes(filters, found)][:k]
-                if take.size >= k or want >= self.size:
-                    break
-                want *= 4
+        rows = self._posting(filters)
+        want = k if rows is None and filters == Filters() else 4 * k
+        while True:
+            if rows is not None and len(rows) <= 4 * want:
+                rows = rows[self._passes(filters, rows)].astype(np.int64)
+                chord = np.linalg.norm(self._xyz[rows] - centre, axis=1)
+                take = rows[np.argpartition(chord, k - 1)[:k]] if len(rows) > k else rows
+                break
+            _, found = self._kdtree.query(centre, k=min(want, self.size))
+            found = np.atleast_1d(found)
+            take = found[self._passes(filters, found)][:k]
+            if take.size >= k or want >= self.size:
+                break
+            want *= 4
+        if take.size == 0:
+            return None
         return float(self._distances(lat, lon, take).max())
 
     def _distance_page(self, idx: np.ndarray, dist: np.ndarray, limit: int,
@@ -213,21 +290,20 @@ class MemoryBackend:
         order = np.lexsort((idx, dist))
         idx, dist = idx[order], dist[order]
         if after is not None:
-            d0, id0 = float(after[0]), str(after[1])
-            later = (dist > d0) | ((dist == d0) & (self.ids[idx] > id0))
+            d0, cut = float(after[0]), self._after_id(after[1])
+            later = (dist > d0) | ((dist == d0) & (idx >= cut))
             idx, dist = idx[later], dist[later]
-        hits = [Hit(self._space(i), float(d)) for i, d in zip(idx[:limit], dist[:limit],
-                                                              strict=True)]
+        hits = self._hits(idx[:limit], dist[:limit])
         more = idx.size > limit
-        return Page(hits, (hits[-1].distance_m, hits[-1].space.id) if more else None,
-                    self._version)
+        last = (float(dist[limit - 1]), hits.ids[-1]) if more else None
+        return Page(hits, last, self._version)
 
     def _id_page(self, idx: np.ndarray, limit: int, after: tuple | None) -> Page:
         if after is not None:
-            idx = idx[self.ids[idx] > str(after[-1])]
-        hits = [Hit(self._space(i)) for i in idx[:limit]]
+            idx = idx[idx >= self._after_id(after[-1])]
+        hits = self._hits(idx[:limit], None)
         more = idx.size > limit
-        return Page(hits, (hits[-1].space.id,) if more else None, self._version)
+        return Page(hits, (hits.ids[-1],) if more else None, self._version)
 
 
 def _example_frame() -> pd.DataFrame:
