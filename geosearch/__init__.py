@@ -13,23 +13,54 @@ The public API is what this module exports (``__all__``); everything else is pri
 'Parking'
 """
 
-from geosearch.api import create_app
-from geosearch.api.search import search_blueprint
-from geosearch.backends import Backend, BackendUnavailable, NoDataset
-from geosearch.library import Geosearch, make_filters
-from geosearch.model import (
-    Amenity,
-    Filters,
-    Hit,
-    ListQuery,
-    NearestQuery,
-    Page,
-    Point,
-    PolygonQuery,
-    RadiusQuery,
-    Space,
-)
-from geosearch.settings import Settings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# Where each public name lives. Importing ``geosearch`` loads none of them: a name is
+# imported on first use (PEP 562), so ``geosearch.client`` or the command line do not
+# pull in the server stack, and ``geosearch serve`` can set up gevent before it does.
+_EXPORTS = {
+    "create_app": "geosearch.api", "search_blueprint": "geosearch.api.search",
+    "Backend": "geosearch.backends", "BackendUnavailable": "geosearch.backends",
+    "NoDataset": "geosearch.backends", "Geosearch": "geosearch.library",
+    "make_filters": "geosearch.library", "Settings": "geosearch.settings",
+    **dict.fromkeys(("Amenity", "Filters", "Hit", "ListQuery", "NearestQuery", "Page",
+                     "Point", "PolygonQuery", "RadiusQuery", "Space"), "geosearch.model"),
+}
+
+if TYPE_CHECKING:
+    from geosearch.api import create_app
+    from geosearch.api.search import search_blueprint
+    from geosearch.backends import Backend, BackendUnavailable, NoDataset
+    from geosearch.library import Geosearch, make_filters
+    from geosearch.model import (
+        Amenity,
+        Filters,
+        Hit,
+        ListQuery,
+        NearestQuery,
+        Page,
+        Point,
+        PolygonQuery,
+        RadiusQuery,
+        Space,
+    )
+    from geosearch.settings import Settings
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'geosearch' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __version__ = "0.1.0"
 __all__ = [

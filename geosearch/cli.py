@@ -69,6 +69,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the HTTP API on 127.0.0.1 with gunicorn (or Flask's server with --dev)."""
     settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot)
+    if not args.dev:
+        # gunicorn's gevent workers: patch before anything makes a lock or a socket, so
+        # that the app built here (and shared by the forked workers) is gevent's through.
+        from gevent import monkey
+
+        monkey.patch_all()
     from geosearch.api import create_app
 
     app = create_app(settings)

@@ -91,6 +91,40 @@ def distance_tail(distance_m: float) -> bytes:
     return b',"distance_m":' + repr(round(distance_m, 3)).encode() + CLOSE
 
 
+class Slices(Sequence[bytes]):
+    """Byte strings cut on demand from one buffer: item ``i`` is
+    ``buffer[offsets[rows[i]]:offsets[rows[i] + 1]]`` (a backend's heads, no copy made
+    until a caller asks)."""
+
+    __slots__ = ("_buffer", "_offsets", "_rows")
+
+    def __init__(self, buffer: memoryview, offsets: np.ndarray, rows: np.ndarray) -> None:
+        self._buffer = buffer
+        self._offsets = offsets
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[bytes]: ...
+
+    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        row = self._rows[i]
+        return bytes(self._buffer[self._offsets[row]:self._offsets[row + 1]])
+
+    def __iter__(self) -> Iterator[bytes]:
+        buffer, offsets = self._buffer, self._offsets
+        for start, end in zip(offsets[self._rows].tolist(), offsets[self._rows + 1].tolist(),
+                              strict=True):
+            yield bytes(buffer[start:end])
+
+
 class Hits(Sequence[Hit]):
     """Search results held as heads (bytes) and distances; a :class:`Hit`, with its
     :class:`Space`, is only built when a caller asks for it.
@@ -121,7 +155,7 @@ class Hits(Sequence[Hit]):
         if self._built is None:
             d = self.distances
             self._built = [Hit(space_from_head(h), None if d is None else float(d[i]))
-                           for i, h in enumerate(self.heads)]
+                           for i, h in enumerate(iter(self.heads))]
         return self._built
 
     def __len__(self) -> int:

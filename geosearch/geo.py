@@ -6,6 +6,8 @@ quantity PostGIS returns for ``ST_Distance(geography, geography)``.
 
 from __future__ import annotations
 
+import math
+
 import h3
 import numpy as np
 import shapely
@@ -32,6 +34,26 @@ def geodesic_m(lat1, lon1, lat2, lon2) -> np.ndarray:
     )
     _, _, dist = WGS84.inv(lon1, lat1, lon2, lat2)
     return np.asarray(dist, dtype=float)
+
+
+def geodesic_from(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray) -> np.ndarray:
+    """Geodesic metres from one point to each of many (the hot path of every search).
+
+    >>> geodesic_from(52.52, 13.405, np.array([48.8566]), np.array([2.3522])).round(-3)
+    array([880000.])
+    """
+    n = len(lats)
+    _, _, dist = WGS84.inv(np.full(n, lon), np.full(n, lat), lons, lats)
+    return dist
+
+
+def ecef_point(lat: float, lon: float) -> np.ndarray:
+    """:func:`ecef` of one point, as a vector of 3 (without array overhead)."""
+    phi, lam = math.radians(lat), math.radians(lon)
+    sin_lat = math.sin(phi)
+    n = _A / math.sqrt(1 - _E2 * sin_lat * sin_lat)
+    return np.array([n * math.cos(phi) * math.cos(lam), n * math.cos(phi) * math.sin(lam),
+                     n * (1 - _E2) * sin_lat])
 
 
 def ecef(lat, lon) -> np.ndarray:

@@ -146,6 +146,12 @@ class Filters:
             raise ValueError(f"min_capacity must be an integer in 0..{MAX_CAPACITY}")
 
     @property
+    def is_empty(self) -> bool:
+        """No filter at all: every space passes."""
+        return not (self.all_amenities or self.any_amenities or self.countries
+                    or self.city is not None or self.min_capacity is not None)
+
+    @property
     def city_key(self) -> str | None:
         """The city as compared: case-folded and trimmed."""
         return None if self.city is None else self.city.strip().casefold()

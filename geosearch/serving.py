@@ -17,10 +17,13 @@ The worker model (docs/deploy.md says why, docs/benchmarks.md gives the numbers)
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 
+import gevent
 from flask import Flask
+from gevent import monkey
 from gunicorn.app.base import BaseApplication
 from gunicorn.http import errors as http_errors
 from gunicorn.workers.ggevent import GeventWorker
@@ -100,5 +103,16 @@ def server_options(host: str, port: int, workers: int = 2) -> dict:
 
 
 def serve(app: Flask, host: str, port: int, workers: int = 2) -> None:
-    """Serve ``app`` with gunicorn's gevent workers on ``host:port`` until stopped."""
+    """Serve ``app`` with gunicorn's gevent workers on ``host:port`` until stopped.
+
+    The app (and its loaded dataset) is built once, here, and the workers are forked from
+    this process: they share its memory page for page. ``gc.freeze`` keeps the collector
+    of each worker from writing to the objects built before the fork.
+    """
+    if monkey.is_module_patched("threading"):
+        # Let greenlets the app started (a rate limiter's expiry timer) finish before the
+        # fork copies them half-run into every worker.
+        gevent.wait(timeout=1.0)
+    gc.collect()
+    gc.freeze()
     _Gunicorn(app, server_options(host, port, workers)).run()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +25,10 @@ SNAPSHOT_FILE = "spaces.parquet"
 SNAPSHOT_MODE = 0o644
 # Columns a snapshot carries for serving, derived from the spaces' own columns.
 SERVING = ("feature", "amenity_mask", "city_key")
+# What a backend reads of a snapshot: the serving columns, what its filters and the
+# coverage reports need (everything else is inside the feature bytes).
+SERVED_COLUMNS = ("id", "lat", "lon", "status", "country", "city", "amenities", "capacity",
+                  *SERVING)
 _META_KEY = b"geosearch"
 
 
@@ -56,9 +61,13 @@ def write_snapshot(frame: gpd.GeoDataFrame, path: str | Path, meta: dict) -> Pat
 
     The data goes to a temporary file in the same folder, is flushed to disk, and then
     replaces the old file in one rename: a crash at any point leaves the old snapshot.
+    Rows are stored active first, each part by id: a backend then serves the leading
+    rows as they are, with no sort and no copy.
     """
     target = snapshot_file(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    order = np.lexsort((frame["id"].to_numpy(dtype=str), frame["status"].ne("active")))
+    frame = frame.iloc[order]
     buffer = io.BytesIO()
     frame.assign(**serving_columns(frame)).to_parquet(buffer, index=False)
     buffer.seek(0)
@@ -115,9 +124,10 @@ def serving_table(path: str | Path) -> tuple[pa.Table, dict]:
     Columnar all the way: the columns come from Parquet straight into Arrow buffers.
     A snapshot written before the serving columns existed gets them computed here.
     """
-    table = _read(lambda f: pq.read_table(f, columns=None), path)
+    names = set(_read(pq.read_schema, path).names)
     meta = read_meta(path)
-    if not set(SERVING) <= set(table.column_names):
-        table = table_from_frame(table.drop_columns(
-            [c for c in ("geometry",) if c in table.column_names]).to_pandas())
-    return table, meta
+    if not set(SERVING) <= names:
+        table = _read(pq.read_table, path)
+        return table_from_frame(table.drop_columns(
+            [c for c in ("geometry",) if c in names]).to_pandas()), meta
+    return _read(lambda f: pq.read_table(f, columns=list(SERVED_COLUMNS)), path), meta

@@ -29,8 +29,8 @@ from scipy.spatial import cKDTree
 from shapely.strtree import STRtree
 
 from geosearch.backends.base import NoDataset
-from geosearch.features import Hits, space_from_head
-from geosearch.geo import ecef, geodesic_m
+from geosearch.features import Hits, Slices, space_from_head
+from geosearch.geo import ecef, ecef_point, geodesic_from
 from geosearch.model import (
     Amenity,
     Filters,
@@ -63,6 +63,23 @@ def _postings(codes: np.ndarray, count: int) -> list[np.ndarray]:
     return [order[bounds[c]:bounds[c + 1]] for c in range(count)]
 
 
+def _active_by_id(table: pa.Table) -> pa.Table:
+    """The active rows sorted by id: a zero-copy slice of a snapshot, which stores them
+    first and in order; a filter and a sort for any other table."""
+    active = pa.compute.equal(table["status"], "active")
+    count = pa.compute.sum(active).as_py() or 0
+    head = table.slice(0, count)
+    ids = head["id"]
+    in_order = pa.compute.all(pa.compute.equal(head["status"], "active")).as_py() is not False
+    if in_order and count > 1:
+        ids = ids.combine_chunks()
+        in_order = pa.compute.all(pa.compute.less(ids.slice(0, count - 1),
+                                                  ids.slice(1))).as_py()
+    if in_order:
+        return head
+    return table.filter(active).sort_by("id")
+
+
 class MemoryBackend:
     """Answers every query from arrays in memory; built from a snapshot or a frame.
 
@@ -75,8 +92,7 @@ class MemoryBackend:
     def __init__(self, table: pa.Table | pd.DataFrame, version: str) -> None:
         if isinstance(table, pd.DataFrame):
             table = table_from_frame(table)
-        table = table.filter(pa.compute.equal(table["status"], "active"))
-        table = table.sort_by("id")
+        table = _active_by_id(table)
         self._version = version
         self._table = table
         self.size = n = table.num_rows
@@ -90,7 +106,7 @@ class MemoryBackend:
         feature = table["feature"].combine_chunks().cast(pa.large_binary())
         _, offsets, data = feature.buffers()
         self._offsets = np.frombuffer(offsets, dtype=np.int64)[feature.offset:][:n + 1]
-        self._bytes = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0)
+        self._buffer = memoryview(data if data is not None else b"")
         self._xyz = ecef(self.lat, self.lon).reshape(-1, 3)
         self._kdtree = cKDTree(self._xyz) if n else None
         self._strtree = STRtree(shapely.points(self.lon, self.lat))
@@ -202,10 +218,10 @@ class MemoryBackend:
         return int(np.searchsorted(self.ids, str(space_id), side="right"))
 
     def _head(self, i: int) -> bytes:
-        return self._bytes[self._offsets[i]:self._offsets[i + 1]].tobytes()
+        return bytes(self._buffer[self._offsets[i]:self._offsets[i + 1]])
 
     def _hits(self, idx: np.ndarray, dist: np.ndarray | None) -> Hits:
-        return Hits([str(self.ids[i]) for i in idx], [self._head(i) for i in idx],
+        return Hits(self.ids[idx].tolist(), Slices(self._buffer, self._offsets, idx),
                     None if dist is None else dist.tolist())
 
     def _passes(self, filters: Filters, idx: np.ndarray) -> np.ndarray:
@@ -244,15 +260,15 @@ class MemoryBackend:
         """Indices of every space whose chord distance is <= radius (a superset)."""
         if self._kdtree is None:
             return _NO_ROWS
-        centre = ecef(lat, lon).reshape(3)
+        centre = ecef_point(lat, lon)
         found = self._kdtree.query_ball_point(centre, radius_m * (1 + _BALL_MARGIN) + 1e-6,
-                                              return_sorted=True)
+                                              return_sorted=False)
         return np.asarray(found, dtype=np.int64)
 
     def _distances(self, lat: float, lon: float, idx: np.ndarray) -> np.ndarray:
         if idx.size == 0:
             return np.empty(0, dtype=float)
-        return geodesic_m(lat, lon, self.lat[idx], self.lon[idx]).reshape(-1)
+        return geodesic_from(lat, lon, self.lat[idx], self.lon[idx])
 
     def _kth_distance_bound(self, lat: float, lon: float, k: int,
                             filters: Filters) -> float | None:
@@ -266,9 +282,9 @@ class MemoryBackend:
         """
         if self._kdtree is None:
             return None
-        centre = ecef(lat, lon).reshape(3)
+        centre = ecef_point(lat, lon)
         rows = self._posting(filters)
-        want = k if rows is None and filters == Filters() else 4 * k
+        want = k if rows is None and filters.is_empty else 4 * k
         while True:
             if rows is not None and len(rows) <= 4 * want:
                 rows = rows[self._passes(filters, rows)].astype(np.int64)

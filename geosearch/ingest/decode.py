@@ -10,8 +10,10 @@ import csv
 import io
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import ftfy
@@ -44,16 +46,19 @@ def decode_bytes(data: bytes) -> str:
         return data.decode("cp1252", errors="replace")
 
 
+@lru_cache(maxsize=1 << 16)
 def fix_mojibake(value: str) -> str:
     """Undo UTF-8 text that was read as cp1252 (once or more); other text is unchanged.
 
     ftfy's heuristics come first; a short string they leave alone is fixed when its
     cp1252 bytes form strictly valid UTF-8, which ordinary non-ASCII text practically
-    never does.
+    never does. ASCII text cannot be mojibake and is returned at once.
 
     >>> fix_mojibake("GrudziÄ…dz"), fix_mojibake("Grudziądz")
     ('Grudziądz', 'Grudziądz')
     """
+    if value.isascii():
+        return value
     fixed = ftfy.fix_encoding(value)
     while not fixed.isascii():
         try:
@@ -70,12 +75,25 @@ def _has_control(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in text)
 
 
+# ASCII control characters that cleaning drops (every one but the tab).
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def clean_text(value: str) -> str:
     """Mojibake repaired, NFC, control characters dropped, outer spaces trimmed.
 
-    >>> clean_text("ZÃ¼rich ")
-    'Zürich'
+    Plain ASCII text (most of a feed) only needs trimming and takes a fast path.
+
+    >>> clean_text("ZÃ¼rich "), clean_text(" Berlin\\x00")
+    ('Zürich', 'Berlin')
     """
+    if value.isascii() and not _ASCII_CONTROL.search(value):
+        return value.strip()
+    return _clean_unicode(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _clean_unicode(value: str) -> str:
     text = value
     for _ in range(4):  # until nothing changes: the result is stable under cleaning
         fixed = fix_mojibake(text)
