@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 
 from geosearch.api import errors
 from geosearch.api.coverage import coverage_blueprint
@@ -21,6 +19,7 @@ from geosearch.api.health import health_blueprint
 from geosearch.api.mappage import map_blueprint
 from geosearch.api.ogc import ogc_blueprint
 from geosearch.api.openapi import openapi_blueprint
+from geosearch.api.ratelimit import RateLimit
 from geosearch.api.search import search_blueprint
 from geosearch.backends import Backend, open_backend
 from geosearch.settings import Settings
@@ -48,9 +47,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                            url_prefix=API_PREFIX)
     coverage = coverage_blueprint(backend)
     if settings.heavy_rate_limit:
-        limiter = Limiter(get_remote_address, app=app, storage_uri=settings.rate_limit_storage,
-                          headers_enabled=True, default_limits=[])
-        limiter.limit(settings.heavy_rate_limit)(coverage)
+        RateLimit(settings.heavy_rate_limit, settings.rate_limit_storage).attach(coverage)
     app.register_blueprint(coverage, url_prefix=API_PREFIX)
     app.register_blueprint(ogc_blueprint(backend), url_prefix="/ogc")
     app.register_blueprint(health_blueprint(backend))

@@ -6,12 +6,14 @@ import base64
 import hashlib
 import json
 
+import orjson
+
 from geosearch.api.errors import ApiError, ParamError
 
 
 def fingerprint(*parts: object) -> str:
     """A short digest of a query's defining parts (everything but the page size)."""
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(orjson.dumps(parts, default=str)).hexdigest()[:16]
 
 
 def encode(after: tuple, version: str, query_fp: str) -> str:

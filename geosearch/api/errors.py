@@ -67,11 +67,7 @@ def handle_http_exception(exc: HTTPException) -> Response:
     """Werkzeug's own errors (404, 405, 413...) as problem+json."""
     headers = dict(exc.get_headers()) if exc.code == 405 else {}
     headers.pop("Content-Type", None)
-    detail = exc.description or exc.name
-    if exc.code == 429:
-        detail = (f"too many requests to this endpoint: at most {detail} per client; retry "
-                  "after the number of seconds in Retry-After")
-    return problem(exc.code or 500, exc.name, detail, headers=headers)
+    return problem(exc.code or 500, exc.name, exc.description or exc.name, headers=headers)
 
 
 def handle_unexpected(exc: Exception) -> Response:

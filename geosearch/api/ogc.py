@@ -18,7 +18,7 @@ from geosearch.api.cursor import decode, encode, fingerprint
 from geosearch.api.errors import ApiError, register
 from geosearch.api.geojson import GEOJSON, feature
 from geosearch.api.geojson import collection as feature_collection
-from geosearch.api.search import next_url
+from geosearch.api.search import next_url, own_url
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import ListQuery, Page, PolygonQuery
@@ -102,7 +102,7 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
         link = None
         if page.next_after is not None:  # OGC clients follow the link
             link = next_url(encode(page.next_after, page.version or version, fp))
-        return Response(feature_collection(page.hits, request.url, link,
+        return Response(feature_collection(page.hits, own_url(), link,
                                    links=[_link("collection", f"{name}.collection")]),
                         mimetype=GEOJSON)
 

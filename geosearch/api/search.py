@@ -7,7 +7,7 @@ hold no SQL and no geometry logic.
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 import shapely
@@ -40,12 +40,29 @@ def _geojson(body: dict | bytes, status: int = 200) -> Response:
     return Response(data, status=status, mimetype=GEOJSON)
 
 
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+def own_url(query_string: str | None = None) -> str:
+    """This request's URL, with its own query string or ``query_string``.
+
+    Built from the WSGI environ as the client addressed it (scheme, host, the mount
+    prefix in ``SCRIPT_NAME`` and the path), so links stay right behind a prefix or a
+    proxy that sets them; cheaper than rebuilding it through the URL map.
+    """
+    env = request.environ
+    host = env.get("HTTP_HOST") or f"{env['SERVER_NAME']}:{env['SERVER_PORT']}"
+    path = (env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")).encode("latin-1")
+    query = env.get("QUERY_STRING", "") if query_string is None else query_string
+    return (f"{env['wsgi.url_scheme']}://{host}{quote(path, safe=_PATH_SAFE)}"
+            + (f"?{query}" if query else ""))
+
+
 def next_url(cursor: str) -> str:
-    """This request's URL with ``cursor`` replaced: the ``next`` link (right behind any
-    prefix or proxy path, as the request's own base URL is)."""
+    """This request's URL with ``cursor`` replaced: the ``next`` link."""
     pairs = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
     pairs.append(("cursor", cursor))
-    return f"{request.base_url}?{urlencode(pairs)}"
+    return own_url(urlencode(pairs))
 
 
 class SearchViews:
@@ -76,7 +93,7 @@ class SearchViews:
         if page.next_after is not None:
             cursor = encode(page.next_after, page.version or "", query_fp)
             link = next_url(cursor)
-        return _geojson(collection(page.hits, request.url, link, cursor))
+        return _geojson(collection(page.hits, own_url(), link, cursor))
 
     # -- views --------------------------------------------------------------------------
 
@@ -99,7 +116,7 @@ class SearchViews:
         max_d, filters = params.max_distance(p), params.filters(p)
         p.check()
         hits = self.backend.nearest(NearestQuery(origin, k, max_d, filters))
-        return _geojson(collection(hits, request.url))
+        return _geojson(collection(hits, own_url()))
 
     def _area(self, area, p: params.Params, kind: str) -> Response:
         origin, filters, limit = (
