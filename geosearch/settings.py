@@ -21,6 +21,9 @@ class Settings:
     database_url: str | None = None
     statement_timeout_ms: int = 5_000
     pool_size: int = 5
+    # "transaction" when the database URL is a transaction-pooling pgbouncer: no prepared
+    # statements, the statement timeout set per transaction (docs/deploy.md).
+    database_pooler: str = ""
     max_body_bytes: int = 1024 * 1024
     tile_url: str | None = None
     geocoder: str = "gazetteer"
@@ -45,6 +48,8 @@ class Settings:
                                  "(or be empty for no limit)") from None
         if self.statement_timeout_ms <= 0:
             raise ValueError("GEOSEARCH_STATEMENT_TIMEOUT_MS must be > 0")
+        if self.database_pooler not in ("", "transaction"):
+            raise ValueError("GEOSEARCH_DATABASE_POOLER must be empty or 'transaction'")
         if self.max_body_bytes <= 0:
             raise ValueError("GEOSEARCH_MAX_BODY_BYTES must be > 0")
         if self.geocoder not in ("gazetteer", "nominatim", "photon", "pelias"):

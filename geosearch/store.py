@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import shapely
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
+from geosearch.features import serving_columns
 from geosearch.ingest.pipeline import IngestResult
-from geosearch.model import amenity_mask
 from geosearch.settings import Settings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -24,7 +30,10 @@ NO_TIMEOUT = "SET LOCAL statement_timeout = 0"
 LOAD_COLUMNS = ("id", "name", "address", "city", "city_key", "postcode", "country", "lat",
                 "lon", "geog", "geom", "amenities", "amenity_mask", "capacity", "price_day",
                 "currency", "status", "h3_r7", "h3_r8", "h3_r9", "geocode_precision",
-                "feed_row", "dataset_version")
+                "feed_row", "dataset_version", "feature")
+# The table a load fills before it replaces ``spaces`` (its COPY is what a kill interrupts).
+STAGING = "spaces_staging"
+COPY_CHUNK_ROWS = 50_000
 
 
 def normalise_url(url: str) -> str:
@@ -36,14 +45,15 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(settings: Settings) -> Engine:
-    """A pooled engine: pre-ping, connect timeout, and a statement timeout per session."""
-    return sa.create_engine(
-        normalise_url(settings.database_url or ""),
-        pool_pre_ping=True, pool_size=settings.pool_size, max_overflow=settings.pool_size,
-        pool_recycle=1800,
-        connect_args={"connect_timeout": 3,
-                      "options": f"-c statement_timeout={settings.statement_timeout_ms}"},
-    )
+    """The engine of migrations and loads (the serving path is on psycopg directly):
+    pre-ping (loads are rare), connect timeout, the serving statement timeout per session
+    (loads lift it with ``SET LOCAL``; not behind a transaction pooler, which refuses it)."""
+    connect_args: dict = {"connect_timeout": 3}
+    if settings.database_pooler != "transaction":
+        connect_args["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
+    return sa.create_engine(normalise_url(settings.database_url or ""), pool_pre_ping=True,
+                            pool_size=2, max_overflow=2, pool_recycle=1800,
+                            connect_args=connect_args)
 
 
 def migrate(engine: Engine) -> None:
@@ -63,34 +73,75 @@ def current_version(engine: Engine) -> str | None:
         return connection.execute(sa.text("SELECT version FROM dataset_state")).scalar()
 
 
-def _scalar(value):
-    """A frame cell as a plain Python value; pandas' missing markers become None."""
-    if isinstance(value, list | tuple | np.ndarray):
-        return list(value)
-    if pd.isna(value):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
+def _load_table(result: IngestResult) -> pa.Table:
+    """The rows to COPY, as an Arrow table in :data:`LOAD_COLUMNS` order (built column by
+    column: no Python work per row beyond the feature bytes, when the frame lacks them)."""
+    frame = pd.DataFrame(result.frame.drop(columns="geometry", errors="ignore"))
+    derived = {k: v for k, v in serving_columns(frame).items() if k not in frame}
+    frame = frame.assign(**derived)
+    points = shapely.set_srid(shapely.points(frame["lon"].to_numpy(float),
+                                             frame["lat"].to_numpy(float)), 4326)
+    ewkb = pa.array(shapely.to_wkb(points, hex=True, include_srid=True), pa.string())
+    amenities = pa.array(frame["amenities"].map(list), pa.list_(pa.string()))
+    table = pa.Table.from_pandas(frame[[c for c in LOAD_COLUMNS if c in frame]],
+                                 preserve_index=False)
+    columns = {
+        **{name: table[name] for name in table.column_names},
+        "geog": ewkb, "geom": ewkb,
+        "amenities": pc.binary_join_element_wise("{", pc.binary_join(amenities, ","), "}", ""),
+        "feature": pc.binary_join_element_wise(table["feature"].cast(pa.string()), "}}", ""),
+        "dataset_version": pa.array([result.report.dataset_version] * len(frame), pa.string()),
+    }
+    return pa.table({name: columns[name] for name in LOAD_COLUMNS})
 
 
-def _rows(result: IngestResult):
-    version = result.report.dataset_version
-    for r in result.frame.itertuples(index=False):
-        point = f"SRID=4326;POINT({r.lon!r} {r.lat!r})"
-        v = {k: _scalar(getattr(r, k)) for k in
-             ("postcode", "capacity", "price_day", "currency", "amenities")}
-        yield (r.id, r.name, r.address, r.city, r.city.strip().casefold(), v["postcode"],
-               r.country, float(r.lat), float(r.lon), point, point, v["amenities"],
-               amenity_mask(v["amenities"]), v["capacity"], v["price_day"],
-               v["currency"], r.status, r.h3_r7, r.h3_r8, r.h3_r9, r.geocode_precision,
-               int(r.feed_row), version)
+def _csv_chunks(table: pa.Table) -> Iterator[memoryview]:
+    """The table as CSV written by Arrow (nulls unquoted, strings quoted, so that an empty
+    string stays one), :data:`COPY_CHUNK_ROWS` rows at a time."""
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    for batch in table.to_batches(max_chunksize=COPY_CHUNK_ROWS):
+        sink = io.BytesIO()
+        pacsv.write_csv(pa.Table.from_batches([batch]), sink, options)
+        yield sink.getbuffer()
+
+
+def _copy(cur: psycopg.Cursor, table: pa.Table, target: str) -> None:
+    """COPY the table into ``target``."""
+    columns = ", ".join(table.column_names)
+    with cur.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+        for chunk in _csv_chunks(table):
+            copy.write(chunk)
+
+
+_INDEX = re.compile(r"^(CREATE (?:UNIQUE )?INDEX )(\S+)( ON )(\S+)( .*)$")
+
+
+def _clone_indexes(cur: psycopg.Cursor, source: str, target: str) -> list[tuple[str, str]]:
+    """Build on ``target`` every index (and the primary key) that ``source`` has, under
+    temporary names; returns (temporary, final) names for the swap."""
+    cur.execute("SELECT i.indexname, i.indexdef, c.contype FROM pg_indexes i "
+                "LEFT JOIN pg_constraint c ON c.conname = i.indexname AND c.contype = 'p' "
+                "WHERE i.schemaname = current_schema() AND i.tablename = %s", (source,))
+    names = []
+    for name, definition, constraint in cur.fetchall():
+        temporary = f"{name}_next"
+        head, _, on, _, rest = _INDEX.match(definition).groups()
+        cur.execute(f"{head}{temporary}{on}{target}{rest}")
+        if constraint == "p":
+            cur.execute(f"ALTER TABLE {target} ADD CONSTRAINT {temporary} "
+                        f"PRIMARY KEY USING INDEX {temporary}")
+        names.append((temporary, name))
+    return names
 
 
 def load(result: IngestResult, engine: Engine) -> bool:
     """Load an ingest result atomically; returns False when the data is unchanged.
 
-    The rows are COPYed into a staging table first; then one short transaction replaces
-    the served rows and the dataset version together. Readers see the old dataset or the
-    new one, never half of either; any failure leaves the old dataset in place.
+    One transaction: the rows are COPYed (CSV from Arrow) into a new table without
+    indexes, its indexes are built after the data, and then the new table replaces the
+    served one and the dataset version changes with it. Readers see the old dataset until
+    that commit and the new one after, never half of either; a failure or a kill at any
+    point leaves the old dataset in place.
     """
     migrate(engine)
     started = datetime.now(UTC)
@@ -101,14 +152,15 @@ def load(result: IngestResult, engine: Engine) -> bool:
         with raw.cursor() as cur:
             cur.execute(NO_TIMEOUT)
             if not report.unchanged:
-                cur.execute("CREATE TEMP TABLE spaces_staging (LIKE spaces) ON COMMIT DROP")
-                columns = ", ".join(LOAD_COLUMNS)
-                with cur.copy(f"COPY spaces_staging ({columns}) FROM STDIN") as copy:
-                    for row in _rows(result):
-                        copy.write_row(row)
-                cur.execute("LOCK TABLE spaces IN EXCLUSIVE MODE")
-                cur.execute("DELETE FROM spaces")
-                cur.execute(f"INSERT INTO spaces ({columns}) SELECT {columns} FROM spaces_staging")
+                cur.execute(f"CREATE TABLE {STAGING} (LIKE spaces INCLUDING DEFAULTS "
+                            "INCLUDING CONSTRAINTS)")
+                _copy(cur, _load_table(result), STAGING)
+                renames = _clone_indexes(cur, "spaces", STAGING)
+                cur.execute(f"ANALYZE {STAGING}")
+                cur.execute("DROP TABLE spaces")
+                cur.execute(f"ALTER TABLE {STAGING} RENAME TO spaces")
+                for temporary, final in renames:
+                    cur.execute(f"ALTER INDEX {temporary} RENAME TO {final}")
                 cur.execute(
                     "INSERT INTO dataset_state (id, version, loaded_at, feed) "
                     "VALUES (1, %s, now(), %s) ON CONFLICT (id) DO UPDATE SET "
@@ -126,9 +178,6 @@ def load(result: IngestResult, engine: Engine) -> bool:
         raise
     finally:
         raw.close()
-    if not report.unchanged:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(sa.text("SET statement_timeout = 0; ANALYZE spaces"))
     return not report.unchanged
 
 

@@ -6,8 +6,9 @@ folder and removed at the end. A PostGIS test that cannot run fails; it is never
 
 from __future__ import annotations
 
-import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -98,15 +99,27 @@ def synthetic_result() -> IngestResult:
     return IngestResult(frame, report)
 
 
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def pg_cluster(tmp_path_factory):
     """A PostgreSQL 15 + PostGIS cluster for this test session (one per xdist worker)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    port = 56400 + int(worker.removeprefix("gw") or 0)
     base = Path(tempfile.mkdtemp(prefix="geosearch-pg-"))
     base.chmod(0o755)
     datadir = base / "data"
-    pgcluster.start(datadir, port)
+    for attempt in range(5):  # a free port can be taken again before the server binds it
+        port = free_port()
+        try:
+            pgcluster.start(datadir, port)
+            break
+        except subprocess.CalledProcessError:
+            if attempt == 4:
+                raise
     yield datadir, port
     pgcluster.stop(datadir)
     shutil.rmtree(base, ignore_errors=True)
@@ -131,7 +144,8 @@ def _postgis_backend(result: IngestResult, url: str):
 
     engine = make_engine(Settings(database_url=url))
     load(result, engine)
-    return PostgisBackend(engine)
+    engine.dispose()
+    return PostgisBackend(Settings(database_url=url))
 
 
 @pytest.fixture(scope="session")

@@ -73,10 +73,10 @@ def test_nearest_uses_the_knn_operator_on_the_index(postgis_feed):
 
 
 def test_amenity_filter_can_use_the_gin_index(postgis_feed):
-    with postgis_feed.engine.connect() as c:
-        c.execute(sa.text("SET enable_seqscan = off"))
-        plan = "\n".join(c.execute(sa.text(
-            "EXPLAIN SELECT id FROM spaces WHERE amenities @> ARRAY['childcare']")).scalars())
+    with psycopg.connect(postgis_feed.dsn) as c:
+        c.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in c.execute(
+            "EXPLAIN SELECT id FROM spaces WHERE amenities @> ARRAY['childcare']"))
     assert "spaces_amenities_gin" in plan, plan
 
 
@@ -98,14 +98,15 @@ def test_a_failure_mid_load_leaves_the_old_dataset(engine, feed_result, monkeypa
     load(_subset(feed_result, 100), engine)
     before = _state(engine)
 
-    def broken_rows(result):
-        for i, row in enumerate(store_rows(result)):
-            if i == 500:
+    def broken_chunks(table):
+        for i, chunk in enumerate(chunks(table)):
+            if i == 5:
                 raise RuntimeError("the feed ended mid-way")
-            yield row
+            yield chunk
 
-    store_rows = store._rows
-    monkeypatch.setattr(store, "_rows", broken_rows)
+    chunks = store._csv_chunks
+    monkeypatch.setattr(store, "COPY_CHUNK_ROWS", 100)
+    monkeypatch.setattr(store, "_csv_chunks", broken_chunks)
     with pytest.raises(RuntimeError):
         load(feed_result, engine)
 
@@ -129,14 +130,15 @@ import sys, time
 import geosearch.store as store
 from geosearch.ingest.pipeline import run_pipeline
 from geosearch.settings import Settings
-rows = store._rows
-def slow(result):
-    for i, row in enumerate(rows(result)):
-        if i == 1000:
+chunks = store._csv_chunks
+def slow(table):
+    for i, chunk in enumerate(chunks(table)):
+        if i == 10:
             print("copying", flush=True)
             time.sleep(60)
-        yield row
-store._rows = slow
+        yield chunk
+store.COPY_CHUNK_ROWS = 100
+store._csv_chunks = slow
 engine = store.make_engine(Settings(database_url=sys.argv[2]))
 store.load(run_pipeline(sys.argv[1], progress=False), engine)
 """
@@ -285,15 +287,16 @@ def test_a_load_longer_than_the_statement_timeout_completes(pg_database, feed_re
                                                             monkeypatch):
     import geosearch.store as store
 
-    rows = store._rows
+    chunks = store._csv_chunks
 
-    def slow_rows(result):
-        for i, row in enumerate(rows(result)):
-            if i == 100:
+    def slow_chunks(table):
+        for i, chunk in enumerate(chunks(table)):
+            if i == 1:
                 time.sleep(0.5)  # the COPY statement now lasts longer than the timeout
-            yield row
+            yield chunk
 
-    monkeypatch.setattr(store, "_rows", slow_rows)
+    monkeypatch.setattr(store, "COPY_CHUNK_ROWS", 1000)
+    monkeypatch.setattr(store, "_csv_chunks", slow_chunks)
     url = pg_database("slow")
     engine = make_engine(Settings(database_url=url, statement_timeout_ms=200))
 
@@ -316,4 +319,4 @@ def test_statements_bind_exactly_the_parameters_they_use(query):
 
     sql, params = statement(query)
 
-    assert set(params) == set(re.findall(r"(?<!:):(\w+)", sql))
+    assert set(params) == set(re.findall(r"%\((\w+)\)s", sql))

@@ -1,25 +1,43 @@
-"""``PostgisBackend``: the same questions answered by PostGIS through SQLAlchemy.
+"""``PostgisBackend``: the same questions answered by PostGIS, on psycopg 3 directly.
 
 Radius uses ``ST_DWithin`` on geography (GiST) and then the exact spheroid distance;
 nearest uses the KNN operator ``<->`` to bound the k-th distance and ``ST_DWithin`` to
 collect every space within it, so that filters apply before k and the order is by exact
 distance; areas use ``ST_Covers`` on the planar geometry column (edges are straight in
 lon/lat, as the contract says). Every value is a bound parameter.
+
+The hot path: a ``psycopg_pool`` pool per process (opened after gunicorn forks), the SQL
+text built once per query shape and prepared on the server, the dataset version read in
+the same round trip as the page, and each result read as the feature bytes stored at
+load (:mod:`geosearch.features`), not as a row turned into objects. No round trip checks
+a connection before use: a broken one fails its query, is discarded, and the query runs
+once more on a fresh connection.
+
+Behind pgbouncer in transaction mode (``database_pooler="transaction"``), prepared
+statements are off (pgbouncer 1.18 cannot keep them) and the statement timeout is set
+per transaction with ``SET LOCAL`` (pgbouncer refuses the ``options`` startup parameter).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
 import pandas as pd
+import psycopg
 import shapely
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine, RowMapping
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from psycopg.adapt import Loader
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from geosearch.backends.base import BackendUnavailable, NoDataset
+from geosearch.features import Hits, space_from_head
 from geosearch.model import (
     Amenity,
     Filters,
-    Hit,
     ListQuery,
     NearestQuery,
     Page,
@@ -29,225 +47,295 @@ from geosearch.model import (
     amenity_mask,
 )
 from geosearch.settings import Settings
-from geosearch.store import make_engine
 
-SPACE_COLUMNS = (
-    "id, name, address, city, postcode, country, lat, lon, amenities, capacity, "
-    "price_day, currency, status, h3_r7, h3_r8, h3_r9, geocode_precision"
-)
-ORIGIN = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography"
-AREA = "ST_GeomFromWKB(:area, 4326)"
+Query = RadiusQuery | NearestQuery | PolygonQuery | ListQuery
+ORIGIN = "ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography"
+AREA = "ST_GeomFromWKB(%(area)s, 4326)"
 # ST_DWithin's own spheroid test may differ from ST_Distance in the last bits: widen the
 # indexed pre-filter by a hair and decide with ST_Distance.
 DWITHIN_MARGIN_M = 0.01
+CONNECT_TIMEOUT_S = 3
+POOL_WAIT_S = 3.0
 
 
-def _filter_sql(f: Filters, params: dict, for_knn: bool = False) -> str:
-    """WHERE fragments for the filters (fixed SQL text; values go to ``params``).
+class _FeatureHead(Loader):
+    """Loads a stored feature (``json``) as its head's bytes, unparsed
+    (:mod:`geosearch.features`: the feature without its two closing braces)."""
+
+    def load(self, data: bytes | bytearray | memoryview) -> bytes:
+        return bytes(data[:-2])
+
+
+def dsn(url: str) -> str:
+    """A libpq connection string from a SQLAlchemy-style URL (``postgresql+psycopg://``)."""
+    for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix):]
+    return url
+
+
+# -- SQL, built once per query shape -------------------------------------------------------
+
+def _filter_sql(f: Filters, for_knn: bool) -> tuple[str, dict]:
+    """WHERE fragments for the filters (SQL fixed by the filters' shape) and their values.
 
     Amenities are tested on the ``text[]`` column (GIN-indexable), or, ``for_knn``, on
     the bitmask, which no index serves: the planner then keeps the distance-ordered GiST
     scan and filters as it goes, instead of sorting every space that has the amenity.
     """
-    parts = ["status = 'active'"]
+    parts, params = ["status = 'active'"], {}
     if f.all_amenities:
         if for_knn:
-            parts.append("amenity_mask & :all_mask = :all_mask")
+            parts.append("amenity_mask & %(all_mask)s = %(all_mask)s")
             params["all_mask"] = amenity_mask(f.all_amenities)
         else:
-            parts.append("amenities @> CAST(:all_amenities AS text[])")
+            parts.append("amenities @> %(all_amenities)s::text[]")
             params["all_amenities"] = sorted(a.value for a in f.all_amenities)
     if f.any_amenities:
         if for_knn:
-            parts.append("amenity_mask & :any_mask <> 0")
+            parts.append("amenity_mask & %(any_mask)s <> 0")
             params["any_mask"] = amenity_mask(f.any_amenities)
         else:
-            parts.append("amenities && CAST(:any_amenities AS text[])")
+            parts.append("amenities && %(any_amenities)s::text[]")
             params["any_amenities"] = sorted(a.value for a in f.any_amenities)
     if f.countries:
-        parts.append("country = ANY(CAST(:countries AS text[]))")
+        parts.append("country = ANY(%(countries)s::text[])")
         params["countries"] = sorted(f.countries)
     if f.city_key is not None:
-        parts.append("city_key = :city_key")
+        parts.append("city_key = %(city_key)s")
         params["city_key"] = f.city_key
     if f.min_capacity is not None:
-        parts.append("capacity >= :min_capacity")
+        parts.append("capacity >= %(min_capacity)s::int")
         params["min_capacity"] = f.min_capacity
-    return " AND ".join(parts)
+    return " AND ".join(parts), params
 
 
-def _space(row: RowMapping) -> Space:
-    values = {k: row[k] for k in SPACE_COLUMNS.split(", ")}
-    values["amenities"] = tuple(sorted(values["amenities"], key=[a.value for a in Amenity].index))
-    return Space(**values)
+def _versioned(inner: str, order: str) -> str:
+    """``inner`` (a page of rows) with the dataset version, in one statement: one row of
+    nulls but the version when the page is empty, no row when no dataset is loaded."""
+    return (f"SELECT v.version, p.* FROM dataset_state v LEFT JOIN LATERAL ({inner}) p "
+            f"ON true ORDER BY {order}")
 
 
-class PostgisBackend:
-    """Answers from the ``spaces`` table of a PostGIS database.
-
-    Connection failures and timeouts surface as :class:`BackendUnavailable` (HTTP 503);
-    the pool pre-pings, so the backend recovers by itself when the database returns.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PostgisBackend:
-        """A backend on ``settings.database_url`` with its pool and statement timeout."""
-        return cls(make_engine(settings))
-
-    def _run(self, sql: str, params: dict) -> list[RowMapping]:
-        try:
-            with self.engine.connect() as connection:
-                return list(connection.execute(sa.text(sql), params).mappings())
-        except DBAPIError as exc:
-            if isinstance(exc, OperationalError) or exc.connection_invalidated:
-                raise BackendUnavailable(type(exc.orig).__name__) from exc
-            raise
-
-    # -- the protocol -------------------------------------------------------------------
-
-    def dataset_version(self) -> str:
-        """The version in ``dataset_state``; NoDataset when nothing was loaded."""
-        try:
-            rows = self._run("SELECT version FROM dataset_state", {})
-        except ProgrammingError as exc:
-            raise NoDataset("the schema is missing: run geosearch ingest --database") from exc
-        if not rows:
-            raise NoDataset("no dataset was loaded into this database")
-        return rows[0]["version"]
-
-    def radius(self, query: RadiusQuery) -> Page:
-        """``ST_DWithin`` pre-filter, exact ``ST_Distance`` decision and order."""
-        return self._page(query, statement(query), distances=True)
-
-    def nearest(self, query: NearestQuery) -> list[Hit]:
-        """KNN bounds the k-th distance; every space within the bound is then ranked."""
-        sql, params = statement(query)
-        return [Hit(_space(r), float(r["d"])) for r in self._run(sql, params)]
-
-    def polygon(self, query: PolygonQuery) -> Page:
-        """``ST_Covers`` on geometry; by id, or by distance from the origin."""
-        return self._page(query, statement(query), distances=query.origin is not None)
-
-    def list(self, query: ListQuery) -> Page:
-        """Every active space that passes the filters, by id."""
-        return self._page(query, statement(query), distances=False)
-
-    def explain(self, query: Query) -> str:
-        """PostgreSQL's plan for a query object (``EXPLAIN``), e.g. to check index use."""
-        sql, params = statement(query)
-        return "\n".join(r["QUERY PLAN"] for r in self._run(f"EXPLAIN {sql}", params))
-
-    def get(self, space_id: str) -> Space | None:
-        """One active space by id."""
-        rows = self._run(
-            f"SELECT {SPACE_COLUMNS} FROM spaces WHERE id = :id AND status = 'active'",
-            {"id": space_id},
-        )
-        return _space(rows[0]) if rows else None
-
-    def amenity_counts(self) -> dict[str, int]:
-        """Active spaces per amenity."""
-        rows = self._run(
-            "SELECT a, count(*) AS n FROM spaces, unnest(amenities) a "
-            "WHERE status = 'active' GROUP BY a",
-            {},
-        )
-        counts = {r["a"]: int(r["n"]) for r in rows}
-        return {a.value: counts.get(a.value, 0) for a in Amenity}
-
-    def active_frame(self) -> pd.DataFrame:
-        """Active spaces: id, lat, lon, country, city, amenities."""
-        rows = self._run(
-            "SELECT id, lat, lon, country, city, amenities FROM spaces "
-            "WHERE status = 'active' ORDER BY id",
-            {},
-        )
-        return pd.DataFrame(rows, columns=["id", "lat", "lon", "country", "city", "amenities"])
-
-    def close(self) -> None:
-        """Close the pool."""
-        self.engine.dispose()
-
-    # -- paging -------------------------------------------------------------------------
-
-    def _page(self, query: Query, stmt: tuple[str, dict], distances: bool) -> Page:
-        """Run a paged statement (it fetches limit + 1 rows to know whether more exist),
-        reading the dataset version in the same statement."""
-        sql, params = stmt
-        rows = self._run(f"WITH v AS (SELECT version FROM dataset_state) "
-                         f"SELECT q.*, (SELECT version FROM v) AS _version FROM ({sql}) q",
-                         params)
-        version = rows[0]["_version"] if rows else self.dataset_version()
-        limit = query.limit
-        hits = [Hit(_space(r), float(r["d"]) if distances else None) for r in rows[:limit]]
-        if len(rows) <= limit:
-            return Page(hits, None, version)
-        last = hits[-1]
-        return Page(hits, (last.distance_m, last.space.id) if distances else (last.space.id,),
-                    version)
+@lru_cache(maxsize=512)
+def _nearest_sql(where: str, capped: bool) -> str:
+    cap = "AND d <= %(max_d)s" if capped else ""
+    return (f"WITH knn AS (SELECT ST_Distance(geog, {ORIGIN}) AS d FROM spaces "
+            f"WHERE {where} ORDER BY geog <-> {ORIGIN} LIMIT %(k)s), "
+            f"bound AS (SELECT max(d) AS d FROM knn) "
+            f"SELECT id, d, feature FROM (SELECT id, feature, ST_Distance(geog, {ORIGIN}) "
+            f"AS d FROM spaces WHERE {where} AND ST_DWithin(geog, {ORIGIN}, "
+            f"(SELECT d FROM bound) + %(margin)s)) s WHERE d <= (SELECT d FROM bound) {cap} "
+            f"ORDER BY d, id LIMIT %(k)s")
 
 
-Query = RadiusQuery | NearestQuery | PolygonQuery | ListQuery
+@lru_cache(maxsize=512)
+def _distance_sql(where: str, keep: str, keyset: bool) -> str:
+    after = "AND (d > %(d0)s OR (d = %(d0)s AND id > %(id0)s))" if keyset else ""
+    inner = (f"SELECT id, d, feature FROM (SELECT id, feature, ST_Distance(geog, {ORIGIN}) "
+             f"AS d FROM spaces WHERE {where}) s WHERE {keep} {after} "
+             f"ORDER BY d, id LIMIT %(n)s")
+    return _versioned(inner, "p.d, p.id")
 
 
-def _keyset(after: tuple | None, params: dict, distances: bool) -> str:
-    """The condition "after this (distance, id) or id" of keyset paging."""
-    if after is None:
-        return ""
-    if distances:
-        params.update(d0=float(after[0]), id0=str(after[1]))
-        return "AND (d > :d0 OR (d = :d0 AND id > :id0))"
-    params["id0"] = str(after[-1])
-    return "AND id > :id0"
+@lru_cache(maxsize=512)
+def _id_sql(where: str, keyset: bool) -> str:
+    after = "AND id > %(id0)s" if keyset else ""
+    inner = f"SELECT id, feature FROM spaces WHERE {where} {after} ORDER BY id LIMIT %(n)s"
+    return _versioned(inner, "p.id")
 
 
 def statement(query: Query) -> tuple[str, dict]:
     """The SQL and bound parameters that answer a query object.
 
-    The SQL text is made of fixed fragments only; every value is a parameter.
+    The SQL text depends only on the query's shape (which filters, a cursor or not), so
+    each shape is one prepared statement on the server; every value is a parameter.
     """
-    params: dict = {}
     if isinstance(query, NearestQuery):
-        knn_where = _filter_sql(query.filters, params, for_knn=True)
+        where, params = _filter_sql(query.filters, for_knn=True)
         params.update(lat=query.origin.lat, lon=query.origin.lon, k=query.k,
                       margin=DWITHIN_MARGIN_M)
-        cap = ""
         if query.max_distance_m is not None:
             params["max_d"] = query.max_distance_m
-            cap = "AND d <= :max_d"
-        return (f"WITH knn AS (SELECT ST_Distance(geog, {ORIGIN}) AS d FROM spaces "
-                f"WHERE {knn_where} ORDER BY geog <-> {ORIGIN} LIMIT :k), "
-                f"bound AS (SELECT max(d) AS d FROM knn) "
-                f"SELECT * FROM (SELECT {SPACE_COLUMNS}, ST_Distance(geog, {ORIGIN}) AS d "
-                f"FROM spaces WHERE {knn_where} AND ST_DWithin(geog, {ORIGIN}, "
-                f"(SELECT d FROM bound) + :margin)) s WHERE d <= (SELECT d FROM bound) {cap} "
-                f"ORDER BY d, id LIMIT :k"), params
-    where = _filter_sql(query.filters, params)
+        return _nearest_sql(where, query.max_distance_m is not None), params
+    where, params = _filter_sql(query.filters, for_knn=False)
     params["n"] = query.limit + 1
+    after = query.after
     if isinstance(query, RadiusQuery):
         params.update(lat=query.origin.lat, lon=query.origin.lon, r=query.radius_m,
                       r_index=query.radius_m + DWITHIN_MARGIN_M)
-        where += f" AND ST_DWithin(geog, {ORIGIN}, :r_index)"
-        keep = "d <= :r"
+        where += f" AND ST_DWithin(geog, {ORIGIN}, %(r_index)s)"
+        keep = "d <= %(r)s"
     elif isinstance(query, PolygonQuery):
         params["area"] = shapely.to_wkb(query.area)
         where += f" AND ST_Covers({AREA}, geom)"
         keep = "TRUE"
-        if query.origin is not None:
-            params.update(lat=query.origin.lat, lon=query.origin.lon)
-        else:
-            return _by_id(where, params, query.after)
+        if query.origin is None:
+            if after is not None:
+                params["id0"] = str(after[-1])
+            return _id_sql(where, after is not None), params
+        params.update(lat=query.origin.lat, lon=query.origin.lon)
     else:
-        return _by_id(where, params, query.after)
-    keyset = _keyset(query.after, params, distances=True)
-    return (f"SELECT * FROM (SELECT {SPACE_COLUMNS}, ST_Distance(geog, {ORIGIN}) AS d "
-            f"FROM spaces WHERE {where}) s WHERE {keep} {keyset} ORDER BY d, id LIMIT :n"), params
+        if after is not None:
+            params["id0"] = str(after[-1])
+        return _id_sql(where, after is not None), params
+    if after is not None:
+        params.update(d0=float(after[0]), id0=str(after[1]))
+    return _distance_sql(where, keep, after is not None), params
 
 
-def _by_id(where: str, params: dict, after: tuple | None) -> tuple[str, dict]:
-    keyset = _keyset(after, params, distances=False)
-    return (f"SELECT {SPACE_COLUMNS} FROM spaces WHERE {where} {keyset} "
-            f"ORDER BY id LIMIT :n"), params
+# -- the backend ---------------------------------------------------------------------------
+
+class PostgisBackend:
+    """Answers from the ``spaces`` table of a PostGIS database.
+
+    Connection failures and timeouts surface as :class:`BackendUnavailable` (HTTP 503);
+    the backend recovers by itself when the database returns.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.database_url:
+            raise ValueError("PostgisBackend needs settings.database_url")
+        self.settings = settings
+        self.dsn = dsn(settings.database_url)
+        self.pooled = settings.database_pooler == "transaction"
+        self._pool: ConnectionPool | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PostgisBackend:
+        """A backend on ``settings.database_url`` with its pool and statement timeout."""
+        return cls(settings)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        conn.adapters.register_loader("json", _FeatureHead)
+        if self.pooled:
+            conn.prepare_threshold = None
+
+    def _connect_kwargs(self) -> dict:
+        kwargs: dict = {"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": not self.pooled}
+        if not self.pooled:
+            kwargs["options"] = f"-c statement_timeout={self.settings.statement_timeout_ms}"
+        return kwargs
+
+    def pool(self) -> ConnectionPool:
+        """This process' pool (a process forked from another opens its own)."""
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    self._pool = ConnectionPool(
+                        self.dsn, min_size=1, max_size=self.settings.pool_size,
+                        kwargs=self._connect_kwargs(), configure=self._configure,
+                        open=True, timeout=POOL_WAIT_S, name="geosearch")
+                    self._pid = os.getpid()
+        return self._pool
+
+    @contextmanager
+    def _session(self) -> Iterator[psycopg.Connection]:
+        with self.pool().connection() as conn:
+            if not self.pooled:
+                yield conn
+                return
+            with conn.transaction():
+                conn.execute(f"SET LOCAL statement_timeout = "
+                             f"{int(self.settings.statement_timeout_ms)}")
+                yield conn
+
+    def _run(self, sql: str, params: dict, rows=None) -> list:
+        """Run one statement; a connection that turns out broken is replaced once."""
+        for attempt in (1, 2):
+            try:
+                with self._session() as conn, conn.cursor(row_factory=rows) as cur:
+                    cur.execute(sql, params, prepare=None if self.pooled else True)
+                    return cur.fetchall()
+            except psycopg.errors.UndefinedTable as exc:
+                raise NoDataset("the schema is missing: run geosearch ingest --database") \
+                    from exc
+            except psycopg.errors.QueryCanceled as exc:
+                raise BackendUnavailable("statement timeout") from exc
+            except PoolTimeout as exc:
+                raise BackendUnavailable("no database connection") from exc
+            except psycopg.OperationalError as exc:
+                if attempt == 2:
+                    raise BackendUnavailable(type(exc).__name__) from exc
+        raise AssertionError("unreachable")
+
+    # -- the protocol -------------------------------------------------------------------
+
+    def dataset_version(self) -> str:
+        """The version in ``dataset_state``; NoDataset when nothing was loaded."""
+        rows = self._run("SELECT version FROM dataset_state", {})
+        if not rows:
+            raise NoDataset("no dataset was loaded into this database")
+        return rows[0][0]
+
+    def radius(self, query: RadiusQuery) -> Page:
+        """``ST_DWithin`` pre-filter, exact ``ST_Distance`` decision and order."""
+        return self._page(query, distances=True)
+
+    def nearest(self, query: NearestQuery) -> Hits:
+        """KNN bounds the k-th distance; every space within the bound is then ranked."""
+        rows = self._run(*statement(query))
+        return Hits([r[0] for r in rows], [r[2] for r in rows], [r[1] for r in rows])
+
+    def polygon(self, query: PolygonQuery) -> Page:
+        """``ST_Covers`` on geometry; by id, or by distance from the origin."""
+        return self._page(query, distances=query.origin is not None)
+
+    def list(self, query: ListQuery) -> Page:
+        """Every active space that passes the filters, by id."""
+        return self._page(query, distances=False)
+
+    def explain(self, query: Query) -> str:
+        """PostgreSQL's plan for a query object (``EXPLAIN``), e.g. to check index use."""
+        sql, params = statement(query)
+        return "\n".join(r[0] for r in self._run(f"EXPLAIN {sql}", params))
+
+    def get(self, space_id: str) -> Space | None:
+        """One active space by id."""
+        rows = self._run("SELECT feature FROM spaces WHERE id = %(id)s AND status = 'active'",
+                         {"id": space_id})
+        return space_from_head(rows[0][0]) if rows else None
+
+    def amenity_counts(self) -> dict[str, int]:
+        """Active spaces per amenity."""
+        rows = self._run("SELECT a, count(*) FROM spaces, unnest(amenities) a "
+                         "WHERE status = 'active' GROUP BY a", {})
+        counts = {a: int(n) for a, n in rows}
+        return {a.value: counts.get(a.value, 0) for a in Amenity}
+
+    def active_frame(self) -> pd.DataFrame:
+        """Active spaces: id, lat, lon, country, city, amenities."""
+        rows = self._run("SELECT id, lat, lon, country, city, amenities FROM spaces "
+                         "WHERE status = 'active' ORDER BY id", {}, rows=dict_row)
+        return pd.DataFrame(rows, columns=["id", "lat", "lon", "country", "city", "amenities"])
+
+    def close(self) -> None:
+        """Close this process' pool."""
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+        self._pool = None
+
+    # -- paging -------------------------------------------------------------------------
+
+    def _page(self, query: Query, distances: bool) -> Page:
+        """Run a paged statement: it fetches limit + 1 rows to know whether more exist,
+        and reads the dataset version in the same statement."""
+        rows = self._run(*statement(query))
+        if not rows:
+            raise NoDataset("no dataset was loaded into this database")
+        version = rows[0][0]
+        rows = [r for r in rows if r[1] is not None]
+        limit = query.limit
+        page = rows[:limit]
+        if distances:
+            hits = Hits([r[1] for r in page], [r[3] for r in page], [r[2] for r in page])
+        else:
+            hits = Hits([r[1] for r in page], [r[2] for r in page])
+        if len(rows) <= limit:
+            return Page(hits, None, version)
+        last = page[-1]
+        return Page(hits, (last[2], last[1]) if distances else (last[1],), version)
