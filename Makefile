@@ -37,9 +37,11 @@ snapshot: $(SNAPSHOT) ## build the embedded snapshot from the committed feed
 run: install snapshot ## serve the snapshot on http://127.0.0.1:$(PORT) (gunicorn)
 	$(BIN)/geosearch serve --snapshot $(SNAPSHOT) --port $(PORT)
 
-postgis: ## install PostGIS for PostgreSQL 15 when missing (Debian)
-	@test -f /usr/share/postgresql/15/extension/postgis.control || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql-15-postgis-3; }
+postgis: ## install PostGIS for PostgreSQL 15 (and pgbouncer) when missing (Debian)
+	@{ test -f /usr/share/postgresql/15/extension/postgis.control && \
+	   test -x /usr/sbin/pgbouncer; } || \
+	  { $(SUDO) apt-get update -qq && \
+	    $(SUDO) apt-get install -y -qq postgresql-15-postgis-3 pgbouncer; }
 
 chromium: ## install Debian's Chromium for the browser tests when missing
 	@test -x /usr/bin/chromium || \

@@ -12,13 +12,14 @@ bytes; a request never builds a dict or a Space for a result it only renders.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from typing import overload
 
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from geosearch.model import Hit, Space, amenity_mask
 
@@ -28,13 +29,18 @@ PROPERTIES = ("name", "address", "city", "postcode", "country", "amenities", "ca
 CLOSE = b"}}"
 
 
-def _plain(value: object) -> object:
-    """A frame cell as a JSON value: missing markers become null, numpy values Python."""
-    if isinstance(value, list | tuple | np.ndarray):
-        return [str(v) for v in value]
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
+def _column(frame: pd.DataFrame, name: str) -> list:
+    """A column as plain Python values for JSON: missing markers become None, integers
+    and floats Python's own, amenity lists lists of str."""
+    series = frame[name]
+    if name == "amenities":
+        return [[str(a) for a in v] if v is not None else [] for v in series.tolist()]
+    if name == "capacity":
+        return [None if v is None else int(v)
+                for v in series.astype("Int64").to_numpy(dtype=object, na_value=None)]
+    if name == "price_day":
+        return series.astype("Float64").to_numpy(dtype=object, na_value=None).tolist()
+    return series.to_numpy(dtype=object, na_value=None).tolist()
 
 
 def head(space_id: str, lat: float, lon: float, properties: dict) -> bytes:
@@ -54,26 +60,35 @@ def space_head(space: Space) -> bytes:
 
 def frame_heads(frame: pd.DataFrame) -> list[bytes]:
     """The heads of every row of a frame with the snapshot's columns, in row order."""
-    columns = {k: frame[k].tolist() for k in ("id", "lat", "lon", *PROPERTIES)}
-    out = []
-    for i in range(len(frame)):
-        props = {k: _plain(columns[k][i]) for k in PROPERTIES}
-        if props["capacity"] is not None:
-            props["capacity"] = int(props["capacity"])
-        if props["price_day"] is not None:
-            props["price_day"] = float(props["price_day"])
-        props["amenities"] = props["amenities"] or []
-        out.append(head(columns["id"][i], float(columns["lat"][i]), float(columns["lon"][i]),
-                        props))
-    return out
+    ids = frame["id"].astype(str).tolist()
+    lats = frame["lat"].astype(float).tolist()
+    lons = frame["lon"].astype(float).tolist()
+    rows = zip(*(_column(frame, k) for k in PROPERTIES), strict=True)
+    return [head(i, lat, lon, dict(zip(PROPERTIES, values, strict=True)))
+            for i, lat, lon, values in zip(ids, lats, lons, rows, strict=True)]
+
+
+def amenity_masks(amenities: pd.Series) -> np.ndarray:
+    """The amenity bitmask of every row of a column of amenity lists, column-wise.
+
+    >>> amenity_masks(pd.Series([["wifi", "coffee"], [], ["coffee"]])).tolist()
+    [3, 0, 2]
+    """
+    lists = pa.array(amenities.tolist(), pa.list_(pa.string()))
+    flat = pc.list_flatten(lists).dictionary_encode()
+    bits = np.array([amenity_mask([name]) for name in flat.dictionary.to_pylist()],
+                    dtype=np.int64)
+    masks = np.zeros(len(lists), dtype=np.int64)
+    np.bitwise_or.at(masks, pc.list_parent_indices(lists).to_numpy(),
+                     bits[flat.indices.to_numpy()] if len(flat) else bits[:0])
+    return masks
 
 
 def serving_columns(frame: pd.DataFrame) -> dict[str, object]:
     """The columns derived once per dataset for serving: ``feature`` (the heads),
     ``amenity_mask`` (the amenities as bits) and ``city_key`` (the city as compared)."""
     return {"feature": frame_heads(frame),
-            "amenity_mask": np.fromiter((amenity_mask(a) for a in frame["amenities"]),
-                                        dtype=np.int64, count=len(frame)),
+            "amenity_mask": amenity_masks(frame["amenities"]),
             "city_key": frame["city"].fillna("").str.strip().str.casefold()}
 
 

@@ -82,14 +82,15 @@ def _load_table(result: IngestResult) -> pa.Table:
     points = shapely.set_srid(shapely.points(frame["lon"].to_numpy(float),
                                              frame["lat"].to_numpy(float)), 4326)
     ewkb = pa.array(shapely.to_wkb(points, hex=True, include_srid=True), pa.string())
-    amenities = pa.array(frame["amenities"].map(list), pa.list_(pa.string()))
-    table = pa.Table.from_pandas(frame[[c for c in LOAD_COLUMNS if c in frame]],
-                                 preserve_index=False)
+    amenities = pa.array(frame["amenities"].tolist(), pa.list_(pa.string()))
+    feature = pa.array(frame["feature"].tolist(), pa.binary()).cast(pa.string())
+    plain = [c for c in LOAD_COLUMNS if c in frame and c not in ("amenities", "feature")]
+    table = pa.Table.from_pandas(frame[plain], preserve_index=False)
     columns = {
         **{name: table[name] for name in table.column_names},
         "geog": ewkb, "geom": ewkb,
         "amenities": pc.binary_join_element_wise("{", pc.binary_join(amenities, ","), "}", ""),
-        "feature": pc.binary_join_element_wise(table["feature"].cast(pa.string()), "}}", ""),
+        "feature": pc.binary_join_element_wise(feature, "}}", ""),
         "dataset_version": pa.array([result.report.dataset_version] * len(frame), pa.string()),
     }
     return pa.table({name: columns[name] for name in LOAD_COLUMNS})

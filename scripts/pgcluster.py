@@ -96,6 +96,57 @@ def stop(datadir: str | Path) -> None:
                                   "-w", "stop"]), check=True, capture_output=True)
 
 
+def start_pgbouncer(workdir: str | Path, pg_port: int, port: int) -> None:
+    """Start Debian's pgbouncer in transaction pooling mode on 127.0.0.1:``port``, in
+    front of the cluster on ``pg_port`` (every database, user postgres, trust), with its
+    files in ``workdir``. As root it runs as the ``postgres`` user, as it insists."""
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "userlist.txt").write_text('"postgres" ""\n')
+    (workdir / "pgbouncer.ini").write_text(f"""[databases]
+* = host=127.0.0.1 port={pg_port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {workdir}/userlist.txt
+pool_mode = transaction
+max_client_conn = 500
+default_pool_size = 20
+logfile = {workdir}/pgbouncer.log
+pidfile = {workdir}/pgbouncer.pid
+""")
+    for path in workdir.iterdir():
+        _own(path)
+    _own(workdir)
+    subprocess.run(_as_owner(["pgbouncer", "-d", str(workdir / "pgbouncer.ini")]), check=True,
+                   capture_output=True)
+    import psycopg
+
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres",
+                            connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def stop_pgbouncer(workdir: str | Path) -> None:
+    """Stop the pgbouncer started in ``workdir``, if it runs."""
+    pidfile = Path(workdir) / "pgbouncer.pid"
+    if pidfile.exists():
+        try:
+            os.kill(int(pidfile.read_text().strip()), 15)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "start":
         print(start(argv[1], int(argv[2])))

@@ -173,6 +173,43 @@ def postgis_synthetic(synthetic_result, pg_database):
     backend.close()
 
 
+@pytest.fixture(scope="session")
+def pgbouncer(pg_cluster):
+    """Factory: the URL of a database of the session cluster through a real pgbouncer in
+    transaction pooling mode."""
+    _, pg_port = pg_cluster
+    workdir = Path(tempfile.mkdtemp(prefix="geosearch-pgbouncer-"))
+    workdir.chmod(0o755)
+    port = free_port()
+    pgcluster.start_pgbouncer(workdir, pg_port, port)
+    yield lambda database: f"postgresql+psycopg://postgres@127.0.0.1:{port}/{database}"
+    pgcluster.stop_pgbouncer(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _through_pgbouncer(backend, pgbouncer):
+    from geosearch.backends.postgis import PostgisBackend
+    from geosearch.settings import Settings
+
+    database = backend.settings.database_url.rsplit("/", 1)[1]
+    return PostgisBackend(Settings(database_url=pgbouncer(database),
+                                   database_pooler="transaction"))
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_feed(postgis_feed, pgbouncer):
+    backend = _through_pgbouncer(postgis_feed, pgbouncer)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_synthetic(postgis_synthetic, pgbouncer):
+    backend = _through_pgbouncer(postgis_synthetic, pgbouncer)
+    yield backend
+    backend.close()
+
+
 @pytest.fixture(params=["memory", "postgis"])
 def backend_kind(request) -> str:
     """Parametrises a test over both backends."""

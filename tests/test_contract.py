@@ -106,6 +106,13 @@ def walk(fetch, limit):
 DATASETS = ["feed", "synthetic"]
 
 
+@pytest.fixture(params=["memory", "postgis", "pgbouncer"])
+def backend_kind(request) -> str:
+    """The contract holds on both backends, and on PostGIS through a transaction-pooling
+    pgbouncer (no prepared statements, timeouts per transaction)."""
+    return request.param
+
+
 @pytest.fixture(params=DATASETS)
 def dataset(request, backend_kind):
     """(backend, active frame) for one dataset on one backend."""

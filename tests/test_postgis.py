@@ -320,3 +320,21 @@ def test_statements_bind_exactly_the_parameters_they_use(query):
     sql, params = statement(query)
 
     assert set(params) == set(re.findall(r"%\((\w+)\)s", sql))
+
+
+@pytest.mark.parametrize("pooler", ["", "transaction"])
+def test_the_statement_timeout_holds_directly_and_through_pgbouncer(postgis_feed, pgbouncer,
+                                                                    pooler):
+    from geosearch.backends.base import BackendUnavailable
+
+    database = postgis_feed.settings.database_url.rsplit("/", 1)[1]
+    url = pgbouncer(database) if pooler else postgis_feed.settings.database_url
+    backend = PostgisBackend(Settings(database_url=url, database_pooler=pooler,
+                                      statement_timeout_ms=300))
+    try:
+        assert backend.dataset_version() == postgis_feed.dataset_version()
+        with pytest.raises(BackendUnavailable):
+            backend._run("SELECT pg_sleep(2)", {})
+        assert backend.dataset_version() == postgis_feed.dataset_version()  # and recovers
+    finally:
+        backend.close()
