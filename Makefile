@@ -62,8 +62,9 @@ faults: install postgis ## faults under load, the long form (kill, restart, outa
 lint: install ## ruff
 	$(BIN)/ruff check .
 
-bench: install postgis snapshot ## latency benchmarks -> docs/benchmarks.md
-	$(BIN)/python scripts/bench.py --out docs/benchmarks.md
+bench: install postgis snapshot ## every figure beside its floor, 5k and 1M -> docs/benchmarks.md
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	$(BIN)/python scripts/bench.py --out docs/benchmarks.md --servers $(BENCH_ARGS)
 
 feed: install ## regenerate the raw feed (deterministic)
 	$(BIN)/python scripts/generate_feed.py --out data/feed

@@ -69,7 +69,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the HTTP API on 127.0.0.1 with gunicorn (or Flask's server with --dev)."""
     settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot)
-    if not args.dev:
+    from geosearch.settings import worker_class
+
+    if not args.dev and worker_class() == "gevent":
         # gunicorn's gevent workers: patch before anything makes a lock or a socket, so
         # that the app built here (and shared by the forked workers) is gevent's through.
         from gevent import monkey

@@ -29,6 +29,7 @@ from gunicorn.http import errors as http_errors
 from gunicorn.workers.ggevent import GeventWorker
 
 from geosearch.api.errors import PROBLEM_JSON
+from geosearch.settings import worker_class
 
 KEEPALIVE_S = 5
 WORKER_TIMEOUT_S = 60
@@ -91,9 +92,11 @@ class _Gunicorn(BaseApplication):
 
 def server_options(host: str, port: int, workers: int = 2) -> dict:
     """gunicorn's settings for geosearch (what ``geosearch serve`` runs with)."""
+    kind = worker_class()  # gevent unless the benchmark of worker classes asks otherwise
     return {
         "bind": f"{host}:{port}", "workers": workers,
-        "worker_class": f"{__name__}.ProblemGeventWorker",
+        "worker_class": f"{__name__}.ProblemGeventWorker" if kind == "gevent" else kind,
+        "threads": 8 if kind == "gthread" else 1,
         "worker_connections": WORKER_CONNECTIONS, "keepalive": KEEPALIVE_S,
         "timeout": WORKER_TIMEOUT_S, "graceful_timeout": 5,
         # Above the app's own limits (0: none, up to 1 MB), so the app answers 414 and 431.

@@ -77,3 +77,13 @@ class Settings:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
+
+
+def worker_class() -> str:
+    """gunicorn's worker class for ``geosearch serve``: ``gevent`` (the default), or
+    ``sync`` / ``gthread`` from ``GEOSEARCH_WORKER_CLASS`` (for the benchmark that chose
+    between them, docs/benchmarks.md)."""
+    kind = os.environ.get("GEOSEARCH_WORKER_CLASS", "") or "gevent"
+    if kind not in ("gevent", "sync", "gthread"):
+        raise ValueError("GEOSEARCH_WORKER_CLASS must be gevent, sync or gthread")
+    return kind

@@ -10,6 +10,7 @@ server listens on 127.0.0.1 only, with its socket in the folder itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -141,10 +142,8 @@ def stop_pgbouncer(workdir: str | Path) -> None:
     """Stop the pgbouncer started in ``workdir``, if it runs."""
     pidfile = Path(workdir) / "pgbouncer.pid"
     if pidfile.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text().strip()), 15)
-        except (ProcessLookupError, ValueError):
-            pass
 
 
 def main(argv: list[str]) -> int:

@@ -7,6 +7,8 @@ hold no SQL and no geometry logic.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -75,23 +77,25 @@ class SearchViews:
     # -- helpers ------------------------------------------------------------------------
 
     def _after(
-        self, p: params.Params, query_fp: str, shape: tuple[type, ...]
+        self, p: params.Params, query_fp: Callable[[], str], shape: tuple[type, ...]
     ) -> tuple[tuple | None, str | None]:
         """The keyset of the request's cursor and the dataset version it was checked
-        against; ``(None, None)`` on a first page."""
+        against; ``(None, None)`` on a first page. ``query_fp`` makes the query's
+        fingerprint (only paging needs it)."""
         cursor = p.raw("cursor")
         if not cursor:
             return None, None
         version = self.backend.dataset_version()
-        return decode(cursor, version, query_fp, shape), version
+        return decode(cursor, version, query_fp(), shape), version
 
-    def _page(self, page: Page, query_fp: str, cursor_version: str | None) -> Response:
+    def _page(self, page: Page, query_fp: Callable[[], str],
+              cursor_version: str | None) -> Response:
         if cursor_version is not None and page.version != cursor_version:
             # The dataset was swapped between the cursor check and the query.
             raise stale_cursor()
         cursor = link = None
         if page.next_after is not None:
-            cursor = encode(page.next_after, page.version or "", query_fp)
+            cursor = encode(page.next_after, page.version or "", query_fp())
             link = next_url(cursor)
         return _geojson(collection(page.hits, own_url(), link, cursor))
 
@@ -103,7 +107,7 @@ class SearchViews:
         origin, radius_m = params.origin(p, required=True), params.radius(p)
         filters, limit = params.filters(p), params.limit(p)
         p.check()
-        fp = fingerprint("radius", origin.lat, origin.lon, radius_m, filters.key())
+        fp = partial(fingerprint, "radius", origin.lat, origin.lon, radius_m, filters.key())
         after, version = self._after(p, fp, _DISTANCE_KEY)
         return self._page(
             self.backend.radius(RadiusQuery(origin, radius_m, filters, limit, after)), fp, version
@@ -125,12 +129,8 @@ class SearchViews:
             params.limit(p),
         )
         p.check()
-        fp = fingerprint(
-            kind,
-            shapely.to_wkb(area, hex=True),
-            filters.key(),
-            None if origin is None else (origin.lat, origin.lon),
-        )
+        fp = partial(fingerprint, kind, shapely.to_wkb(area, hex=True), filters.key(),
+                     None if origin is None else (origin.lat, origin.lon))
         after, version = self._after(p, fp, _ID_KEY if origin is None else _DISTANCE_KEY)
         return self._page(
             self.backend.polygon(PolygonQuery(area, filters, origin, limit, after)), fp, version
@@ -194,7 +194,7 @@ class SearchViews:
         p = params.Params(request.args)
         filters, limit = params.filters(p), params.limit(p)
         p.check()
-        fp = fingerprint("list", filters.key())
+        fp = partial(fingerprint, "list", filters.key())
         after, version = self._after(p, fp, _ID_KEY)
         return self._page(self.backend.list(ListQuery(filters, limit, after)), fp, version)
 
