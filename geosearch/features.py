@@ -13,6 +13,7 @@ bytes; a request never builds a dict or a Space for a result it only renders.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import chain, repeat
 from typing import overload
 
 import numpy as np
@@ -27,6 +28,8 @@ from geosearch.model import Hit, Space, amenity_mask
 PROPERTIES = ("name", "address", "city", "postcode", "country", "amenities", "capacity",
               "price_day", "currency", "h3_r7", "h3_r8", "h3_r9", "geocode_precision")
 CLOSE = b"}}"
+CLOSE_NEXT = b"}},"
+DISTANCE = b',"distance_m":'
 
 
 def _column(frame: pd.DataFrame, name: str) -> list:
@@ -101,11 +104,6 @@ def space_from_head(data: bytes, status: str = "active") -> Space:
                  **{**props, "amenities": tuple(props["amenities"])})
 
 
-def distance_tail(distance_m: float) -> bytes:
-    """The end of a feature with its distance (metres, mm precision)."""
-    return b',"distance_m":' + repr(round(distance_m, 3)).encode() + CLOSE
-
-
 class Slices(Sequence[bytes]):
     """Byte strings cut on demand from one buffer: item ``i`` is
     ``buffer[offsets[rows[i]]:offsets[rows[i] + 1]]`` (a backend's heads, no copy made
@@ -134,10 +132,14 @@ class Slices(Sequence[bytes]):
         return bytes(self._buffer[self._offsets[row]:self._offsets[row + 1]])
 
     def __iter__(self) -> Iterator[bytes]:
-        buffer, offsets = self._buffer, self._offsets
-        for start, end in zip(offsets[self._rows].tolist(), offsets[self._rows + 1].tolist(),
-                              strict=True):
-            yield bytes(buffer[start:end])
+        return (bytes(v) for v in self.views())
+
+    def views(self) -> list[memoryview]:
+        """The items as views of the buffer (no copy), for joining into a response."""
+        buffer = self._buffer
+        return [buffer[start:end] for start, end in
+                zip(self._offsets[self._rows].tolist(), self._offsets[self._rows + 1].tolist(),
+                    strict=True)]
 
 
 class Hits(Sequence[Hit]):
@@ -197,8 +199,15 @@ class Hits(Sequence[Hit]):
         return f"Hits({list(self.ids)!r})"
 
     def features(self) -> bytes:
-        """The features as a JSON array body (without brackets), distances spliced in."""
+        """The features as a JSON array body (without brackets), distances spliced in
+        (metres, millimetre precision)."""
+        heads = self.heads.views() if isinstance(self.heads, Slices) else list(self.heads)
+        if not heads:
+            return b""
         if self.distances is None:
-            return b",".join(h + CLOSE for h in self.heads)
-        return b",".join(h + distance_tail(float(d))
-                         for h, d in zip(self.heads, self.distances, strict=True))
+            return b"".join(chain.from_iterable(zip(heads, repeat(CLOSE_NEXT))))[:-1]
+        rounded = np.round(np.asarray(self.distances, dtype=float), 3).tolist()
+        texts = orjson.dumps(rounded)[1:-1].split(b",")
+        body = b"".join(chain.from_iterable(zip(heads, repeat(DISTANCE), texts,
+                                                repeat(CLOSE_NEXT))))
+        return body[:-1]

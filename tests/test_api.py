@@ -280,3 +280,21 @@ def test_openapi_document_is_valid_and_lists_every_endpoint(client):
                  "/healthz", "/readyz", "/v1/coverage/countries", "/v1/coverage/cities",
                  "/v1/coverage/hexes", "/ogc/collections/spaces/items", "/"):
         assert path in doc["paths"], path
+
+
+def test_links_follow_a_mount_prefix_and_keep_every_parameter(memory_feed):
+    from urllib.parse import parse_qs, urlsplit
+
+    client = create_app(Settings(), backend=memory_feed).test_client()
+    url = "/v1/spaces/radius?lat=52.52&lon=13.405&radius_m=9000&limit=3&amenities=wifi&city=Berlin"
+    body = client.get(url, base_url="https://geo.example.org/api").get_json()  # a proxy prefix
+    links = {x["rel"]: x["href"] for x in body["links"]}
+    assert links["self"] == "https://geo.example.org/api" + url
+    nxt = urlsplit(links["next"])
+    assert nxt.netloc == "geo.example.org" and nxt.path == "/api/v1/spaces/radius"
+    query = parse_qs(nxt.query)
+    assert query["cursor"] == [body["next"]] and query["city"] == ["Berlin"]
+    # following the link (without the proxy's prefix) continues where the page ended
+    second = client.get(f"/v1/spaces/radius?{nxt.query}").get_json()
+    assert second["features"][0]["properties"]["distance_m"] >= \
+        body["features"][-1]["properties"]["distance_m"]

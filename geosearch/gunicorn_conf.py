@@ -1,0 +1,19 @@
+"""gunicorn settings for running the app under a plain ``gunicorn`` command line:
+
+    gunicorn -c python:geosearch.gunicorn_conf 'geosearch.api:create_app()'
+
+The same settings as ``geosearch serve`` (:func:`geosearch.serving.server_options`):
+gevent workers that answer their own refusals in problem+json, the request-head timeout,
+limits above the app's own. ``GEOSEARCH_BIND`` (default 127.0.0.1:8000) and
+``GEOSEARCH_WORKERS`` (default 2) set the address and the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from geosearch.serving import server_options
+
+_host, _, _port = os.environ.get("GEOSEARCH_BIND", "127.0.0.1:8000").rpartition(":")
+globals().update(server_options(_host or "127.0.0.1", int(_port),
+                                int(os.environ.get("GEOSEARCH_WORKERS", "2"))))
