@@ -10,7 +10,7 @@ SNAPSHOT := var/snapshot/spaces.parquet
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install static run snapshot test fuzz faults lint bench feed score postgis chromium \
-  run-postgis pg-stop clean
+  run-postgis pg-stop run-cluster cluster-stop clean
 
 $(BIN)/geosearch: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,16 @@ run-postgis: install postgis ## local PostGIS under .pgdata, ingest, serve on $(
 
 pg-stop: ## stop the local PostGIS of run-postgis
 	$(BIN)/python scripts/pgcluster.py stop .pgdata
+
+CLUSTER_URL = postgresql+psycopg://postgres@127.0.0.1:$(1)/geosearch
+run-cluster: install postgis ## a primary and two hot standbys (.pgcluster, ports 55440-55442), ingest, serve on $(PORT)
+	$(BIN)/python scripts/pgcluster.py cluster-start .pgcluster 55440 55441 55442
+	$(BIN)/geosearch ingest $(FEED) --database $(call CLUSTER_URL,55440) --report var/ingest-report-cluster.json
+	$(BIN)/geosearch serve --database $(call CLUSTER_URL,55440) \
+	  --replica $(call CLUSTER_URL,55441) --replica $(call CLUSTER_URL,55442) --port $(PORT)
+
+cluster-stop: ## stop the three servers of run-cluster
+	$(BIN)/python scripts/pgcluster.py cluster-stop .pgcluster
 
 clean:
 	rm -rf var test-output .pytest_cache

@@ -68,7 +68,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the HTTP API on 127.0.0.1 with gunicorn (or Flask's server with --dev)."""
-    settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot)
+    settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot,
+                                 replica_urls=tuple(args.replica) or None)
     from geosearch.settings import worker_class
 
     if not args.dev and worker_class() == "gevent":
@@ -135,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve the HTTP API on 127.0.0.1")
     serve.add_argument("--snapshot", type=Path, help="snapshot to serve")
-    serve.add_argument("--database", help="PostGIS URL to serve from")
+    serve.add_argument("--database", help="PostGIS URL to serve from (the primary)")
+    serve.add_argument("--replica", action="append", default=[], metavar="URL",
+                       help="a hot-standby replica to read from (repeat for more; default "
+                            "GEOSEARCH_REPLICA_URLS, comma-separated)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--workers", type=int, default=2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from shapely.geometry import shape
@@ -89,21 +89,23 @@ class Geosearch:
         return self.backend.dataset_version()
 
     @staticmethod
-    def _all(fetch) -> list[Hit]:
+    def _all(fetch: Callable[[tuple | None, str | None], Page]) -> list[Hit]:
+        """Every page of a query, all from the dataset version of the first page
+        (:class:`~geosearch.backends.base.StaleVersion` when it was replaced meanwhile)."""
         hits: list[Hit] = []
-        after = None
+        after = version = None
         while True:
-            page: Page = fetch(after)
+            page = fetch(after, version)
             hits += page.hits
             if page.next_after is None:
                 return hits
-            after = page.next_after
+            after, version = page.next_after, page.version
 
     def radius(self, lat: float, lon: float, radius_m: float, **filters) -> list[Hit]:
         """Spaces within ``radius_m`` metres (0 < r <= 100 km), nearest first."""
         origin, f = Point(lat, lon), make_filters(**filters)
-        return self._all(lambda after: self.backend.radius(
-            RadiusQuery(origin, radius_m, f, MAX_LIMIT, after)))
+        return self._all(lambda after, version: self.backend.radius(
+            RadiusQuery(origin, radius_m, f, MAX_LIMIT, after, version)))
 
     def nearest(self, lat: float, lon: float, k: int = 10,
                 max_distance_m: float | None = None, **filters) -> list[Hit]:
@@ -119,8 +121,8 @@ class Geosearch:
             area.get("geometry", area) if area.get("type") == "Feature" else area)
         point = None if origin is None else Point(*origin)
         f = make_filters(**filters)
-        return self._all(lambda after: self.backend.polygon(
-            PolygonQuery(geom, f, point, MAX_LIMIT, after)))
+        return self._all(lambda after, version: self.backend.polygon(
+            PolygonQuery(geom, f, point, MAX_LIMIT, after, version)))
 
     def bbox(self, minlon: float, minlat: float, maxlon: float, maxlat: float,
              origin: tuple[float, float] | None = None, **filters) -> list[Hit]:
@@ -130,7 +132,8 @@ class Geosearch:
     def spaces(self, **filters) -> list[Hit]:
         """Every space that passes the filters, by id."""
         f = make_filters(**filters)
-        return self._all(lambda after: self.backend.list(ListQuery(f, MAX_LIMIT, after)))
+        return self._all(lambda after, version: self.backend.list(
+            ListQuery(f, MAX_LIMIT, after, version)))
 
     def get(self, space_id: str) -> Space | None:
         """One space by id, or None."""

@@ -192,13 +192,19 @@ class Point:
 
 @dataclass(frozen=True, slots=True)
 class RadiusQuery:
-    """Active spaces with ``distance_m <= radius_m`` from ``origin``, nearest first."""
+    """Active spaces with ``distance_m <= radius_m`` from ``origin``, nearest first.
+
+    ``after`` continues a previous page; ``version`` (on every paged query) asks for the
+    page from that dataset version only: a backend that cannot serve it raises
+    :class:`~geosearch.backends.base.StaleVersion`.
+    """
 
     origin: Point
     radius_m: float
     filters: Filters = field(default_factory=Filters)
     limit: int = DEFAULT_LIMIT
     after: tuple[float, str] | None = None
+    version: str | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.radius_m) and 0 < self.radius_m <= MAX_RADIUS_M):
@@ -238,6 +244,7 @@ class PolygonQuery:
     origin: Point | None = None
     limit: int = DEFAULT_LIMIT
     after: tuple[float, str] | tuple[str] | None = None
+    version: str | None = None
 
     def __post_init__(self) -> None:
         if self.area.geom_type not in ("Polygon", "MultiPolygon"):
@@ -252,6 +259,7 @@ class ListQuery:
     filters: Filters = field(default_factory=Filters)
     limit: int = DEFAULT_LIMIT
     after: tuple[str] | None = None
+    version: str | None = None
 
     def __post_init__(self) -> None:
         _check_limit(self.limit)

@@ -19,6 +19,9 @@ class Settings:
 
     snapshot: Path = DEFAULT_SNAPSHOT
     database_url: str | None = None
+    # Hot-standby replicas of database_url that searches read from (comma-separated in
+    # GEOSEARCH_REPLICA_URLS); ingest and migrations always use database_url.
+    replica_urls: tuple[str, ...] = ()
     statement_timeout_ms: int = 5_000
     pool_size: int = 5
     # "transaction" when the database URL is a transaction-pooling pgbouncer: no prepared
@@ -73,6 +76,8 @@ class Settings:
                 values[f.name] = float(raw)
             elif kind.startswith("Path"):
                 values[f.name] = Path(raw)
+            elif kind.startswith("tuple"):
+                values[f.name] = tuple(v.strip() for v in raw.split(",") if v.strip())
             else:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})

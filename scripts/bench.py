@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import pgcluster  # noqa: E402
-from faults import free_port, get  # noqa: E402
+from faults import Server, free_port, serve_args  # noqa: E402
 from floors import KdFloor  # noqa: E402
 
 from geosearch.backends.memory import MemoryBackend  # noqa: E402
@@ -189,50 +189,18 @@ def raw_sql_calls(conn: psycopg.Connection, cases: list[Case]) -> list[Callable[
 
 # -- HTTP ----------------------------------------------------------------------------------
 
-class Service:
-    """A server process on a free port, ready when it answers ``probe``."""
-
-    def __init__(self, args: list[str], probe: str, env: dict | None = None) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen([*args, "--port", str(self.port)], cwd=ROOT,
-                                     env={**os.environ, "GEOSEARCH_ACCESS_LOG": "", **(env or {})},
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300
-        while get(self.port, probe)[0] != 200:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"{args} did not start")
-            time.sleep(0.3)
+class Service(Server):
+    """A server process (scripts/faults.py), with the memory of its workers."""
 
     def memory_mb(self) -> tuple[float, float]:
         """Mean RSS and PSS of the workers, in MiB."""
         rss, pss = [], []
-        for pid in children(self.proc.pid):
+        for pid in self.workers():
             fields = dict(re.findall(r"^(\w+):\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup")
                                      .read_text(), re.M))
             rss.append(int(fields["Rss"]) / 1024)
             pss.append(int(fields["Pss"]) / 1024)
         return statistics.mean(rss), statistics.mean(pss)
-
-    def stop(self) -> None:
-        """Stop the server and its workers."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def children(pid: int) -> list[int]:
-    """The worker pids under a gunicorn arbiter."""
-    from faults import children as of
-
-    return of(pid)
-
-
-def serve_args(*source: str) -> list[str]:
-    """``geosearch serve`` over a snapshot or a database."""
-    return [sys.executable, "-m", "geosearch.cli", "serve", *source]
 
 
 @dataclass
@@ -381,7 +349,7 @@ def bench_servers(snapshot: Path, work: dict[str, list[Case]], workdir: Path,
     rows = []
     for worker in ("sync", "gthread", "gevent"):
         service = Service(serve_args("--snapshot", str(snapshot)), "/readyz",
-                          {"GEOSEARCH_WORKER_CLASS": worker})
+                          env={"GEOSEARCH_WORKER_CLASS": worker})
         try:
             result = max((wrk(service.port, paths, seconds) for _ in range(2)),
                          key=lambda r: r.rps)
@@ -503,7 +471,25 @@ def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -
     if servers:
         text += ["## Worker classes (radius endpoint, 5k, wrk 2 connections)", "",
                  "| gunicorn worker | req/s | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: |",
-                 *servers, ""]
+                 *servers, "",
+                 "gevent workers are the choice: the most requests per second here (they keep "
+                 "connections alive; sync workers close every one), and the only model of "
+                 "the three in which clients that trickle or stall their requests cost a "
+                 "greenlet instead of a worker or a thread (docs/deploy.md, "
+                 "tests/test_server.py). gthread would need a thread per slow client.", ""]
+    text += ["## Reading the numbers", "",
+             "- In-process, the memory backend does the floor's work and little more: the "
+             "k-d tree ball, the bitmask on candidates only, exact WGS84 distances for the "
+             "candidates that can be on the page (the chord bounds the geodesic from both "
+             "sides), a sort; results stay bytes until a caller asks for objects.",
+             "- Over HTTP the floor does no search at all (it returns stored bytes), so the "
+             "ratio falls as the search itself costs more: at 1M spaces a 2 km radius in a "
+             "city has hundreds of candidates, and their exact geodesics (GeographicLib, "
+             "about a microsecond each) are most of the difference.",
+             "- PostGIS in-process runs the same prepared SQL as the floor; the backend adds "
+             "a pool checkout and no per-row objects (rows come back as stored feature "
+             "bytes). Over HTTP the difference is Flask's parameter parsing and validation.",
+             ""]
     text += ["## Loads", "", *report.notes, ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(text))

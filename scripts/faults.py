@@ -71,22 +71,23 @@ def children(pid: int) -> list[int]:
 
 
 class Server:
-    """``geosearch serve --database URL`` in a subprocess."""
+    """A server command (``--port N`` appended) in a subprocess, ready when ``probe``
+    answers 200; its stderr goes to ``log`` when given."""
 
-    def __init__(self, url: str, log: Path, workers: int = 2) -> None:
+    def __init__(self, args: list[str], probe: str = "/readyz", env: dict | None = None,
+                 log: Path | None = None, wait_s: float = 300.0) -> None:
         self.port = free_port()
         self.log = log
-        self._log_file = log.open("w")
-        env = {**os.environ, "GEOSEARCH_ACCESS_LOG": "", "GEOSEARCH_STATEMENT_TIMEOUT_MS": "2000"}
+        self._log_file = log.open("w") if log is not None else None
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "geosearch.cli", "serve", "--database", url, "--port",
-             str(self.port), "--workers", str(workers)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self._log_file)
-        deadline = time.monotonic() + 60
-        while get(self.port, "/readyz")[0] != 200:
+            [*args, "--port", str(self.port)], cwd=ROOT,
+            env={**os.environ, "GEOSEARCH_ACCESS_LOG": "", **(env or {})},
+            stdout=subprocess.DEVNULL, stderr=self._log_file or subprocess.DEVNULL)
+        deadline = time.monotonic() + wait_s
+        while get(self.port, probe)[0] != 200:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 self.stop()
-                raise RuntimeError("the server did not become ready")
+                raise RuntimeError(f"{args} did not become ready")
             time.sleep(0.3)
 
     def workers(self) -> list[int]:
@@ -101,7 +102,13 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-        self._log_file.close()
+        if self._log_file is not None:
+            self._log_file.close()
+
+
+def serve_args(*source: str) -> list[str]:
+    """``geosearch serve`` over a snapshot or a database (``--database URL``)."""
+    return [sys.executable, "-m", "geosearch.cli", "serve", *source]
 
 
 def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
@@ -274,7 +281,8 @@ def run(clients: int = 4, pause_s: float = 3.0, work: Path | None = None) -> Rep
         first = ingest(url, FEED)
         if first.returncode:
             raise RuntimeError(f"the first ingest failed: {first.stderr}")
-        server = Server(url, work / "server.log")
+        server = Server(serve_args("--database", url), log=work / "server.log",
+                        env={"GEOSEARCH_STATEMENT_TIMEOUT_MS": "2000"}, wait_s=60)
         load = Load(server.port, clients)
         load.start()
         time.sleep(pause_s)

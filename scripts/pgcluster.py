@@ -6,6 +6,8 @@ server listens on 127.0.0.1 only, with its socket in the folder itself.
 
     python scripts/pgcluster.py start DIR PORT   # prints the database URL
     python scripts/pgcluster.py stop DIR
+    python scripts/pgcluster.py cluster-start DIR PRIMARY_PORT REPLICA_PORT...
+    python scripts/pgcluster.py cluster-stop DIR
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def running(datadir: Path) -> bool:
 def start(datadir: str | Path, port: int) -> str:
     """Create the cluster if needed, start it, create the database; return its URL."""
     datadir = Path(datadir).resolve()
+    _init(datadir)
+    _start_server(datadir, port)
+    create_database(port, DATABASE)
+    return url(port)
+
+
+def _init(datadir: Path) -> None:
     if not (datadir / "PG_VERSION").exists():
         datadir.mkdir(parents=True, exist_ok=True)
         datadir.chmod(0o700)
@@ -55,14 +64,15 @@ def start(datadir: str | Path, port: int) -> str:
         subprocess.run(_as_owner([str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres",
                                   "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
                        check=True, capture_output=True)
+
+
+def _start_server(datadir: Path, port: int) -> None:
     if not running(datadir):
         options = (f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c full_page_writes=off -c synchronous_commit=off")
         subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-o", options,
                                   "-l", str(datadir / "server.log"), "-w", "-t", "60",
                                   "start"]), check=True, capture_output=True)
-    create_database(port, DATABASE)
-    return url(port)
 
 
 def create_database(port: int, name: str) -> str:
@@ -146,12 +156,52 @@ def stop_pgbouncer(workdir: str | Path) -> None:
             os.kill(int(pidfile.read_text().strip()), 15)
 
 
+def start_replica(datadir: str | Path, port: int, primary_port: int, slot: str) -> str:
+    """A hot standby of the cluster on ``primary_port``, streaming through a replication
+    slot (``pg_basebackup -R -X stream -C -S slot``), started on ``port``; its URL."""
+    datadir = Path(datadir).resolve()
+    if not (datadir / "PG_VERSION").exists():
+        datadir.mkdir(parents=True, exist_ok=True)
+        datadir.chmod(0o700)
+        _own(datadir)
+        subprocess.run(_as_owner([str(PG_BIN / "pg_basebackup"), "-D", str(datadir), "-R",
+                                  "-X", "stream", "-c", "fast", "-C", "-S", slot,
+                                  "-h", "127.0.0.1", "-p",
+                                  str(primary_port), "-U", "postgres"]),
+                       check=True, capture_output=True)
+    _start_server(datadir, port)
+    return url(port)
+
+
+def start_cluster(base: str | Path, ports: list[int]) -> list[str]:
+    """A primary (``base/primary`` on ``ports[0]``) and a hot standby for each further
+    port (``base/replicaN``); returns their URLs, the primary's first."""
+    base = Path(base).resolve()
+    urls = [start(base / "primary", ports[0])]
+    for n, port in enumerate(ports[1:], start=1):
+        urls.append(start_replica(base / f"replica{n}", port, ports[0], f"replica{n}"))
+    return urls
+
+
+def stop_cluster(base: str | Path) -> None:
+    """Stop the replicas, then the primary (whatever of them runs)."""
+    base = Path(base).resolve()
+    for datadir in [*sorted(base.glob("replica*")), base / "primary"]:
+        stop(datadir)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "start":
         print(start(argv[1], int(argv[2])))
         return 0
     if len(argv) >= 2 and argv[0] == "stop":
         stop(argv[1])
+        return 0
+    if len(argv) >= 4 and argv[0] == "cluster-start":
+        print("\n".join(start_cluster(argv[1], [int(p) for p in argv[2:]])))
+        return 0
+    if len(argv) >= 2 and argv[0] == "cluster-stop":
+        stop_cluster(argv[1])
         return 0
     print(__doc__, file=sys.stderr)
     return 2

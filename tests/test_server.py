@@ -19,23 +19,11 @@ from geosearch.snapshot import write_snapshot
 
 @pytest.fixture(scope="module")
 def server(feed_result, tmp_path_factory):
-    import subprocess
-    import sys
-
     snap = write_snapshot(feed_result.frame, tmp_path_factory.mktemp("snap") / "s.parquet",
                           feed_result.meta())
-    port = faults.free_port()
-    env = {**os.environ, "GEOSEARCH_ACCESS_LOG": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "geosearch.cli", "serve", "--snapshot",
-                             str(snap), "--port", str(port)], cwd=faults.ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while faults.get(port, "/readyz")[0] != 200:
-        assert time.monotonic() < deadline and proc.poll() is None, "no server"
-        time.sleep(0.3)
-    yield proc, port
-    proc.terminate()
-    proc.wait(15)
+    running = faults.Server(faults.serve_args("--snapshot", str(snap)), wait_s=60)
+    yield running.proc, running.port
+    running.stop()
 
 
 def raw(port: int, data: bytes, timeout: float = 5.0) -> bytes:

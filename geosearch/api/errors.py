@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from flask import Blueprint, Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from geosearch.backends.base import BackendUnavailable, NoDataset
+from geosearch.backends.base import BackendUnavailable, NoDataset, StaleVersion
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -40,10 +40,11 @@ class ApiError(Exception):
 
 
 def problem(status: int, title: str, detail: str, errors: list[ParamError] | None = None,
-            headers: dict[str, str] | None = None) -> Response:
-    """A problem+json response."""
+            headers: dict[str, str] | None = None, extra: dict | None = None) -> Response:
+    """A problem+json response (``extra``: more members, RFC 9457 extensions)."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
-            "errors": [{"param": e.param, "message": e.message} for e in errors or []]}
+            "errors": [{"param": e.param, "message": e.message} for e in errors or []],
+            **(extra or {})}
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -53,6 +54,18 @@ def problem(status: int, title: str, detail: str, errors: list[ParamError] | Non
 def handle_api_error(exc: ApiError) -> Response:
     """Render an ApiError."""
     return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
+
+
+def handle_stale(exc: Exception) -> Response:
+    """410: the cursor's dataset version is served by no store any more."""
+    return handle_api_error(stale_cursor())
+
+
+def stale_cursor() -> ApiError:
+    """410 Gone: the cursor was issued for another dataset version."""
+    return ApiError(410, "Gone", "the dataset changed since this cursor was issued; "
+                    "start again from the first page",
+                    [ParamError("cursor", "stale: issued for another dataset version")])
 
 
 def handle_unavailable(exc: Exception) -> Response:
@@ -85,6 +98,7 @@ def register(target: Flask | Blueprint, app_wide: bool = True) -> None:
     target.register_error_handler(ApiError, handle_api_error)
     target.register_error_handler(BackendUnavailable, handle_unavailable)
     target.register_error_handler(NoDataset, handle_unavailable)
+    target.register_error_handler(StaleVersion, handle_stale)
     if app_wide:
         target.register_error_handler(HTTPException, handle_http_exception)
         target.register_error_handler(Exception, handle_unexpected)

@@ -18,7 +18,7 @@ from geosearch.api.cursor import decode, encode, fingerprint
 from geosearch.api.errors import ApiError, register
 from geosearch.api.geojson import GEOJSON, feature
 from geosearch.api.geojson import collection as feature_collection
-from geosearch.api.search import next_url, own_url
+from geosearch.api.search import VERSION_HEADER, next_url, own_url
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import ListQuery, Page, PolygonQuery
@@ -95,16 +95,19 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
         fp = fingerprint("ogc", None if area is None else shapely.to_wkb(area, hex=True),
                          filters.key())
         cursor = p.raw("cursor")
-        version = backend.dataset_version()
-        after = decode(cursor, version, fp, (str,)) if cursor else None
-        page: Page = (backend.list(ListQuery(filters, limit, after)) if area is None else
-                      backend.polygon(PolygonQuery(area, filters, None, limit, after)))
+        after, version = decode(cursor, fp, (str,)) if cursor else (None, None)
+        page: Page = (backend.list(ListQuery(filters, limit, after, version)) if area is None
+                      else backend.polygon(PolygonQuery(area, filters, None, limit, after,
+                                                        version)))
         link = None
         if page.next_after is not None:  # OGC clients follow the link
-            link = next_url(encode(page.next_after, page.version or version, fp))
-        return Response(feature_collection(page.hits, own_url(), link,
-                                   links=[_link("collection", f"{name}.collection")]),
-                        mimetype=GEOJSON)
+            link = next_url(encode(page.next_after, page.version or "", fp))
+        response = Response(feature_collection(page.hits, own_url(), link,
+                                               links=[_link("collection", f"{name}.collection")]),
+                            mimetype=GEOJSON)
+        if page.version:
+            response.headers[VERSION_HEADER] = page.version
+        return response
 
     @bp.get("/collections/spaces/items/<space_id>")
     def item(space_id: str):

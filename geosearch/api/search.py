@@ -16,7 +16,7 @@ import shapely
 from flask import Blueprint, Response, request
 
 from geosearch.api import params
-from geosearch.api.cursor import decode, encode, fingerprint, stale_cursor
+from geosearch.api.cursor import decode, encode, fingerprint
 from geosearch.api.errors import ApiError, ParamError, register
 from geosearch.api.geojson import GEOJSON, GeometryError, collection, feature, parse_area
 from geosearch.api.params import shown
@@ -37,9 +37,16 @@ _DISTANCE_KEY = (float, str)
 _ID_KEY = (str,)
 
 
-def _geojson(body: dict | bytes, status: int = 200) -> Response:
+VERSION_HEADER = "X-Dataset-Version"
+
+
+def _geojson(body: dict | bytes, version: str | None = None) -> Response:
+    """A GeoJSON response; ``version``: the dataset version that answered, as a header."""
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return Response(data, status=status, mimetype=GEOJSON)
+    response = Response(data, mimetype=GEOJSON)
+    if version:
+        response.headers[VERSION_HEADER] = version
+    return response
 
 
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
@@ -76,28 +83,25 @@ class SearchViews:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _after(
-        self, p: params.Params, query_fp: Callable[[], str], shape: tuple[type, ...]
-    ) -> tuple[tuple | None, str | None]:
-        """The keyset of the request's cursor and the dataset version it was checked
-        against; ``(None, None)`` on a first page. ``query_fp`` makes the query's
-        fingerprint (only paging needs it)."""
+    @staticmethod
+    def _after(p: params.Params, query_fp: Callable[[], str],
+               shape: tuple[type, ...]) -> tuple[tuple | None, str | None]:
+        """The keyset of the request's cursor and the dataset version it belongs to;
+        ``(None, None)`` on a first page. ``query_fp`` makes the query's fingerprint
+        (only paging needs it). The version goes into the query, so that only a store
+        serving it answers the page (410 when none does)."""
         cursor = p.raw("cursor")
         if not cursor:
             return None, None
-        version = self.backend.dataset_version()
-        return decode(cursor, version, query_fp(), shape), version
+        return decode(cursor, query_fp(), shape)
 
-    def _page(self, page: Page, query_fp: Callable[[], str],
-              cursor_version: str | None) -> Response:
-        if cursor_version is not None and page.version != cursor_version:
-            # The dataset was swapped between the cursor check and the query.
-            raise stale_cursor()
+    @staticmethod
+    def _page(page: Page, query_fp: Callable[[], str]) -> Response:
         cursor = link = None
         if page.next_after is not None:
             cursor = encode(page.next_after, page.version or "", query_fp())
             link = next_url(cursor)
-        return _geojson(collection(page.hits, own_url(), link, cursor))
+        return _geojson(collection(page.hits, own_url(), link, cursor), page.version)
 
     # -- views --------------------------------------------------------------------------
 
@@ -109,9 +113,8 @@ class SearchViews:
         p.check()
         fp = partial(fingerprint, "radius", origin.lat, origin.lon, radius_m, filters.key())
         after, version = self._after(p, fp, _DISTANCE_KEY)
-        return self._page(
-            self.backend.radius(RadiusQuery(origin, radius_m, filters, limit, after)), fp, version
-        )
+        return self._page(self.backend.radius(
+            RadiusQuery(origin, radius_m, filters, limit, after, version)), fp)
 
     def nearest(self) -> Response:
         """GET /spaces/nearest"""
@@ -132,9 +135,8 @@ class SearchViews:
         fp = partial(fingerprint, kind, shapely.to_wkb(area, hex=True), filters.key(),
                      None if origin is None else (origin.lat, origin.lon))
         after, version = self._after(p, fp, _ID_KEY if origin is None else _DISTANCE_KEY)
-        return self._page(
-            self.backend.polygon(PolygonQuery(area, filters, origin, limit, after)), fp, version
-        )
+        return self._page(self.backend.polygon(
+            PolygonQuery(area, filters, origin, limit, after, version)), fp)
 
     def polygon(self) -> Response:
         """POST /spaces/polygon"""
@@ -196,7 +198,7 @@ class SearchViews:
         p.check()
         fp = partial(fingerprint, "list", filters.key())
         after, version = self._after(p, fp, _ID_KEY)
-        return self._page(self.backend.list(ListQuery(filters, limit, after)), fp, version)
+        return self._page(self.backend.list(ListQuery(filters, limit, after, version)), fp)
 
     def one(self, space_id: str) -> Response:
         """GET /spaces/<id>"""

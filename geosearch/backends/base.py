@@ -18,6 +18,11 @@ class NoDataset(Exception):  # noqa: N818
     """The backend has no dataset loaded."""
 
 
+class StaleVersion(Exception):  # noqa: N818
+    """No store of the backend serves the dataset version a query asked for (a cursor
+    of a dataset that has been replaced: HTTP 410)."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     """One store of spaces answering every query kind; only active spaces are returned.
@@ -56,6 +61,12 @@ class Backend(Protocol):
 
     def active_frame(self) -> pd.DataFrame:
         """All active spaces as columns id, lat, lon, country, city, amenities (lists)."""
+        ...
+
+    def nodes(self) -> list[dict]:
+        """The stores behind the backend, for ``/readyz``: each with its ``role``,
+        ``healthy``, ``dataset_version`` (None when it has none) and, for replicas, the
+        replication lag (``lag_bytes``, ``lag_seconds``)."""
         ...
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ import shapely
 from scipy.spatial import cKDTree
 from shapely.strtree import STRtree
 
-from geosearch.backends.base import NoDataset
+from geosearch.backends.base import NoDataset, StaleVersion
 from geosearch.features import Hits, Slices, space_from_head
 from geosearch.geo import ecef, ecef_point, geodesic_from
 from geosearch.model import (
@@ -153,6 +153,7 @@ class MemoryBackend:
         bounds the geodesic from both sides (:func:`_geodesic_at_most`), so the rows
         the chord places surely inside, after the cursor, and nearest, bound the page.
         """
+        self._serves(query.version)
         lat, lon, r = query.origin.lat, query.origin.lon, query.radius_m
         idx = self._ball(lat, lon, r)
         idx = idx[self._passes(query.filters, idx)]
@@ -197,6 +198,7 @@ class MemoryBackend:
 
     def polygon(self, query: PolygonQuery) -> Page:
         """Spaces covered by the area (boundary included)."""
+        self._serves(query.version)
         idx = np.sort(self._strtree.query(query.area, predicate="covers"))
         idx = idx[self._passes(query.filters, idx)]
         if query.origin is None:
@@ -207,6 +209,7 @@ class MemoryBackend:
     def list(self, query: ListQuery) -> Page:
         """Every space that passes the filters, by id: scans forward from the cursor
         (along the smallest posting list when a filter has one) until the page is full."""
+        self._serves(query.version)
         start = 0 if query.after is None else self._after_id(query.after[-1])
         rows = self._posting(query.filters)
         want = query.limit + 1
@@ -245,8 +248,16 @@ class MemoryBackend:
         frame["amenities"] = [list(a) for a in frame["amenities"]]
         return frame
 
+    def nodes(self) -> list[dict]:
+        """One store: this process' memory."""
+        return [{"role": "memory", "healthy": True, "dataset_version": self._version}]
+
     def close(self) -> None:
         """Nothing to release."""
+
+    def _serves(self, version: str | None) -> None:
+        if version is not None and version != self._version:
+            raise StaleVersion(f"this snapshot is version {self._version}, not {version}")
 
     # -- internals ----------------------------------------------------------------------
 

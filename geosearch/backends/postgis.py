@@ -20,9 +20,7 @@ per transaction with ``SET LOCAL`` (pgbouncer refuses the ``options`` startup pa
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -31,9 +29,10 @@ import psycopg
 import shapely
 from psycopg.adapt import Loader
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
-from geosearch.backends.base import BackendUnavailable, NoDataset
+from geosearch.backends.base import BackendUnavailable, NoDataset, StaleVersion
+from geosearch.backends.nodes import CONNECT_TIMEOUT_S, Node, Nodes
 from geosearch.features import Hits, space_from_head
 from geosearch.model import (
     Amenity,
@@ -54,8 +53,19 @@ AREA = "ST_GeomFromWKB(%(area)s, 4326)"
 # ST_DWithin's own spheroid test may differ from ST_Distance in the last bits: widen the
 # indexed pre-filter by a hair and decide with ST_Distance.
 DWITHIN_MARGIN_M = 0.01
-CONNECT_TIMEOUT_S = 3
-POOL_WAIT_S = 3.0
+# A node's dataset version, its WAL position (the primary's current one, a replica's
+# replayed one) and, on a replica, the seconds since the last replayed commit.
+NODE_STATE_SQL = (
+    "SELECT (SELECT version FROM dataset_state), CASE WHEN pg_is_in_recovery() "
+    "THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text, "
+    "CASE WHEN pg_is_in_recovery() THEN "
+    "extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END")
+
+
+def _lsn(text: str) -> int:
+    """A WAL position (``16/B374D848``) as a byte offset."""
+    high, low = text.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 class _FeatureHead(Loader):
@@ -187,10 +197,13 @@ def statement(query: Query) -> tuple[str, dict]:
 # -- the backend ---------------------------------------------------------------------------
 
 class PostgisBackend:
-    """Answers from the ``spaces`` table of a PostGIS database.
+    """Answers from the ``spaces`` table of a PostGIS database, and of its hot-standby
+    replicas when ``settings.replica_urls`` names them (:mod:`geosearch.backends.nodes`).
 
-    Connection failures and timeouts surface as :class:`BackendUnavailable` (HTTP 503);
-    the backend recovers by itself when the database returns.
+    Connection failures and timeouts surface as :class:`BackendUnavailable` (HTTP 503)
+    when no node can answer; the backend recovers by itself when the database returns.
+    A paged query that names a dataset ``version`` is answered only by a node that serves
+    it (:class:`StaleVersion` when none does).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -199,13 +212,18 @@ class PostgisBackend:
         self.settings = settings
         self.dsn = dsn(settings.database_url)
         self.pooled = settings.database_pooler == "transaction"
-        self._pool: ConnectionPool | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
+        kwargs = self._connect_kwargs()
+
+        def node(url: str, role: str) -> Node:
+            return Node(dsn(url), role, settings.pool_size, kwargs, self._configure)
+
+        self.cluster = Nodes(node(settings.database_url, "primary"),
+                             [node(url, "replica") for url in settings.replica_urls])
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PostgisBackend:
-        """A backend on ``settings.database_url`` with its pool and statement timeout."""
+        """A backend on ``settings.database_url`` (and its replicas) with its pools and
+        statement timeout."""
         return cls(settings)
 
     # -- connections ------------------------------------------------------------------------
@@ -221,21 +239,9 @@ class PostgisBackend:
             kwargs["options"] = f"-c statement_timeout={self.settings.statement_timeout_ms}"
         return kwargs
 
-    def pool(self) -> ConnectionPool:
-        """This process' pool (a process forked from another opens its own)."""
-        if self._pool is None or self._pid != os.getpid():
-            with self._lock:
-                if self._pool is None or self._pid != os.getpid():
-                    self._pool = ConnectionPool(
-                        self.dsn, min_size=1, max_size=self.settings.pool_size,
-                        kwargs=self._connect_kwargs(), configure=self._configure,
-                        open=True, timeout=POOL_WAIT_S, name="geosearch")
-                    self._pid = os.getpid()
-        return self._pool
-
     @contextmanager
-    def _session(self) -> Iterator[psycopg.Connection]:
-        with self.pool().connection() as conn:
+    def _session(self, node: Node) -> Iterator[psycopg.Connection]:
+        with node.connection() as conn:
             if not self.pooled:
                 yield conn
                 return
@@ -244,11 +250,12 @@ class PostgisBackend:
                              f"{int(self.settings.statement_timeout_ms)}")
                 yield conn
 
-    def _run(self, sql: str, params: dict, rows=None) -> list:
-        """Run one statement; a connection that turns out broken is replaced once."""
+    def _on(self, node: Node, sql: str, params: dict, rows=None) -> list:
+        """Run one statement on one node; a connection that turns out broken is replaced
+        once. Raises BackendUnavailable when the node cannot answer."""
         for attempt in (1, 2):
             try:
-                with self._session() as conn, conn.cursor(row_factory=rows) as cur:
+                with self._session(node) as conn, conn.cursor(row_factory=rows) as cur:
                     cur.execute(sql, params, prepare=None if self.pooled else True)
                     return cur.fetchall()
             except psycopg.errors.UndefinedTable as exc:
@@ -262,6 +269,25 @@ class PostgisBackend:
                 if attempt == 2:
                     raise BackendUnavailable(type(exc).__name__) from exc
         raise AssertionError("unreachable")
+
+    def _run(self, sql: str, params: dict, rows=None,
+             accept: Callable[[list], bool] | None = None) -> list:
+        """Run a read on the first node that answers (and whose answer ``accept`` takes);
+        a node that cannot answer is taken out of rotation."""
+        failure: Exception | None = None
+        for node in self.cluster.for_read():
+            try:
+                result = self._on(node, sql, params, rows)
+            except BackendUnavailable as exc:
+                if "timeout" not in str(exc):
+                    self.cluster.mark_down(node)
+                failure = exc
+                continue
+            if accept is None or accept(result):
+                return result
+        if accept is not None and failure is None:
+            raise StaleVersion("no node serves the dataset version asked for")
+        raise failure or BackendUnavailable("no node answers")
 
     # -- the protocol -------------------------------------------------------------------
 
@@ -313,18 +339,44 @@ class PostgisBackend:
                          "WHERE status = 'active' ORDER BY id", {}, rows=dict_row)
         return pd.DataFrame(rows, columns=["id", "lat", "lon", "country", "city", "amenities"])
 
+    def nodes(self) -> list[dict]:
+        """Every node: role, health, dataset version, and each replica's lag behind the
+        primary (bytes of WAL not yet replayed, seconds since the last replayed commit)."""
+        primary_lsn = None
+        out = []
+        for node in self.cluster.all():
+            state = {"role": node.role, "healthy": False, "dataset_version": None}
+            try:
+                version, lsn, seconds = self._on(node, NODE_STATE_SQL, {})[0]
+            except (BackendUnavailable, NoDataset):
+                out.append(state)
+                continue
+            state.update(healthy=True, dataset_version=version)
+            if node.role == "primary":
+                primary_lsn = lsn
+            else:
+                state.update(lsn=lsn, lag_seconds=None if seconds is None else float(seconds))
+            out.append(state)
+        for state in out:
+            if "lsn" in state:
+                lsn = state.pop("lsn")
+                state["lag_bytes"] = (None if primary_lsn is None or lsn is None
+                                      else max(0, _lsn(primary_lsn) - _lsn(lsn)))
+        return out
+
     def close(self) -> None:
-        """Close this process' pool."""
-        if self._pool is not None and self._pid == os.getpid():
-            self._pool.close()
-        self._pool = None
+        """Close this process' pools."""
+        self.cluster.close()
 
     # -- paging -------------------------------------------------------------------------
 
     def _page(self, query: Query, distances: bool) -> Page:
         """Run a paged statement: it fetches limit + 1 rows to know whether more exist,
-        and reads the dataset version in the same statement."""
-        rows = self._run(*statement(query))
+        and reads the dataset version in the same statement (from a node that serves
+        ``query.version`` when the query names one)."""
+        wanted = query.version
+        rows = self._run(*statement(query), accept=None if wanted is None else
+                         (lambda rows: bool(rows) and rows[0][0] == wanted))
         if not rows:
             raise NoDataset("no dataset was loaded into this database")
         version = rows[0][0]

@@ -1,0 +1,132 @@
+"""The PostgreSQL nodes a ``PostgisBackend`` reads from: the primary and its hot-standby
+replicas (streaming replication), each with a connection pool of its own per process.
+
+Reads go to the healthy replicas, spread across them in turn, and to the primary when no
+replica is healthy. A node whose query fails for want of a connection is taken out of
+rotation at once; a background prober (one per process) tries to connect to it every
+``RETRY_S`` and puts it back in rotation as soon as it answers, so no request waits on a
+node that is away. Writes (ingest, migrations) never come here: they use the primary's
+URL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+CONNECT_TIMEOUT_S = 3
+POOL_WAIT_S = 3.0
+RETRY_S = 1.0
+
+
+@dataclass
+class Node:
+    """One PostgreSQL server: its URL, role, pool (opened per process) and health."""
+
+    dsn: str
+    role: str  # "primary" or "replica"
+    size: int
+    kwargs: dict
+    configure: Callable[[psycopg.Connection], None]
+    down_since: float | None = None
+    _pool: ConnectionPool | None = None
+    _pid: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def healthy(self) -> bool:
+        """Not seen failing since it last answered."""
+        return self.down_since is None
+
+    def answers(self) -> bool:
+        """Whether a new connection to this node answers a query now."""
+        try:
+            with psycopg.connect(self.dsn, connect_timeout=1, autocommit=True) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False
+
+    def pool(self) -> ConnectionPool:
+        """This process' pool (a process forked from another opens its own)."""
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    self._pool = ConnectionPool(
+                        self.dsn, min_size=1, max_size=self.size, kwargs=self.kwargs,
+                        configure=self.configure, open=True, timeout=POOL_WAIT_S,
+                        name=f"geosearch-{self.role}")
+                    self._pid = os.getpid()
+        return self._pool
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A connection of this node's pool."""
+        with self.pool().connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Close this process' pool."""
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+        self._pool = None
+
+
+class Nodes:
+    """The primary and the replicas, in the order a read should try them."""
+
+    def __init__(self, primary: Node, replicas: list[Node]) -> None:
+        self.primary = primary
+        self.replicas = replicas
+        self._turn = itertools.count()
+        self._prober: threading.Thread | None = None
+        self._prober_pid = 0
+        self._lock = threading.Lock()
+
+    def all(self) -> list[Node]:
+        """Every node, the primary first."""
+        return [self.primary, *self.replicas]
+
+    def for_read(self) -> list[Node]:
+        """Healthy replicas in turn (round robin), then the primary; every node when none
+        is healthy (the last resort, so that a query still gets its own answer)."""
+        turn = next(self._turn) % max(1, len(self.replicas))
+        replicas = self.replicas[turn:] + self.replicas[:turn]
+        order = [n for n in [*replicas, self.primary] if n.healthy]
+        return order or self.all()
+
+    def mark_down(self, node: Node) -> None:
+        """Take a node out of rotation until the prober finds it answering."""
+        if node.down_since is None:
+            node.down_since = time.monotonic()
+        with self._lock:
+            if self._prober is None or not self._prober.is_alive() or \
+                    self._prober_pid != os.getpid():
+                self._prober = threading.Thread(target=self._probe, name="geosearch-prober",
+                                                daemon=True)
+                self._prober_pid = os.getpid()
+                self._prober.start()
+
+    def _probe(self) -> None:
+        while True:
+            down = [n for n in self.all() if not n.healthy]
+            if not down:
+                return
+            for node in down:
+                if node.answers():
+                    node.close()  # its pooled connections died with the server
+                    node.down_since = None
+            time.sleep(RETRY_S)
+
+    def close(self) -> None:
+        """Close every pool of this process."""
+        for node in self.all():
+            node.close()
