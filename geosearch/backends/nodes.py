@@ -24,6 +24,9 @@ from psycopg_pool import ConnectionPool
 
 CONNECT_TIMEOUT_S = 3
 POOL_WAIT_S = 3.0
+# After a connection broke, how long a query waits for a fresh one before it gives the
+# node up (a restarted server reconnects at once; a stopped one never does).
+RECONNECT_WAIT_S = 0.5
 RETRY_S = 1.0
 
 
@@ -68,9 +71,9 @@ class Node:
         return self._pool
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
-        """A connection of this node's pool."""
-        with self.pool().connection() as conn:
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """A connection of this node's pool (waiting at most ``timeout`` seconds)."""
+        with self.pool().connection(timeout=timeout) as conn:
             yield conn
 
     def close(self) -> None:

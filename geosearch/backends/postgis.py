@@ -32,7 +32,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
 from geosearch.backends.base import BackendUnavailable, NoDataset, StaleVersion
-from geosearch.backends.nodes import CONNECT_TIMEOUT_S, Node, Nodes
+from geosearch.backends.nodes import CONNECT_TIMEOUT_S, RECONNECT_WAIT_S, Node, Nodes
 from geosearch.features import Hits, space_from_head
 from geosearch.model import (
     Amenity,
@@ -240,8 +240,8 @@ class PostgisBackend:
         return kwargs
 
     @contextmanager
-    def _session(self, node: Node) -> Iterator[psycopg.Connection]:
-        with node.connection() as conn:
+    def _session(self, node: Node, timeout: float | None) -> Iterator[psycopg.Connection]:
+        with node.connection(timeout) as conn:
             if not self.pooled:
                 yield conn
                 return
@@ -255,7 +255,8 @@ class PostgisBackend:
         once. Raises BackendUnavailable when the node cannot answer."""
         for attempt in (1, 2):
             try:
-                with self._session(node) as conn, conn.cursor(row_factory=rows) as cur:
+                wait = None if attempt == 1 else RECONNECT_WAIT_S
+                with self._session(node, wait) as conn, conn.cursor(row_factory=rows) as cur:
                     cur.execute(sql, params, prepare=None if self.pooled else True)
                     return cur.fetchall()
             except psycopg.errors.UndefinedTable as exc:
@@ -346,6 +347,9 @@ class PostgisBackend:
         out = []
         for node in self.cluster.all():
             state = {"role": node.role, "healthy": False, "dataset_version": None}
+            if not node.healthy:  # out of rotation until the prober finds it answering
+                out.append(state)
+                continue
             try:
                 version, lsn, seconds = self._on(node, NODE_STATE_SQL, {})[0]
             except (BackendUnavailable, NoDataset):
