@@ -152,17 +152,22 @@ def p50_p99(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))]
 
 
-def timed(calls: list[Callable[[], object]], rounds: int = 2) -> list[float]:
-    """Each call's duration (best of ``rounds`` passes, after a warm-up pass)."""
-    for call in calls[:20]:
+def timed_pair(ours: list[Callable[[], object]], floor: list[Callable[[], object]],
+               rounds: int = 3) -> tuple[list[float], list[float]]:
+    """Each call's duration, best of ``rounds`` passes after a warm-up pass, ours and the
+    floor's interleaved query by query, each first in turn (so that drift in the machine
+    and warm caches favour neither)."""
+    for call in (*ours[:20], *floor[:20]):
         call()
-    best = [float("inf")] * len(calls)
-    for _ in range(rounds):
-        for i, call in enumerate(calls):
-            t = time.perf_counter()
-            call()
-            best[i] = min(best[i], time.perf_counter() - t)
-    return best
+    best = {"ours": [float("inf")] * len(ours), "floor": [float("inf")] * len(floor)}
+    for n in range(rounds):
+        for i, (a, b) in enumerate(zip(ours, floor, strict=True)):
+            pair = (("ours", a), ("floor", b))
+            for name, call in pair if (n + i) % 2 == 0 else pair[::-1]:
+                t = time.perf_counter()
+                call()
+                best[name][i] = min(best[name][i], time.perf_counter() - t)
+    return best["ours"], best["floor"]
 
 
 def backend_call(backend, query) -> Callable[[], object]:
@@ -288,17 +293,17 @@ def bench_inprocess(name: str, memory: MemoryBackend, postgis: PostgisBackend,
     floor = KdFloor(memory.ids, memory.lat, memory.lon, memory.mask)
     with psycopg.connect(postgis.dsn, autocommit=True) as conn:
         for kind, cases in work.items():
+            pairs = [("PostGIS backend / raw SQL (psycopg, prepared)",
+                      [backend_call(postgis, c.query) for c in cases],
+                      raw_sql_calls(conn, cases))]
             if kind in ("radius 2 km + wifi", "nearest 10 + parking"):
-                ours = p50_p99(timed([backend_call(memory, c.query) for c in cases]))
-                base = p50_p99(timed([floor_call(floor, c.query) for c in cases]))
-                report.inproc.append(ratio_row(
-                    name, kind, "memory backend / k-d tree floor", f"{ours[0]:.3f}",
-                    f"{base[0]:.3f}", f"{ours[0] / base[0]:.2f}x"))
-            ours = p50_p99(timed([backend_call(postgis, c.query) for c in cases]))
-            base = p50_p99(timed(raw_sql_calls(conn, cases)))
-            report.inproc.append(ratio_row(
-                name, kind, "PostGIS backend / raw SQL (psycopg, prepared)", f"{ours[0]:.3f}",
-                f"{base[0]:.3f}", f"{ours[0] / base[0]:.2f}x"))
+                pairs.insert(0, ("memory backend / k-d tree floor",
+                                 [backend_call(memory, c.query) for c in cases],
+                                 [floor_call(floor, c.query) for c in cases]))
+            for label, ours_calls, floor_calls in pairs:
+                ours, base = (p50_p99(t)[0] for t in timed_pair(ours_calls, floor_calls))
+                report.inproc.append(ratio_row(name, kind, label, f"{ours:.3f}", f"{base:.3f}",
+                                               f"{ours / base:.2f}x"))
 
 
 def bench_http(name: str, snapshot: Path, url: str, work: dict[str, list[Case]],
@@ -453,7 +458,7 @@ def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -
         f"{time.strftime('%Y-%m-%d')}. Every figure stands beside its floor, measured in the "
         "same run; the ratio is what the targets are about.", "",
         "## In-process (p50 ms; " f"{args.queries} queries per kind, each centred on a random "
-        "space, best of 2 passes)", "",
+        "space, ours and the floor interleaved, best of 3 passes)", "",
         "| spaces | query | ours / floor | ours | floor | ratio |",
         "| --- | --- | --- | ---: | ---: | ---: |", *report.inproc, "",
         "## Over HTTP (wrk, 1 thread, 2 connections, alternating rounds, best round)", "",
