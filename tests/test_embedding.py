@@ -249,3 +249,13 @@ def test_the_examples_in_the_docs_run(doc, snapshot, base_url, capsys):
     namespace = {"SNAPSHOT": snapshot, "BASE_URL": base_url}
     for block in blocks:
         exec(compile(block, str(doc), "exec"), namespace)
+
+
+def test_a_mounted_blueprint_guards_its_own_routes(memory_feed):
+    from flask import Flask
+
+    host = Flask("host")
+    host.register_blueprint(geosearch.search_blueprint(memory_feed), url_prefix="/geo/v1")
+    resp = host.test_client().get("/geo/v1/spaces?city=%00")
+    assert resp.status_code == 400 and resp.content_type == "application/problem+json"
+    assert resp.get_json()["errors"][0]["param"] == "city"

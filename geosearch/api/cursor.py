@@ -18,8 +18,8 @@ def fingerprint(*parts: object) -> str:
 
 def encode(after: tuple, version: str, query_fp: str) -> str:
     """The cursor that continues after ``after`` for this query on this dataset."""
-    raw = json.dumps({"v": version, "q": query_fp, "a": list(after)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    raw = orjson.dumps({"v": version, "q": query_fp, "a": list(after)})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode(cursor: str, query_fp: str, shape: tuple[type, ...]) -> tuple[tuple, str]:

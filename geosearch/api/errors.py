@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from geosearch.backends.base import BackendUnavailable, NoDataset, StaleVersion
 
 PROBLEM_JSON = "application/problem+json"
+GUARDED = "geosearch.guarded"  # an app whose every request passes the guard
 log = logging.getLogger(__name__)
 
 
@@ -94,7 +95,16 @@ def register(target: Flask | Blueprint, app_wide: bool = True) -> None:
     an app (or, with ``app_wide=False``, a blueprint)."""
     from geosearch.api.guard import check_request  # the guard raises this module's errors
 
-    target.before_request(lambda: check_request(request.environ))
+    def guard() -> None:
+        check_request(request.environ)
+
+    if isinstance(target, Flask):
+        target.before_request(guard)
+        target.extensions[GUARDED] = True
+    else:  # a blueprint guards its own routes, unless the app already guards them all
+        target.record_once(lambda state: None if state.app.extensions.get(GUARDED) else
+                           state.app.before_request_funcs.setdefault(state.name, [])
+                           .append(guard))
     target.register_error_handler(ApiError, handle_api_error)
     target.register_error_handler(BackendUnavailable, handle_unavailable)
     target.register_error_handler(NoDataset, handle_unavailable)

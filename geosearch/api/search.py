@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import partial
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote_plus
 
 import orjson
 import shapely
@@ -68,10 +68,11 @@ def own_url(query_string: str | None = None) -> str:
 
 
 def next_url(cursor: str) -> str:
-    """This request's URL with ``cursor`` replaced: the ``next`` link."""
-    pairs = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
-    pairs.append(("cursor", cursor))
-    return own_url(urlencode(pairs))
+    """This request's URL with ``cursor`` replaced: the ``next`` link (the other
+    parameters exactly as the client sent them)."""
+    kept = [pair for pair in request.environ.get("QUERY_STRING", "").split("&")
+            if pair and unquote_plus(pair.partition("=")[0]) != "cursor"]
+    return own_url("&".join([*kept, f"cursor={cursor}"]))
 
 
 class SearchViews:

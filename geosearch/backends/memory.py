@@ -157,7 +157,7 @@ class MemoryBackend:
         lat, lon, r = query.origin.lat, query.origin.lon, query.radius_m
         idx = self._ball(lat, lon, r)
         idx = idx[self._passes(query.filters, idx)]
-        if idx.size > 4 * (query.limit + 1):  # else measuring them all is cheaper
+        if idx.size > 2 * (query.limit + 1):  # else measuring them all is cheaper
             idx = self._may_be_on_page(idx, lat, lon, r, query.limit + 1, query.after)
         dist = self._distances(lat, lon, idx)
         keep = dist <= r
