@@ -118,7 +118,7 @@ def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
         conn.request("GET", path)
         resp = conn.getresponse()
         return resp.status, resp.read()
-    except OSError:
+    except (OSError, http.client.HTTPException):  # refused, reset, cut short
         return 0, b""
     finally:
         conn.close()
