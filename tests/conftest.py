@@ -7,7 +7,6 @@ folder and removed at the end. A PostGIS test that cannot run fails; it is never
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import pgcluster  # noqa: E402
+from faults import free_port  # noqa: E402
 from synthetic import synthetic_frame  # noqa: E402
 
 from geosearch.backends.memory import MemoryBackend  # noqa: E402
@@ -97,13 +97,6 @@ def synthetic_result() -> IngestResult:
     report = IngestReport(feed="synthetic", input_rows=len(frame), loaded=len(frame))
     report.dataset_version = dataset_version(frame)
     return IngestResult(frame, report)
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

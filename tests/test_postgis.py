@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import pgcluster
 import psycopg
 import pytest
 import sqlalchemy as sa
+from faults import free_port
 
 from geosearch.api import create_app
 from geosearch.backends.postgis import PostgisBackend
@@ -189,18 +189,12 @@ def test_readers_see_the_old_dataset_or_the_new_never_half(engine, feed_result):
     assert seen and all(sizes[v] == n for v, n in seen)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def own_cluster():
     """A cluster of this test's own, so that stopping it disturbs no other test."""
     base = Path(tempfile.mkdtemp(prefix="geosearch-pg-outage-"))
     base.chmod(0o755)
-    port = _free_port()
+    port = free_port()
     url = pgcluster.start(base / "data", port)
     yield base / "data", port, url
     pgcluster.stop(base / "data")
@@ -251,7 +245,7 @@ def test_cli_ingest_into_postgis_then_serve_over_http(pg_database, memory_feed):
     done = subprocess.run([sys.executable, "-m", "geosearch.cli", "ingest", str(FEED)],
                           env=env, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "geosearch.cli", "serve", "--database",
                                url, "--port", str(port), "--workers", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)

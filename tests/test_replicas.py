@@ -16,6 +16,7 @@ from pathlib import Path
 import pgcluster
 import psycopg
 import pytest
+from faults import free_port
 
 from geosearch.api import create_app
 from geosearch.backends.base import StaleVersion
@@ -57,8 +58,6 @@ def _wait(predicate, seconds: float) -> float:
 
 @pytest.fixture(scope="module")
 def cluster(feed_result):
-    from conftest import free_port
-
     base = Path(tempfile.mkdtemp(prefix="geosearch-replicas-"))
     base.chmod(0o755)
     ports = [free_port() for _ in range(3)]

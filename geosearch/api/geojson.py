@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
 
 import orjson
 import shapely
@@ -12,22 +11,16 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
-from geosearch.features import Hits
+from geosearch.features import CLOSE, Hits, space_head
 from geosearch.model import MAX_VERTICES, Hit, Space
 
 GEOJSON = "application/geo+json"
-_HIDDEN = {"id", "lat", "lon", "status"}
 
 
-def feature(space: Space, distance_m: float | None = None) -> dict:
-    """A space as a GeoJSON Feature; ``distance_m`` (metres, mm precision) when given."""
-    props = {k: v for k, v in asdict(space).items() if k not in _HIDDEN}
-    props["amenities"] = list(space.amenities)
-    if distance_m is not None:
-        props["distance_m"] = round(distance_m, 3)
-    return {"type": "Feature", "id": space.id,
-            "geometry": {"type": "Point", "coordinates": [space.lon, space.lat]},
-            "properties": props}
+def feature(space: Space) -> dict:
+    """A space as a GeoJSON Feature (the same members, in the same order, as in search
+    results: :func:`geosearch.features.space_head`)."""
+    return orjson.loads(space_head(space) + CLOSE)
 
 
 def collection(hits: Sequence[Hit], self_url: str, next_url: str | None = None,

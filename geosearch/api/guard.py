@@ -93,11 +93,7 @@ def check_sizes(environ: dict) -> None:
 
 
 def check_request(environ: dict) -> None:
-    """Every check of this module on one WSGI request (once, however many of the app's
-    and its blueprints' hooks call it)."""
-    if environ.get("geosearch.guarded"):
-        return
-    environ["geosearch.guarded"] = True
+    """Every check of this module on one WSGI request."""
     check_sizes(environ)
     check_path(environ.get("PATH_INFO", ""))
     check_query(environ.get("QUERY_STRING", ""))
