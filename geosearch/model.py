@@ -22,6 +22,9 @@ DEFAULT_K = 10
 MAX_VERTICES = 10_000
 # Larger than any workspace: a bound keeps the filter inside 64-bit integers everywhere.
 MAX_CAPACITY = 1_000_000
+# Vector tiles: zoom levels served, and the zoom from which every space is its own point.
+MAX_TILE_ZOOM = 22
+POINT_ZOOM = 12
 
 
 class Amenity(StrEnum):
@@ -263,6 +266,26 @@ class ListQuery:
 
     def __post_init__(self) -> None:
         _check_limit(self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class TileQuery:
+    """The active spaces that pass the filters inside Web Mercator tile ``z/x/y`` (XYZ
+    scheme: ``y`` counts down from the north), as points from :data:`POINT_ZOOM` up and
+    as clusters below it (:mod:`geosearch.tiles`)."""
+
+    z: int
+    x: int
+    y: int
+    filters: Filters = field(default_factory=Filters)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.z <= MAX_TILE_ZOOM:
+            raise ValueError(f"z must be an integer in 0..{MAX_TILE_ZOOM}")
+        for name, value in (("x", self.x), ("y", self.y)):
+            if not 0 <= value < 1 << self.z:
+                raise ValueError(f"{name} must be an integer in 0..{(1 << self.z) - 1} "
+                                 f"at zoom {self.z}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psycopg
 import pyarrow as pa
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Engine
 from geosearch.features import serving_columns
 from geosearch.ingest.pipeline import IngestResult
 from geosearch.settings import Settings
+from geosearch.tiles import TileIndex
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Loading and migrating are long by nature: the serving statement timeout does not apply.
@@ -30,7 +32,8 @@ NO_TIMEOUT = "SET LOCAL statement_timeout = 0"
 LOAD_COLUMNS = ("id", "name", "address", "city", "city_key", "postcode", "country", "lat",
                 "lon", "geog", "geom", "amenities", "amenity_mask", "capacity", "price_day",
                 "currency", "status", "h3_r7", "h3_r8", "h3_r9", "geocode_precision",
-                "feed_row", "dataset_version", "feature")
+                "feed_row", "dataset_version", "feature", "tile_key", "tile_x", "tile_y",
+                "tile_rank", "tile_sum_x", "tile_sum_y")
 # The table a load fills before it replaces ``spaces`` (its COPY is what a kill interrupts).
 STAGING = "spaces_staging"
 COPY_CHUNK_ROWS = 50_000
@@ -67,15 +70,37 @@ def migrate(engine: Engine) -> None:
 
 
 def current_version(engine: Engine) -> str | None:
-    """The version of the dataset being served, or None when none was loaded."""
+    """The version of the dataset being served, or None when none was loaded (or when it
+    was loaded before a migration added columns that a load fills: it is loaded again)."""
     with engine.begin() as connection:
         connection.execute(sa.text(NO_TIMEOUT))
-        return connection.execute(sa.text("SELECT version FROM dataset_state")).scalar()
+        return connection.execute(sa.text(
+            "SELECT version FROM dataset_state WHERE tile_count IS NOT NULL")).scalar()
 
 
-def _load_table(result: IngestResult) -> pa.Table:
+def _tile_columns(frame: pd.DataFrame) -> tuple[dict[str, pa.Array], TileIndex]:
+    """The tile columns of migration 0003 (NULL where they do not apply) and the index
+    they come from (its totals go into ``dataset_state``)."""
+    ids = frame["id"].astype(str).to_numpy()
+    index = TileIndex(frame["lat"].to_numpy(float), frame["lon"].to_numpy(float),
+                      np.unique(ids, return_inverse=True)[1],
+                      (frame["status"] == "active").to_numpy())
+    outside, unranked = index.key < 0, index.rank < 0
+    ranked = np.maximum(index.rank, 0)
+    return {
+        "tile_key": pa.array(index.key, mask=outside),
+        "tile_x": pa.array(index.x, mask=outside),
+        "tile_y": pa.array(index.y, mask=outside),
+        "tile_rank": pa.array(index.rank, mask=unranked),
+        "tile_sum_x": pa.array(index.prefix_x[ranked], mask=unranked),
+        "tile_sum_y": pa.array(index.prefix_y[ranked], mask=unranked),
+    }, index
+
+
+def _load_table(result: IngestResult) -> tuple[pa.Table, TileIndex]:
     """The rows to COPY, as an Arrow table in :data:`LOAD_COLUMNS` order (built column by
-    column: no Python work per row beyond the feature bytes, when the frame lacks them)."""
+    column: no Python work per row beyond the feature bytes, when the frame lacks them),
+    and the dataset's tile index."""
     frame = pd.DataFrame(result.frame.drop(columns="geometry", errors="ignore"))
     derived = {k: v for k, v in serving_columns(frame).items() if k not in frame}
     frame = frame.assign(**derived)
@@ -84,16 +109,19 @@ def _load_table(result: IngestResult) -> pa.Table:
     ewkb = pa.array(shapely.to_wkb(points, hex=True, include_srid=True), pa.string())
     amenities = pa.array(frame["amenities"].tolist(), pa.list_(pa.string()))
     feature = pa.array(frame["feature"].tolist(), pa.binary()).cast(pa.string())
-    plain = [c for c in LOAD_COLUMNS if c in frame and c not in ("amenities", "feature")]
+    tiles, index = _tile_columns(frame)
+    plain = [c for c in LOAD_COLUMNS
+             if c in frame and c not in ("amenities", "feature") and c not in tiles]
     table = pa.Table.from_pandas(frame[plain], preserve_index=False)
     columns = {
+        **tiles,
         **{name: table[name] for name in table.column_names},
         "geog": ewkb, "geom": ewkb,
         "amenities": pc.binary_join_element_wise("{", pc.binary_join(amenities, ","), "}", ""),
         "feature": pc.binary_join_element_wise(feature, "}}", ""),
         "dataset_version": pa.array([result.report.dataset_version] * len(frame), pa.string()),
     }
-    return pa.table({name: columns[name] for name in LOAD_COLUMNS})
+    return pa.table({name: columns[name] for name in LOAD_COLUMNS}), index
 
 
 def _csv_chunks(table: pa.Table) -> Iterator[memoryview]:
@@ -155,7 +183,8 @@ def load(result: IngestResult, engine: Engine) -> bool:
             if not report.unchanged:
                 cur.execute(f"CREATE TABLE {STAGING} (LIKE spaces INCLUDING DEFAULTS "
                             "INCLUDING CONSTRAINTS)")
-                _copy(cur, _load_table(result), STAGING)
+                table, tiles = _load_table(result)
+                _copy(cur, table, STAGING)
                 renames = _clone_indexes(cur, "spaces", STAGING)
                 cur.execute(f"ANALYZE {STAGING}")
                 cur.execute("DROP TABLE spaces")
@@ -163,10 +192,14 @@ def load(result: IngestResult, engine: Engine) -> bool:
                 for temporary, final in renames:
                     cur.execute(f"ALTER INDEX {temporary} RENAME TO {final}")
                 cur.execute(
-                    "INSERT INTO dataset_state (id, version, loaded_at, feed) "
-                    "VALUES (1, %s, now(), %s) ON CONFLICT (id) DO UPDATE SET "
-                    "version = EXCLUDED.version, loaded_at = EXCLUDED.loaded_at, "
-                    "feed = EXCLUDED.feed", (report.dataset_version, report.feed))
+                    "INSERT INTO dataset_state (id, version, loaded_at, feed, tile_count, "
+                    "tile_sum_x, tile_sum_y) VALUES (1, %s, now(), %s, %s, %s, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, "
+                    "loaded_at = EXCLUDED.loaded_at, feed = EXCLUDED.feed, "
+                    "tile_count = EXCLUDED.tile_count, tile_sum_x = EXCLUDED.tile_sum_x, "
+                    "tile_sum_y = EXCLUDED.tile_sum_y",
+                    (report.dataset_version, report.feed, tiles.count,
+                     float(tiles.prefix_x[-1]), float(tiles.prefix_y[-1])))
             cur.execute(
                 "INSERT INTO ingest_runs (started_at, finished_at, feed, dataset_version, "
                 "outcome, report) VALUES (%s, now(), %s, %s, %s, %s)",

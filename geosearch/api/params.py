@@ -51,6 +51,13 @@ class Params:
             if required:
                 self.errors.append(ParamError(name, "required"))
             return default
+        return self.parse(name, value, parse, default)
+
+    def parse(self, name: str, value: str, parse: Callable[[str], T],
+              default: T | None = None) -> T | None:
+        """Parse ``value`` as parameter ``name`` (also for values from elsewhere than the
+        query string, such as a path segment); record an error and return ``default`` on
+        failure."""
         try:
             return parse(value)
         except ValueError as exc:

@@ -20,6 +20,7 @@ from geosearch.api.cursor import decode, encode, fingerprint
 from geosearch.api.errors import ApiError, ParamError, register
 from geosearch.api.geojson import GEOJSON, GeometryError, collection, feature, parse_area
 from geosearch.api.params import shown
+from geosearch.api.tiles import add_tile_routes
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import (
@@ -238,5 +239,6 @@ def search_blueprint(
     bp.add_url_rule("/spaces", "list", views.list_spaces, methods=["GET"])
     bp.add_url_rule("/spaces/<space_id>", "one", views.one, methods=["GET"])
     bp.add_url_rule("/amenities", "amenities", views.amenities, methods=["GET"])
+    add_tile_routes(bp, backend)
     register(bp, app_wide=False)
     return bp

@@ -7,7 +7,17 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
-from geosearch.model import Hit, ListQuery, NearestQuery, Page, PolygonQuery, RadiusQuery, Space
+from geosearch.model import (
+    Hit,
+    ListQuery,
+    NearestQuery,
+    Page,
+    PolygonQuery,
+    RadiusQuery,
+    Space,
+    TileQuery,
+)
+from geosearch.tiles import TileFeatures
 
 
 class BackendUnavailable(Exception):  # noqa: N818 - reads as a state: "backend unavailable"
@@ -53,6 +63,15 @@ class Backend(Protocol):
 
     def get(self, space_id: str) -> Space | None:
         """One active space by id, or None."""
+        ...
+
+    def tile(self, query: TileQuery) -> TileFeatures:
+        """The spaces of a Web Mercator tile that pass the filters: every one once, as a
+        point from POINT_ZOOM up, as a point or inside one cluster's count below it."""
+        ...
+
+    def tile_mvt(self, query: TileQuery) -> tuple[bytes, str]:
+        """The same tile as Mapbox Vector Tile bytes, and the dataset version."""
         ...
 
     def amenity_counts(self) -> dict[str, int]:

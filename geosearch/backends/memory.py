@@ -32,6 +32,7 @@ from geosearch.backends.base import NoDataset, StaleVersion
 from geosearch.features import Hits, Slices, space_from_head
 from geosearch.geo import ecef, ecef_point, geodesic_from
 from geosearch.model import (
+    POINT_ZOOM,
     Amenity,
     Filters,
     ListQuery,
@@ -40,9 +41,11 @@ from geosearch.model import (
     PolygonQuery,
     RadiusQuery,
     Space,
+    TileQuery,
     amenity_mask,
 )
 from geosearch.snapshot import serving_table, table_from_frame
+from geosearch.tiles import TileFeatures, TileIndex, cell_shift
 
 # The chord-to-geodesic ratio is 1 - O(d^2/R^2): a relative margin keeps the ball safe.
 _BALL_MARGIN = 1e-9
@@ -126,6 +129,9 @@ class MemoryBackend:
         self._by_city = _postings(self.city, len(self._city_code))
         self._by_amenity = {a: np.flatnonzero(self.mask & a.bit).astype(np.int32)
                             for a in Amenity}
+        # Rows are in id order: their numbers break ties of tile keys as the ids do.
+        self._tiles = TileIndex(self.lat, self.lon, np.arange(n), np.ones(n, dtype=bool))
+        self._amenity_text: dict[int, str] = {}
 
     @classmethod
     def from_snapshot(cls, path: str | Path) -> MemoryBackend:
@@ -229,6 +235,63 @@ class MemoryBackend:
             step *= 4
         idx = np.concatenate(found) if found else _NO_ROWS
         return self._id_page(idx, query.limit, None)
+
+    def tile(self, query: TileQuery) -> TileFeatures:
+        """The tile's spaces as points, or (below POINT_ZOOM) its cluster cells: from
+        prefix sums without a filter, by grouping the tile's passing rows with one."""
+        z, x, y, filters = query.z, query.x, query.y, query.filters
+        index = self._tiles
+        if z < POINT_ZOOM and filters.is_empty:
+            first, count, world_x, world_y = index.cells(z, x, y)
+            return self._tile_features(query, index.order[first], count, world_x, world_y)
+        start, stop = index.span(z, x, y)
+        rows = index.order[start:stop]
+        passing = self._passes(filters, rows)
+        rows = rows[passing]
+        if z >= POINT_ZOOM:
+            return self._tile_features(query, rows, np.ones(len(rows), dtype=np.int64),
+                                       index.x[rows], index.y[rows])
+        cells = index.keys[start:stop][passing] >> cell_shift(z)
+        first = np.flatnonzero(np.concatenate(([True], cells[1:] != cells[:-1])))[:len(rows)]
+        count = np.diff(np.append(first, len(rows)))
+        if not len(rows):
+            return self._tile_features(query, rows, count, index.x[rows], index.y[rows])
+        world_x = np.add.reduceat(index.x[rows], first) / count
+        world_y = np.add.reduceat(index.y[rows], first) / count
+        return self._tile_features(query, rows[first], count, world_x, world_y)
+
+    def _tile_features(self, query: TileQuery, rows: np.ndarray, count: np.ndarray,
+                       world_x: np.ndarray, world_y: np.ndarray) -> TileFeatures:
+        """Features at ``rows`` (a cluster's first space, or the one space of a cell):
+        clusters keep their mean position, single spaces get their own attributes."""
+        single = count == 1
+        ids: list = [None] * len(rows)
+        names: list = [None] * len(rows)
+        amenities: list = [None] * len(rows)
+        if single.any():
+            at = np.flatnonzero(single)
+            chosen = rows[at]
+            world_x, world_y = world_x.copy(), world_y.copy()
+            world_x[at], world_y[at] = self._tiles.x[chosen], self._tiles.y[chosen]
+            for i, space_id, name, mask in zip(
+                    at.tolist(), self.ids[chosen].tolist(),
+                    self._table["name"].take(chosen).to_pylist(),
+                    self.mask[chosen].tolist(), strict=True):
+                ids[i], names[i], amenities[i] = space_id, name, self._amenities_text(mask)
+        return TileFeatures(query.z, query.x, query.y, world_x, world_y, count, ids, names,
+                            amenities, self._version)
+
+    def tile_mvt(self, query: TileQuery) -> tuple[bytes, str]:
+        """The tile as MVT bytes, and the snapshot's version."""
+        return self.tile(query).mvt(), self._version
+
+    def _amenities_text(self, mask: int) -> str:
+        """The amenities of a bitmask as comma-separated names, in vocabulary order."""
+        text = self._amenity_text.get(mask)
+        if text is None:
+            text = self._amenity_text[mask] = ",".join(a.value for a in Amenity
+                                                       if mask & a.bit)
+        return text
 
     def get(self, space_id: str) -> Space | None:
         """One active space by id."""

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 import psycopg
 import shapely
@@ -35,6 +36,7 @@ from geosearch.backends.base import BackendUnavailable, NoDataset, StaleVersion
 from geosearch.backends.nodes import CONNECT_TIMEOUT_S, RECONNECT_WAIT_S, Node, Nodes
 from geosearch.features import Hits, space_from_head
 from geosearch.model import (
+    POINT_ZOOM,
     Amenity,
     Filters,
     ListQuery,
@@ -43,9 +45,19 @@ from geosearch.model import (
     PolygonQuery,
     RadiusQuery,
     Space,
+    TileQuery,
     amenity_mask,
 )
 from geosearch.settings import Settings
+from geosearch.tiles import (
+    EXTENT,
+    EXTENT_BITS,
+    LAYER,
+    TileFeatures,
+    cell_bounds,
+    cell_shift,
+    tile_span,
+)
 
 Query = RadiusQuery | NearestQuery | PolygonQuery | ListQuery
 ORIGIN = "ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography"
@@ -86,23 +98,24 @@ def dsn(url: str) -> str:
 
 # -- SQL, built once per query shape -------------------------------------------------------
 
-def _filter_sql(f: Filters, for_knn: bool) -> tuple[str, dict]:
+def _filter_sql(f: Filters, ordered_scan: bool) -> tuple[str, dict]:
     """WHERE fragments for the filters (SQL fixed by the filters' shape) and their values.
 
-    Amenities are tested on the ``text[]`` column (GIN-indexable), or, ``for_knn``, on
-    the bitmask, which no index serves: the planner then keeps the distance-ordered GiST
-    scan and filters as it goes, instead of sorting every space that has the amenity.
+    Amenities are tested on the ``text[]`` column (GIN-indexable), or, for an
+    ``ordered_scan`` (KNN, tile ranges), on the bitmask, which no index serves: the
+    planner then keeps the distance-ordered GiST scan (or the tile key range) and filters
+    as it goes, instead of sorting every space that has the amenity.
     """
     parts, params = ["status = 'active'"], {}
     if f.all_amenities:
-        if for_knn:
+        if ordered_scan:
             parts.append("amenity_mask & %(all_mask)s = %(all_mask)s")
             params["all_mask"] = amenity_mask(f.all_amenities)
         else:
             parts.append("amenities @> %(all_amenities)s::text[]")
             params["all_amenities"] = sorted(a.value for a in f.all_amenities)
     if f.any_amenities:
-        if for_knn:
+        if ordered_scan:
             parts.append("amenity_mask & %(any_mask)s <> 0")
             params["any_mask"] = amenity_mask(f.any_amenities)
         else:
@@ -155,6 +168,84 @@ def _id_sql(where: str, keyset: bool) -> str:
     return _versioned(inner, "p.id")
 
 
+# -- tiles: the rows of a tile (geosearch.tiles), then ST_AsMVT or the rows themselves -----
+
+_TILE_ROWS = "id, name, amenities, count, wx, wy, k"
+_IN_TILE = "tile_rank IS NOT NULL AND tile_key >= %(low)s AND tile_key < %(high)s"
+
+
+@lru_cache(maxsize=64)
+def _tile_points_sql(where: str) -> str:
+    return (f"SELECT id, name, array_to_string(amenities, ',') AS amenities, "
+            f"NULL::bigint AS count, tile_x AS wx, tile_y AS wy, tile_rank AS k "
+            f"FROM spaces WHERE {_IN_TILE} AND {where}")
+
+
+@lru_cache(maxsize=64)
+def _tile_groups_sql(where: str) -> str:
+    one = "CASE WHEN count(*) = 1 THEN"
+    return (f"SELECT {one} min(id) END AS id, {one} min(name) END AS name, "
+            f"{one} min(array_to_string(amenities, ',')) END AS amenities, "
+            f"CASE WHEN count(*) > 1 THEN count(*) END AS count, "
+            f"sum(tile_x) / count(*) AS wx, sum(tile_y) / count(*) AS wy, "
+            f"min(tile_rank) AS k FROM spaces WHERE {_IN_TILE} AND {where} "
+            f"GROUP BY tile_key >> %(shift)s")
+
+
+# Unfiltered clusters: for each cell bound, the first space at or after it (one index
+# probe) gives the count and position sums of every space before it; the next bound's
+# minus this one's are the cell's. Past the last space, the totals in dataset_state.
+_TILE_CELLS_SQL = (
+    "WITH p AS (SELECT b.i, COALESCE(s.tile_rank, d.tile_count) AS r, "
+    "COALESCE(s.tile_sum_x, d.tile_sum_x) AS sx, COALESCE(s.tile_sum_y, d.tile_sum_y) AS sy, "
+    "s.id, s.name, s.amenities, s.tile_x, s.tile_y "
+    "FROM unnest(%(bounds)s::bigint[]) WITH ORDINALITY AS b(low, i) CROSS JOIN dataset_state d "
+    "LEFT JOIN LATERAL (SELECT tile_rank, tile_sum_x, tile_sum_y, id, name, amenities, tile_x, "
+    "tile_y FROM spaces WHERE tile_rank IS NOT NULL AND tile_key >= b.low "
+    "ORDER BY tile_key, tile_rank LIMIT 1) s ON true), "
+    "c AS (SELECT p.*, lead(r) OVER w - r AS n, lead(sx) OVER w - sx AS dx, "
+    "lead(sy) OVER w - sy AS dy FROM p WINDOW w AS (ORDER BY i)) "
+    "SELECT CASE WHEN n = 1 THEN id END AS id, CASE WHEN n = 1 THEN name END AS name, "
+    "CASE WHEN n = 1 THEN array_to_string(amenities, ',') END AS amenities, "
+    "CASE WHEN n > 1 THEN n END AS count, CASE WHEN n = 1 THEN tile_x ELSE dx / n END AS wx, "
+    "CASE WHEN n = 1 THEN tile_y ELSE dy / n END AS wy, r AS k FROM c WHERE n > 0")
+
+_PIXEL = "LEAST(GREATEST(floor({w} * %(scale)s) - %(o{a})s, 0), {last})"
+
+
+@lru_cache(maxsize=128)
+def _tile_sql(rows: str, mvt: bool) -> str:
+    """A tile's rows as one MVT (``ST_AsMVT``) or as rows, with the dataset version."""
+    if not mvt:
+        return _versioned(f"SELECT {_TILE_ROWS} FROM ({rows}) t", "p.k")
+    last = EXTENT - 1
+    px = _PIXEL.format(w="wx", a="x", last=last)
+    py = _PIXEL.format(w="wy", a="y", last=last)
+    geom = (f"ST_AsMVTGeom(ST_MakePoint({px}, {EXTENT} - {py}), "
+            f"ST_MakeEnvelope(0, 0, {EXTENT}, {EXTENT}), {EXTENT}, 0, false)")
+    return (f"SELECT v.version, (SELECT ST_AsMVT(m, '{LAYER}', {EXTENT}, 'geom') FROM "
+            f"(SELECT id, name, amenities, count, {geom} AS geom FROM ({rows}) t "
+            f"ORDER BY k) m) FROM dataset_state v")
+
+
+def tile_statement(query: TileQuery, mvt: bool) -> tuple[str, dict]:
+    """The SQL and parameters of a tile (:mod:`geosearch.tiles`): its points from
+    POINT_ZOOM up; below, its cluster cells, from prefix sums when nothing is filtered."""
+    z, x, y = query.z, query.x, query.y
+    low, high = tile_span(z, x, y)
+    params: dict = {"low": low, "high": high, "scale": float(1 << (z + EXTENT_BITS)),
+                    "ox": x * EXTENT, "oy": y * EXTENT}
+    if z < POINT_ZOOM and query.filters.is_empty:
+        params["bounds"] = cell_bounds(z, x, y).tolist()
+        return _tile_sql(_TILE_CELLS_SQL, mvt), params
+    where, filters = _filter_sql(query.filters, ordered_scan=True)
+    params.update(filters)
+    if z >= POINT_ZOOM:
+        return _tile_sql(_tile_points_sql(where), mvt), params
+    params["shift"] = cell_shift(z)
+    return _tile_sql(_tile_groups_sql(where), mvt), params
+
+
 def statement(query: Query) -> tuple[str, dict]:
     """The SQL and bound parameters that answer a query object.
 
@@ -162,13 +253,13 @@ def statement(query: Query) -> tuple[str, dict]:
     each shape is one prepared statement on the server; every value is a parameter.
     """
     if isinstance(query, NearestQuery):
-        where, params = _filter_sql(query.filters, for_knn=True)
+        where, params = _filter_sql(query.filters, ordered_scan=True)
         params.update(lat=query.origin.lat, lon=query.origin.lon, k=query.k,
                       margin=DWITHIN_MARGIN_M)
         if query.max_distance_m is not None:
             params["max_d"] = query.max_distance_m
         return _nearest_sql(where, query.max_distance_m is not None), params
-    where, params = _filter_sql(query.filters, for_knn=False)
+    where, params = _filter_sql(query.filters, ordered_scan=False)
     params["n"] = query.limit + 1
     after = query.after
     if isinstance(query, RadiusQuery):
@@ -315,6 +406,27 @@ class PostgisBackend:
     def list(self, query: ListQuery) -> Page:
         """Every active space that passes the filters, by id."""
         return self._page(query, distances=False)
+
+    def tile_mvt(self, query: TileQuery) -> tuple[bytes, str]:
+        """The tile as MVT bytes built by PostGIS (``ST_AsMVT``), and the dataset
+        version they were read from."""
+        rows = self._run(*tile_statement(query, mvt=True))
+        if not rows:
+            raise NoDataset("no dataset was loaded into this database")
+        return bytes(rows[0][1] or b""), rows[0][0]
+
+    def tile(self, query: TileQuery) -> TileFeatures:
+        """The tile's features (the rows :meth:`tile_mvt` encodes)."""
+        rows = self._run(*tile_statement(query, mvt=False))
+        if not rows:
+            raise NoDataset("no dataset was loaded into this database")
+        found = [r for r in rows if r[5] is not None]
+        return TileFeatures(query.z, query.x, query.y,
+                            np.array([r[5] for r in found], dtype=float),
+                            np.array([r[6] for r in found], dtype=float),
+                            np.array([r[4] or 1 for r in found], dtype=np.int64),
+                            [r[1] for r in found], [r[2] for r in found],
+                            [r[3] for r in found], rows[0][0])
 
     def explain(self, query: Query) -> str:
         """PostgreSQL's plan for a query object (``EXPLAIN``), e.g. to check index use."""
