@@ -20,14 +20,18 @@ $(BIN)/geosearch: setup.cfg pyproject.toml
 
 install: $(BIN)/geosearch static ## create .venv, install geosearch (dev extra) and the map's Leaflet
 
-VENDOR := geosearch/static/vendor/leaflet
-$(VENDOR)/leaflet.js: package.json package-lock.json
+VENDOR := geosearch/static/vendor
+$(VENDOR)/markercluster/leaflet.markercluster.js: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
-	mkdir -p $(VENDOR)
+	mkdir -p $(VENDOR)/leaflet $(VENDOR)/markercluster
 	cp -r node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css \
-	  node_modules/leaflet/dist/images node_modules/leaflet/LICENSE $(VENDOR)/
+	  node_modules/leaflet/dist/images node_modules/leaflet/LICENSE $(VENDOR)/leaflet/
+	cp node_modules/leaflet.markercluster/dist/leaflet.markercluster.js \
+	  node_modules/leaflet.markercluster/dist/MarkerCluster.css \
+	  node_modules/leaflet.markercluster/dist/MarkerCluster.Default.css \
+	  node_modules/leaflet.markercluster/MIT-LICENCE.txt $(VENDOR)/markercluster/
 
-static: $(VENDOR)/leaflet.js ## Leaflet from the npm registry into the package's static files
+static: $(VENDOR)/markercluster/leaflet.markercluster.js ## Leaflet and Leaflet.markercluster from the npm registry into the package's static files
 
 $(SNAPSHOT): $(FEED) | $(BIN)/geosearch
 	$(BIN)/geosearch ingest $(FEED) --snapshot $(SNAPSHOT) --report var/ingest-report.json

@@ -27,7 +27,7 @@ SNAPSHOT_MODE = 0o644
 SERVING = ("feature", "amenity_mask", "city_key")
 # What a backend reads of a snapshot: the serving columns, what its filters and the
 # coverage reports need (everything else is inside the feature bytes).
-SERVED_COLUMNS = ("id", "lat", "lon", "status", "country", "city", "amenities", "capacity",
+SERVED_COLUMNS = ("id", "name", "lat", "lon", "status", "country", "city", "amenities", "capacity",
                   *SERVING)
 _META_KEY = b"geosearch"
 

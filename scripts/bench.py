@@ -39,21 +39,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import pgcluster  # noqa: E402
 from faults import Server, free_port, serve_args  # noqa: E402
 from floors import KdFloor  # noqa: E402
+from synthetic import city_scatter  # noqa: E402
 
 from geosearch.backends.memory import MemoryBackend  # noqa: E402
 from geosearch.backends.postgis import PostgisBackend, dsn, statement  # noqa: E402
-from geosearch.geo import WGS84, bbox_area  # noqa: E402
+from geosearch.geo import bbox_area  # noqa: E402
 from geosearch.ingest.pipeline import IngestResult, dataset_version, run_pipeline  # noqa: E402
 from geosearch.ingest.report import IngestReport  # noqa: E402
 from geosearch.model import (  # noqa: E402
@@ -64,7 +65,6 @@ from geosearch.model import (  # noqa: E402
     PolygonQuery,
     RadiusQuery,
 )
-from geosearch.reference import market_cities  # noqa: E402
 from geosearch.settings import Settings  # noqa: E402
 from geosearch.snapshot import write_snapshot  # noqa: E402
 from geosearch.store import load, make_engine  # noqa: E402
@@ -78,33 +78,7 @@ WRK_SCRIPT = ROOT / "scripts" / "wrk" / "paths.lua"
 
 def synthetic_million(n: int, seed: int = 1) -> IngestResult:
     """``n`` spaces scattered around the market cities (weighted by population)."""
-    import h3
-
-    rng = np.random.default_rng(seed)
-    cities = market_cities()
-    cities = cities[cities["population"] >= 50_000]
-    weights = cities["population"].to_numpy(float)
-    pick = rng.choice(len(cities), size=n, p=weights / weights.sum())
-    c = cities.iloc[pick]
-    dist = c["radius_m"].to_numpy() * np.sqrt(rng.random(n))
-    lon, lat, _ = WGS84.fwd(c["longitude"].to_numpy(), c["latitude"].to_numpy(),
-                            rng.uniform(0, 360, n), dist)
-    lon = ((np.asarray(lon) + 180) % 360) - 180
-    masks = rng.random((n, len(AMENITIES))) < np.linspace(0.9, 0.05, len(AMENITIES))
-    amenities = [[AMENITIES[j] for j in np.nonzero(row)[0]] for row in masks]
-    cells = {r: [h3.latlng_to_cell(a, b, r) for a, b in zip(lat, lon, strict=True)]
-             for r in (7, 8, 9)}
-    frame = pd.DataFrame({
-        "id": [f"m{i:07d}" for i in range(n)], "name": "Bench space", "address": "1 Main St",
-        "city": c["name"].to_numpy(), "postcode": None, "country": c["country_code"].to_numpy(),
-        "lat": np.round(lat, 6), "lon": np.round(lon, 6), "amenities": amenities,
-        "capacity": pd.array(rng.integers(5, 300, n), dtype="Int64"),
-        "price_day": pd.array(np.round(rng.uniform(5, 80, n), 2), dtype="Float64"),
-        "currency": "USD", "status": "active", "h3_r7": cells[7], "h3_r8": cells[8],
-        "h3_r9": cells[9], "geocode_precision": "input", "feed_row": np.arange(1, n + 1),
-    })
-    frame = gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["lon"], frame["lat"]),
-                             crs="EPSG:4326")
+    frame = city_scatter(n, seed, h3_cells=True)
     report = IngestReport(feed=f"synthetic {n}", input_rows=n, loaded=n)
     report.dataset_version = dataset_version(frame)
     return IngestResult(frame, report)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
-from geosearch.geo import latlng_cells
+from geosearch.geo import WGS84, latlng_cells
 from geosearch.model import Amenity
+from geosearch.reference import market_cities
 
 AMENITIES = [a.value for a in Amenity]
 
@@ -50,5 +52,40 @@ def synthetic_frame(n: int = 1500, seed: int = 7) -> gpd.GeoDataFrame:
         })
     frame = pd.DataFrame(rows)
     frame["capacity"] = frame["capacity"].astype("Int64")
+    return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["lon"], frame["lat"]),
+                            crs="EPSG:4326")
+
+
+def city_scatter(n: int, seed: int = 1, h3_cells: bool = False) -> gpd.GeoDataFrame:
+    """``n`` active spaces scattered around the market cities (weighted by population,
+    uniform within each city's radius): the shape of a grown network, built column-wise
+    (a million in seconds; ``h3_cells`` adds the H3 columns, which takes longer)."""
+    rng = np.random.default_rng(seed)
+    cities = market_cities()
+    cities = cities[cities["population"] >= 50_000]
+    weights = cities["population"].to_numpy(float)
+    c = cities.iloc[rng.choice(len(cities), size=n, p=weights / weights.sum())]
+    dist = c["radius_m"].to_numpy() * np.sqrt(rng.random(n))
+    lon, lat, _ = WGS84.fwd(c["longitude"].to_numpy(), c["latitude"].to_numpy(),
+                            rng.uniform(0, 360, n), dist)
+    lon = ((np.asarray(lon) + 180) % 360) - 180
+    masks = rng.random((n, len(AMENITIES))) < np.linspace(0.9, 0.05, len(AMENITIES))
+    names = np.array(AMENITIES)
+    amenities = [names[row].tolist() for row in masks]
+    frame = pd.DataFrame({
+        "id": [f"m{i:07d}" for i in range(n)], "name": "Bench space", "address": "1 Main St",
+        "city": c["name"].to_numpy(), "postcode": None, "country": c["country_code"].to_numpy(),
+        "lat": np.round(lat, 6), "lon": np.round(lon, 6), "amenities": amenities,
+        "capacity": pd.array(rng.integers(5, 300, n), dtype="Int64"),
+        "price_day": pd.array(np.round(rng.uniform(5, 80, n), 2), dtype="Float64"),
+        "currency": "USD", "status": "active", "h3_r7": "", "h3_r8": "", "h3_r9": "",
+        "geocode_precision": "input", "feed_row": np.arange(1, n + 1),
+    })
+    if h3_cells:
+        import h3
+
+        for r in (7, 8, 9):
+            frame[f"h3_r{r}"] = [h3.latlng_to_cell(a, b, r) for a, b in
+                                 zip(frame["lat"], frame["lon"], strict=True)]
     return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["lon"], frame["lat"]),
                             crs="EPSG:4326")

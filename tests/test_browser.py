@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_radius_search_with_an_amenity_shows_the_apis_answer(page, client):
     answer = client.get("/v1/spaces/radius?lat=52.52&lon=13.405&radius_m=8000&amenities=wifi"
                         ).get_json()
     assert listed == [f["id"] for f in answer["features"]] and listed
-    assert page.locator(".leaflet-marker-icon").count() == len(listed)
+    assert int(page.get_attribute("body", "data-result-markers")) == len(listed)
     first = page.inner_text("#results li:first-child .distance")
     assert first.endswith(("m", "km"))
     OUTPUT.mkdir(exist_ok=True)
@@ -143,4 +144,86 @@ def test_search_this_area_drawn_polygon_and_coverage_layer(page):
     assert page.locator("path.leaflet-interactive").count() > 10
     OUTPUT.mkdir(exist_ok=True)
     page.screenshot(path=str(OUTPUT / "map-coverage.png"))
+    assert problems == []
+
+
+# -- every space on the map, from the vector tile data, at a million spaces -----------------
+
+MILLION = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def million_server():
+    """``make run``'s app over a million spaces around the market cities."""
+    from synthetic import city_scatter
+
+    from geosearch.api import create_app
+    from geosearch.backends.memory import MemoryBackend
+    from geosearch.settings import Settings
+
+    backend = MemoryBackend.from_frame(city_scatter(MILLION, seed=5), "million")
+    app = create_app(Settings(snapshot="unused", heavy_rate_limit=""), backend)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+
+
+def view(page, lat: float, lon: float, zoom: int) -> dict[str, int]:
+    """Move the map and wait for its tiles: the clusters, points and spaces they show."""
+    before = page.get_attribute("body", "data-tiles-loaded")
+    page.evaluate(f"geosearchMap.setView([{lat}, {lon}], {zoom}, {{animate: false}})")
+    page.wait_for_function(f"document.body.dataset.tilesLoaded !== {json.dumps(before)} && "
+                           f"document.body.dataset.tileZoom === '{zoom}'", timeout=30_000)
+    return {k: int(page.get_attribute("body", f"data-tile-{k}"))
+            for k in ("clusters", "points", "spaces")}
+
+
+def test_the_map_shows_a_million_spaces_from_the_world_to_a_street(browser, million_server):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(million_server + "/")
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+
+    world = view(page, 20, 0, 1)  # the whole square in view: every space, in clusters
+    assert world["spaces"] == MILLION
+    assert world["clusters"] > 0 and world["clusters"] <= 4 * 64
+    city = view(page, 48.8566, 2.3522, 9)
+    assert city["clusters"] > 0 and city["spaces"] < world["spaces"]
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "map-million-clusters.png"))
+
+    zoom_before = page.evaluate("geosearchMap.getZoom()")
+    page.locator(".space-cluster").first.dispatch_event("click")  # one may cover another
+    page.wait_for_function(f"+document.body.dataset.tileZoom > {zoom_before}",
+                           timeout=30_000)  # zoomed in, and the new level's tiles are drawn
+
+    street = view(page, 48.8566, 2.3522, 16)
+    assert street["clusters"] == 0 and street["points"] > 0
+    assert street["points"] == street["spaces"]
+    page.screenshot(path=str(OUTPUT / "map-million-street.png"))
+    assert problems == []
+    context.close()
+
+
+def test_a_drawn_area_across_the_antimeridian_is_split_in_two(page):
+    page, problems = page
+    area = page.evaluate(
+        "geosearchDrawnArea([{lat: -10, lng: 170}, {lat: -10, lng: 190}, "
+        "{lat: -25, lng: 190}, {lat: -25, lng: 170}])")
+    assert area["type"] == "MultiPolygon"
+    west, east = (polygon[0] for polygon in area["coordinates"])
+    assert {lon for lon, _ in west} == {170, 180}
+    assert {lon for lon, _ in east} == {-180, -170}
+    same = page.evaluate(  # drawn on the world copy to the west: the same area
+        "geosearchDrawnArea([{lat: -10, lng: -190}, {lat: -10, lng: -170}, "
+        "{lat: -25, lng: -170}, {lat: -25, lng: -190}])")
+    assert same == area
+    plain = page.evaluate("geosearchDrawnArea([{lat: 1, lng: 1}, {lat: 1, lng: 2}, "
+                          "{lat: 2, lng: 2}])")
+    assert plain == {"type": "Polygon", "coordinates": [[[1, 1], [2, 1], [2, 2], [1, 1]]]}
     assert problems == []

@@ -1,5 +1,7 @@
-// The geosearch map page: pick an origin, search by radius, nearest, map area or a drawn
-// polygon, with amenity filters; results as markers and as a list; coverage hexes.
+// The geosearch map page: every space at every zoom (clusters with counts from the vector
+// tile data, points from zoom 12), an origin, search by radius, nearest, map area or a
+// drawn polygon, with amenity filters; results as clustered markers and as a list;
+// coverage hexes.
 "use strict";
 
 (function () {
@@ -7,8 +9,10 @@
   const api = new URL("v1/", document.baseURI);
   const state = { origin: null, next: null, request: null, drawn: [], markers: [] };
 
-  const map = L.map("map", { worldCopyJump: true, keyboard: true }).setView([48.5, 10], 4);
-  const results = L.layerGroup().addTo(map);
+  const map = L.map("map", { worldCopyJump: true, keyboard: true, maxZoom: 19 }).setView([48.5, 10], 4);
+  window.geosearchMap = map; // for automation (tests/test_browser.py)
+  const results = L.markerClusterGroup({ disableClusteringAtZoom: 17, chunkedLoading: true,
+                                         spiderfyOnMaxZoom: true }).addTo(map);
   const drawing = L.layerGroup().addTo(map);
   const hexes = L.geoJSON(null, {
     style: (f) => ({ weight: 0.5, color: "#495057", fillOpacity: 0.45,
@@ -84,6 +88,88 @@
     return params;
   }
 
+  // -- every space, from the tiles (GET v1/tiles/{z}/{x}/{y}.json) ------------------------
+  map.createPane("spaces").style.zIndex = 450;
+  const dots = L.canvas({ pane: "spaces", padding: 0.2 });
+  const POINT_ZOOM = 12;
+
+  function abbreviate(n) {
+    return n >= 10000 ? `${Math.round(n / 1000)}k` : n >= 1000 ? `${(n / 1000).toFixed(1)}k` : String(n);
+  }
+
+  function spaceFeature(f, shift) {
+    const [lon, lat] = f.geometry.coordinates;
+    const at = [lat, lon + shift];
+    const p = f.properties;
+    if (p.count) {
+      const size = 20 + Math.min(12, 2 * Math.log10(p.count)); // cells are 32 px
+      return L.marker(at, {
+        pane: "spaces", keyboard: false, title: `${p.count} spaces`,
+        icon: L.divIcon({ className: "space-cluster", iconSize: [size, size],
+                          html: `<span>${abbreviate(p.count)}</span>` }),
+      }).on("click", () => map.setView(at, Math.min(map.getZoom() + 2, POINT_ZOOM)));
+    }
+    const amenities = p.amenities ? p.amenities.split(",").join(", ") : "no listed amenities";
+    return L.circleMarker(at, { renderer: dots, radius: 5, weight: 1, color: "#fff",
+                                fillColor: "#5f3dc4", fillOpacity: 0.9 })
+      .bindTooltip(escapeHtml(p.name))
+      .bindPopup(`<strong>${escapeHtml(p.name)}</strong><br>${escapeHtml(amenities)}`);
+  }
+
+  const SpacesLayer = L.GridLayer.extend({
+    initialize(options) {
+      L.GridLayer.prototype.initialize.call(this, options);
+      this.groups = new Map();
+      this.on("tileunload", (e) => this.drop(this._tileCoordsToKey(e.coords)));
+    },
+    drop(key) {
+      const group = this.groups.get(key);
+      if (group) { group.remove(); this.groups.delete(key); }
+    },
+    createTile(coords, done) {
+      const tile = document.createElement("div");
+      const n = 2 ** coords.z;
+      const x = ((coords.x % n) + n) % n;
+      const key = this._tileCoordsToKey(coords);
+      if (coords.y < 0 || coords.y >= n) { setTimeout(() => done(null, tile)); return tile; }
+      const url = new URL(`tiles/${coords.z}/${x}/${coords.y}.json?${filters()}`, api);
+      getJSON(url).then((body) => {
+        if (!this._tiles[key]) return done(null, tile); // scrolled away meanwhile
+        const shift = ((coords.x - x) / n) * 360; // a copy of the world beside this one
+        this.drop(key);
+        const group = L.layerGroup(body.features.map((f) => spaceFeature(f, shift))).addTo(map);
+        group.wrapped = `${coords.z}/${x}/${coords.y}`;
+        group.zoom = coords.z;
+        this.groups.set(key, group);
+        done(null, tile);
+      }).catch((error) => { status(`Spaces could not load: ${error.message}`, true); done(error, tile); });
+      return tile;
+    },
+    counts() { // over the tiles shown, each tile of the world once (not its copies)
+      let clusters = 0, spaces = 0, points = 0;
+      const seen = new Set();
+      for (const group of this.groups.values()) {
+        if (seen.has(group.wrapped)) continue;
+        seen.add(group.wrapped);
+        group.eachLayer((m) => {
+          if (m instanceof L.CircleMarker) { points += 1; spaces += 1; }
+          else { clusters += 1; spaces += +m.options.title.split(" ")[0]; }
+        });
+      }
+      return { clusters, points, spaces };
+    },
+  });
+  const spaces = new SpacesLayer({ tileSize: 256, updateWhenZooming: false, keepBuffer: 1 });
+  spaces.on("load", () => {
+    // The level in view is complete: markers kept from other zoom levels go.
+    const zoom = Math.round(map.getZoom());
+    for (const [key, group] of [...spaces.groups]) if (group.zoom !== zoom) spaces.drop(key);
+    const c = spaces.counts();
+    Object.assign(document.body.dataset, { tileClusters: c.clusters, tilePoints: c.points,
+                                           tileSpaces: c.spaces, tileZoom: zoom,
+                                           tilesLoaded: Date.now() });
+  });
+
   function viewportBbox() {
     const b = map.getBounds();
     const width = b.getEast() - b.getWest();
@@ -116,11 +202,65 @@
       return { url: new URL("spaces/bbox?" + params, api) };
     }
     if (state.drawn.length < 3) throw new Error("Draw an area of at least three corners first.");
-    const ring = state.drawn.map((p) => [((p.lng + 540) % 360) - 180, p.lat]);
-    ring.push(ring[0]);
     return { url: new URL("spaces/polygon?" + params, api),
-             body: JSON.stringify({ type: "Polygon", coordinates: [ring] }) };
+             body: JSON.stringify(drawnArea(state.drawn)) };
   }
+
+  // -- a drawn area, split at the antimeridian -----------------------------------------
+  // The API's longitudes are in [-180, 180]: an area drawn across ±180° (longitudes past
+  // 180 on the map's world copies) is cut along the meridian into two polygons, the part
+  // beyond shifted by 360°, and sent as a MultiPolygon.
+  function unwrapped(points) {
+    const ring = [[points[0].lng, points[0].lat]];
+    for (const p of points.slice(1)) {
+      let lng = p.lng;
+      const previous = ring[ring.length - 1][0];
+      while (lng - previous > 180) lng -= 360;
+      while (lng - previous < -180) lng += 360;
+      ring.push([lng, p.lat]);
+    }
+    const west = Math.min(...ring.map((c) => c[0]));
+    const turns = Math.floor((west + 180) / 360);
+    return ring.map(([lng, lat]) => [lng - 360 * turns, lat]);
+  }
+
+  function clipAt(ring, meridian, keepWest) {
+    // Sutherland–Hodgman against one half-plane; edges are straight in lon/lat.
+    const inside = (c) => (keepWest ? c[0] <= meridian : c[0] >= meridian);
+    const out = [];
+    ring.forEach((current, i) => {
+      const previous = ring[(i + ring.length - 1) % ring.length];
+      const cross = () => {
+        const t = (meridian - previous[0]) / (current[0] - previous[0]);
+        return [meridian, previous[1] + t * (current[1] - previous[1])];
+      };
+      if (inside(current)) {
+        if (!inside(previous)) out.push(cross());
+        out.push(current);
+      } else if (inside(previous)) {
+        out.push(cross());
+      }
+    });
+    return out;
+  }
+
+  function closed(ring) {
+    return [...ring, ring[0]].map(([lng, lat]) => [+lng.toFixed(7), +lat.toFixed(7)]);
+  }
+
+  function drawnArea(points) {
+    const ring = unwrapped(points);
+    const east = Math.max(...ring.map((c) => c[0]));
+    if (east <= 180) return { type: "Polygon", coordinates: [closed(ring)] };
+    if (east - Math.min(...ring.map((c) => c[0])) >= 360) {
+      throw new Error("The drawn area is wider than the world: draw a smaller one.");
+    }
+    const west = clipAt(ring, 180, true);
+    const beyond = clipAt(ring, 180, false).map(([lng, lat]) => [lng - 360, lat]);
+    return { type: "MultiPolygon",
+             coordinates: [west, beyond].filter((r) => r.length >= 3).map((r) => [closed(r)]) };
+  }
+  window.geosearchDrawnArea = drawnArea; // for automation (tests/test_browser.py)
 
   async function fetchPage(request, cursor) {
     const url = new URL(request.url);
@@ -151,7 +291,7 @@
         ? `<span class="distance">${formatDistance(p.distance_m)}</span> · ` : "";
       item.innerHTML = `<div>${escapeHtml(p.name)}</div><div class="meta">${distance}` +
         `${escapeHtml(p.city)}, ${p.country} · ${p.amenities.length} amenities</div>`;
-      const open = () => { map.setView([lat, lon], Math.max(map.getZoom(), 14)); marker.openPopup(); };
+      const open = () => results.zoomToShowLayer(marker, () => marker.openPopup());
       item.addEventListener("click", open);
       item.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } });
       $("results").append(item);
@@ -193,6 +333,7 @@
         circle = L.circle([state.origin ? state.origin.lat : +$("lat").value, +$("lon").value],
                           { radius: +$("radius").value, weight: 1, fill: false }).addTo(map);
       }
+      document.body.dataset.resultMarkers = String(results.getLayers().length);
       document.body.dataset.searchDone = String(Date.now());
       status(body.features.length ? `${body.features.length}${state.next ? "+" : ""} spaces found.`
                                   : "No space matches: widen the radius or drop a filter.");
@@ -211,6 +352,7 @@
     try {
       const body = await fetchPage(state.request, state.next);
       addResults(body.features);
+      document.body.dataset.resultMarkers = String(results.getLayers().length);
       state.next = body.next || null;
       $("more").hidden = !state.next;
       status(`${state.markers.length}${state.next ? "+" : ""} spaces found.`);
@@ -247,6 +389,11 @@
   $("search").addEventListener("submit", search);
   $("more").addEventListener("click", more);
   $("coverage").addEventListener("change", toggleCoverage);
+  $("all-spaces").addEventListener("change", () => {
+    if ($("all-spaces").checked) spaces.addTo(map);
+    else { spaces.remove(); for (const key of [...spaces.groups.keys()]) spaces.drop(key); }
+  });
+  $("amenities").addEventListener("change", () => spaces.redraw());
   $("draw-finish").addEventListener("click", () => search());
   $("draw-clear").addEventListener("click", () => { state.drawn = []; drawing.clearLayers(); });
   for (const radio of document.querySelectorAll("input[name=mode]")) {
@@ -267,6 +414,6 @@
 
   showModeFields();
   Promise.all([loadConfig(), loadAmenities()])
-    .then(() => { document.body.dataset.ready = "true"; })
+    .then(() => { spaces.addTo(map); document.body.dataset.ready = "true"; })
     .catch((error) => status(`The map could not load: ${error.message}`, true));
 })();

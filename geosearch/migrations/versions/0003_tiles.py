@@ -23,12 +23,17 @@ _STATE = (("tile_count", sa.BigInteger), ("tile_sum_x", sa.Float(53)),
 
 
 def upgrade() -> None:
-    """Add the columns and the index of tile ranges (active spaces in some tile)."""
+    """Add the columns and the index of tile ranges (active spaces in some tile, which
+    is what ``tile_rank IS NOT NULL`` means)."""
     for name, kind in _SPACES:
         op.add_column("spaces", sa.Column(name, kind))
     for name, kind in _STATE:
         op.add_column("dataset_state", sa.Column(name, kind))
+    # Covering: a filtered tile is an index-only scan (loads COPY with FREEZE, so that
+    # every page is all-visible at once), only single spaces are read from the table.
     op.create_index("spaces_tile", "spaces", ["tile_key", "tile_rank"],
+                    postgresql_include=["amenity_mask", "capacity", "country", "city_key",
+                                        "tile_x", "tile_y"],
                     postgresql_where=sa.text("tile_rank IS NOT NULL"))
 
 
