@@ -12,6 +12,7 @@ cities:
   settings returning the same bytes; ``geosearch serve`` on PostGIS against a minimal
   Flask app running the raw SQL (scripts/floor_app.py);
 - the resident memory of each worker (RSS and PSS: pages shared after the fork count once);
+- vector tiles at zooms 0..16 on both backends, with their sizes;
 - loads: the snapshot into memory, the bulk load into PostGIS (swap included);
 - with ``--servers``: gunicorn sync, gthread and gevent workers on the radius endpoint;
 - with ``--ingest``: ``geosearch ingest`` of a 1,000,000-row feed (scripts/scale_feed.py).
@@ -64,10 +65,12 @@ from geosearch.model import (  # noqa: E402
     Point,
     PolygonQuery,
     RadiusQuery,
+    TileQuery,
 )
 from geosearch.settings import Settings  # noqa: E402
 from geosearch.snapshot import write_snapshot  # noqa: E402
 from geosearch.store import load, make_engine  # noqa: E402
+from geosearch.tiles import world_xy  # noqa: E402
 
 AMENITIES = [a.value for a in Amenity]
 WIFI, PARKING = Filters(frozenset({Amenity.WIFI})), Filters(frozenset({Amenity.PARKING}))
@@ -254,6 +257,7 @@ class Report:
     http: list[str]
     memory: list[str]
     notes: list[str]
+    tiles: list[str]
 
 
 def ratio_row(*cells: object) -> str:
@@ -278,6 +282,35 @@ def bench_inprocess(name: str, memory: MemoryBackend, postgis: PostgisBackend,
                 ours, base = (p50_p99(t)[0] for t in timed_pair(ours_calls, floor_calls))
                 report.inproc.append(ratio_row(name, kind, label, f"{ours:.3f}", f"{base:.3f}",
                                                f"{ours / base:.2f}x"))
+
+
+def bench_tiles(name: str, memory: MemoryBackend, postgis: PostgisBackend,
+                frame: pd.DataFrame, count: int, report: Report) -> None:
+    """Vector tiles at every zoom 0..16 around random spaces (the tiles a map of them
+    asks for), both backends in turn, each tile timed once after a warm-up."""
+    rows = frame.sample(count, random_state=3)
+    x, y = world_xy(rows["lat"].to_numpy(float), rows["lon"].to_numpy(float))
+    inside = ~np.isnan(x)
+    x, y = x[inside], y[inside]
+    for z in range(17):
+        queries = [TileQuery(z, int(a * (1 << z)), int(b * (1 << z)))
+                   for a, b in zip(x, y, strict=True)]
+        times: dict[str, list[float]] = {"memory": [], "postgis": []}
+        largest = 0
+        for backend in (memory, postgis):
+            for q in queries[:10]:
+                backend.tile_mvt(q)
+        for i, q in enumerate(queries):
+            pair = (("memory", memory), ("postgis", postgis))
+            for label, backend in pair if i % 2 == 0 else pair[::-1]:
+                t = time.perf_counter()
+                data, _ = backend.tile_mvt(q)
+                times[label].append(time.perf_counter() - t)
+                largest = max(largest, len(data))
+        (m50, m99), (p50, p99) = p50_p99(times["memory"]), p50_p99(times["postgis"])
+        report.tiles.append(ratio_row(name, z, f"{m50:.2f} / {m99:.2f}",
+                                      f"{p50:.2f} / {p99:.2f}", f"{p50 / m50:.2f}x",
+                                      f"{largest / 1024:.0f}"))
 
 
 def bench_http(name: str, snapshot: Path, url: str, work: dict[str, list[Case]],
@@ -381,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.chmod(0o755)
     pg_port = free_port()
     pgcluster.start(workdir / "pg", pg_port)
-    report = Report([], [], [], [])
+    report = Report([], [], [], [], [])
     servers: list[str] = []
     try:
         feed = run_pipeline(ROOT / "data" / "feed" / "spaces.csv", progress=False)
@@ -409,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             postgis = PostgisBackend(Settings(database_url=url))
             work = workload(result.frame, args.queries)
             bench_inprocess(name, memory, postgis, work, report)
+            bench_tiles(name, memory, postgis, result.frame, args.queries, report)
             postgis.close()
             bench_http(name, snapshot, url, work, workdir, 2 if args.quick else args.seconds,
                        report)
@@ -443,6 +477,12 @@ def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -
         "| spaces | query | backend | ours req/s | ours p50 / p99 ms | floor req/s | "
         "floor p50 / p99 ms | ratio |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |", *report.http, "",
+        "## Vector tiles (in-process, ms; tiles around random spaces at each zoom, "
+        "each timed once, the two backends in turn)", "",
+        "Targets at 1M: memory p50 < 10 ms and p99 < 50 ms at every zoom, PostGIS within "
+        "2x of that, no tile above 500 KB.", "",
+        "| spaces | zoom | memory p50 / p99 | PostGIS p50 / p99 | PostGIS / memory p50 | "
+        "largest tile KB |", "| --- | ---: | ---: | ---: | ---: | ---: |", *report.tiles, "",
         "## Memory per worker (MiB, 2 workers forked after the load)", "",
         "| spaces | backend | RSS | PSS (shared pages split between processes) |",
         "| --- | --- | ---: | ---: |", *report.memory, "",

@@ -32,17 +32,21 @@ ENDPOINTS: dict[str, tuple[str, list[str]]] = {
     "/v1/coverage/cities": ("country=LU", ["country", "min_population", "walk_m", "res"]),
     "/v1/coverage/hexes": ("country=LU", ["country", "res", "walk_m"]),
     "/ogc/collections/spaces/items": ("", ["bbox", "limit", "cursor"]),
+    "/v1/tiles/10/550/335.mvt": ("", []),
+    "/v1/tiles/4/8/5.json": ("", []),
     "/healthz": ("", ["x"]),
     "/readyz": ("", ["x"]),
     "/openapi.json": ("", ["x"]),
 }
 FILTERS = ["amenities", "amenities_any", "country", "city", "min_capacity"]
 FILTERED = {"/v1/spaces/radius", "/v1/spaces/nearest", "/v1/spaces/bbox", "/v1/spaces",
-            "/ogc/collections/spaces/items"}
+            "/ogc/collections/spaces/items", "/v1/tiles/10/550/335.mvt",
+            "/v1/tiles/4/8/5.json"}
 # Path segments where an id or a collection name goes, and the map's files.
 PATHS = [
     "/v1/spaces/{}", "/ogc/collections/spaces/items/{}", "/ogc/collections/{}/items",
-    "/ogc/collections/{}", "/static/{}",
+    "/ogc/collections/{}", "/static/{}", "/v1/tiles/{}/0/0.mvt", "/v1/tiles/3/{}/0.mvt",
+    "/v1/tiles/3/0/{}.mvt", "/v1/tiles/3/0/0.{}",
 ]
 SEGMENTS = ["%00", "%00'", "%FF", "%C0%AF", "..%2F..%2Fetc%2Fpasswd", "%2e%2e", "..",
             "a%0Ab", "'%20OR%20'1'='1", "x" * 3000, "%E2%80%AE", "map.js%00.html"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from geosearch.api.tiles import MAX_AGE_S
 from geosearch.model import (
     DEFAULT_K,
     DEFAULT_LIMIT,
@@ -11,9 +12,12 @@ from geosearch.model import (
     MAX_K,
     MAX_LIMIT,
     MAX_RADIUS_M,
+    MAX_TILE_ZOOM,
+    POINT_ZOOM,
     Amenity,
 )
 from geosearch.reports.coverage import MAX_POPULATION, MIN_POPULATION
+from geosearch.tiles import EXTENT, LAYER, MVT_MEDIA_TYPE
 
 AMENITY_NAMES = [a.value for a in Amenity]
 _AMENITY = "|".join(AMENITY_NAMES)
@@ -195,12 +199,53 @@ def _paths() -> dict:
                                                      "label": {"type": "string"},
                                                      "count": {"type": "integer"}}}}}},
                                   "The vocabulary"), {"503": ERRORS["503"]}),
+        **_tile_paths(),
         "/healthz": _get("The process is up", [], _body(
             "application/json", {"type": "object"}, "Up"), {}),
         "/readyz": _get("A dataset is loaded and the store answers", [], _body(
             "application/json", {"type": "object", "required": ["dataset_version"],
                                  "properties": {"dataset_version": {"type": "string"}}},
             "Ready"), {"503": _problem("Not ready")}),
+    }
+
+
+def _tile_paths() -> dict:
+    """The vector tiles, as MVT and as GeoJSON (the same features)."""
+    cell = {"type": "integer", "minimum": 0}
+    where = [_param("z", {"type": "integer", "minimum": 0, "maximum": MAX_TILE_ZOOM},
+                    "Zoom level", True, "path"),
+             _param("x", cell, "Column, 0 .. 2^z - 1 from the west (XYZ scheme)", True, "path"),
+             _param("y", cell, "Row, 0 .. 2^z - 1 from the north (XYZ scheme)", True, "path"),
+             *FILTERS]
+    tile_errors = {**ERRORS, "304": {"description": "Not modified: the ETag sent in "
+                                                    "If-None-Match is the tile's"}}
+    about = (f"The active spaces inside Web Mercator tile z/x/y that pass the filters, one "
+             f"layer `{LAYER}`, extent {EXTENT}. From zoom {POINT_ZOOM} up every space is a "
+             f"point with properties `id`, `name` and `amenities` (comma-separated). Below, "
+             f"the tile is cut in an 8 x 8 grid: a cell with one space is that space, a cell "
+             f"with more is one point at their mean position with property `count`. Every "
+             f"space of the tile is counted once; spaces beyond ±85.0511° are in no tile. "
+             f"The ETag is bound to the dataset version and the filters; "
+             f"`Cache-Control: public, max-age={MAX_AGE_S}`.")
+    cluster = {"type": "object", "required": ["count"],
+               "properties": {"count": {"type": "integer", "minimum": 2}}}
+    space = {"type": "object", "required": ["id", "name", "amenities"],
+             "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                            "amenities": {"type": "string"}}}
+    features = {"type": "object", "required": ["type", "features"], "properties": {
+        "type": {"const": "FeatureCollection"},
+        "features": {"type": "array", "items": {
+            "type": "object", "required": ["type", "geometry", "properties"],
+            "properties": {"properties": {"oneOf": [cluster, space]}}}}}}
+    return {
+        "/v1/tiles/{z}/{x}/{y}.mvt": _get(
+            "A vector tile of spaces (Mapbox Vector Tile 2.1)", where,
+            _body(MVT_MEDIA_TYPE, {"type": "string", "format": "binary"},
+                  "The tile (empty when no space is in it)"), tile_errors, about),
+        "/v1/tiles/{z}/{x}/{y}.json": _get(
+            "The same tile as GeoJSON (lon/lat), for maps that draw markers", where,
+            _body("application/geo+json", features, "The tile's features"), tile_errors,
+            about),
     }
 
 
