@@ -65,9 +65,9 @@ def _csv(values: Iterable[str] | str | None) -> str | None:
 
 
 def _filters(amenities=None, amenities_any=None, country=None, city=None,
-             min_capacity=None) -> dict[str, Any]:
+             min_capacity=None, q=None) -> dict[str, Any]:
     raw = {"amenities": _csv(amenities), "amenities_any": _csv(amenities_any),
-           "country": _csv(country), "city": city, "min_capacity": min_capacity}
+           "country": _csv(country), "city": city, "min_capacity": min_capacity, "q": q}
     return {k: v for k, v in raw.items() if v is not None}
 
 

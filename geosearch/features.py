@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from geosearch.model import Hit, Space, amenity_mask
+from geosearch.text import MAX_Q_CHARS, TEXT_FIELDS, words
 
 # The properties of a result feature, in the order they are written.
 PROPERTIES = ("name", "address", "city", "postcode", "country", "amenities", "capacity",
@@ -87,12 +88,32 @@ def amenity_masks(amenities: pd.Series) -> np.ndarray:
     return masks
 
 
+def search_words(frame: pd.DataFrame) -> list[list[str]]:
+    """Each row's text-search words (:func:`geosearch.text.space_words` of its name,
+    address and city); a field value seen before is not folded again."""
+    cache: dict[str, list[str]] = {}
+
+    def of(value: object) -> list[str]:
+        if not isinstance(value, str):
+            return []
+        found = cache.get(value)
+        if found is None:
+            # no term is longer than MAX_Q_CHARS: a longer word matches as its start does
+            found = cache[value] = [w[:MAX_Q_CHARS] for w in words(value)]
+        return found
+
+    columns = [frame[name].tolist() for name in TEXT_FIELDS]
+    return [sorted(set(of(a)).union(of(b), of(c))) for a, b, c in zip(*columns, strict=True)]
+
+
 def serving_columns(frame: pd.DataFrame) -> dict[str, object]:
     """The columns derived once per dataset for serving: ``feature`` (the heads),
-    ``amenity_mask`` (the amenities as bits) and ``city_key`` (the city as compared)."""
+    ``amenity_mask`` (the amenities as bits), ``city_key`` (the city as compared) and
+    ``search_words`` (the words text search matches)."""
     return {"feature": frame_heads(frame),
             "amenity_mask": amenity_masks(frame["amenities"]),
-            "city_key": frame["city"].fillna("").str.strip().str.casefold()}
+            "city_key": frame["city"].fillna("").str.strip().str.casefold(),
+            "search_words": search_words(frame)}
 
 
 def space_from_head(data: bytes, status: str = "active") -> Space:

@@ -24,22 +24,26 @@ from geosearch.model import (
     Space,
 )
 from geosearch.settings import Settings
+from geosearch.text import query_terms
 
 
 def make_filters(amenities: Iterable[str] | None = None,
                  amenities_any: Iterable[str] | None = None,
                  country: Iterable[str] | str | None = None, city: str | None = None,
-                 min_capacity: int | None = None) -> Filters:
-    """Filters from plain values; an unknown amenity raises ValueError listing the valid.
+                 min_capacity: int | None = None, q: str | None = None) -> Filters:
+    """Filters from plain values; an unknown amenity raises ValueError listing the valid,
+    a ``q`` over 200 characters or 10 words one saying so.
 
     >>> make_filters(amenities=["wifi"], country="de").countries
     frozenset({'DE'})
+    >>> make_filters(q="Café MÜNCHEN").text
+    ('cafe', 'munchen')
     """
     countries = [country] if isinstance(country, str) else list(country or [])
     return Filters(all_amenities=frozenset(Amenity.parse(a) for a in amenities or []),
                    any_amenities=frozenset(Amenity.parse(a) for a in amenities_any or []),
                    countries=frozenset(c.strip().upper() for c in countries),
-                   city=city, min_capacity=min_capacity)
+                   city=city, min_capacity=min_capacity, text=query_terms(q or ""))
 
 
 class Geosearch:
@@ -48,7 +52,8 @@ class Geosearch:
     Every search returns all matches as a list of :class:`~geosearch.model.Hit`, each
     with its ``space`` and its WGS84 geodesic ``distance_m`` (None without an origin).
     Filters are keyword arguments: ``amenities`` (all of), ``amenities_any``,
-    ``country`` (codes), ``city``, ``min_capacity``.
+    ``country`` (codes), ``city``, ``min_capacity``, ``q`` (text: every word of it is the
+    start of a word of the space's name, address or city; accents and case ignored).
 
     Examples
     --------

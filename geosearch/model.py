@@ -14,6 +14,8 @@ from enum import StrEnum
 
 from shapely.geometry.base import BaseGeometry
 
+from geosearch.text import MAX_Q_TERMS, words
+
 MAX_RADIUS_M = 100_000.0
 MAX_K = 100
 MAX_LIMIT = 500
@@ -132,7 +134,9 @@ class Filters:
 
     ``all_amenities``: the space has each of these; ``any_amenities``: at least one;
     ``countries``: ISO alpha-2 codes, any of them; ``city``: case-insensitive equality with
-    the space's own city; ``min_capacity``: at least this many desks.
+    the space's own city; ``min_capacity``: at least this many desks; ``text``: the terms
+    of a text query (:func:`geosearch.text.query_terms`), each a prefix of a word of the
+    space's name, address or city.
     """
 
     all_amenities: frozenset[Amenity] = frozenset()
@@ -140,8 +144,12 @@ class Filters:
     countries: frozenset[str] = frozenset()
     city: str | None = None
     min_capacity: int | None = None
+    text: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if len(self.text) > MAX_Q_TERMS or any(words(t) != [t] for t in self.text):
+            raise ValueError(f"text must be at most {MAX_Q_TERMS} folded words: "
+                             "use geosearch.text.query_terms(q)")
         for c in self.countries:
             if len(c) != 2 or not c.isalpha() or not c.isupper():
                 raise ValueError(f"country {c!r} is not an upper-case ISO 3166-1 alpha-2 code")
@@ -152,7 +160,7 @@ class Filters:
     def is_empty(self) -> bool:
         """No filter at all: every space passes."""
         return not (self.all_amenities or self.any_amenities or self.countries
-                    or self.city is not None or self.min_capacity is not None)
+                    or self.city is not None or self.min_capacity is not None or self.text)
 
     @property
     def city_key(self) -> str | None:
@@ -167,6 +175,7 @@ class Filters:
             sorted(self.countries),
             self.city_key,
             self.min_capacity,
+            sorted(self.text),
         )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,6 +20,7 @@ import shapely
 from shapely.strtree import STRtree
 
 from geosearch.geo import geodesic_m
+from geosearch.text import fold as fold_text
 
 REFERENCE_DIR = Path(
     os.environ.get("GEOSEARCH_REFERENCE_DIR")
@@ -57,9 +57,7 @@ _EXTRA_COUNTRY_NAMES = {
 
 def fold(text: str) -> str:
     """Case-fold, strip accents and squeeze spaces: the key used to compare names."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(stripped.casefold().replace("-", " ").split())
+    return " ".join(fold_text(text).replace("-", " ").split())
 
 
 @cache

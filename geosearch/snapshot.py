@@ -24,7 +24,7 @@ from geosearch.features import serving_columns
 SNAPSHOT_FILE = "spaces.parquet"
 SNAPSHOT_MODE = 0o644
 # Columns a snapshot carries for serving, derived from the spaces' own columns.
-SERVING = ("feature", "amenity_mask", "city_key")
+SERVING = ("feature", "amenity_mask", "city_key", "search_words")
 # What a backend reads of a snapshot: the serving columns, what its filters and the
 # coverage reports need (everything else is inside the feature bytes).
 SERVED_COLUMNS = ("id", "name", "lat", "lon", "status", "country", "city", "amenities", "capacity",

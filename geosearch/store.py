@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from geosearch.features import serving_columns
 from geosearch.ingest.pipeline import IngestResult
 from geosearch.settings import Settings
+from geosearch.text import tsvector
 from geosearch.tiles import TileIndex
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -33,7 +34,9 @@ LOAD_COLUMNS = ("id", "name", "address", "city", "city_key", "postcode", "countr
                 "lon", "geog", "geom", "amenities", "amenity_mask", "capacity", "price_day",
                 "currency", "status", "h3_r7", "h3_r8", "h3_r9", "geocode_precision",
                 "feed_row", "dataset_version", "feature", "tile_key", "tile_x", "tile_y",
-                "tile_rank", "tile_sum_x", "tile_sum_y")
+                "tile_rank", "tile_sum_x", "tile_sum_y", "search")
+# The layout of the rows a load writes: a dataset loaded with an older one is loaded again.
+LAYOUT = 2
 # The table a load fills before it replaces ``spaces`` (its COPY is what a kill interrupts).
 STAGING = "spaces_staging"
 COPY_CHUNK_ROWS = 50_000
@@ -75,7 +78,8 @@ def current_version(engine: Engine) -> str | None:
     with engine.begin() as connection:
         connection.execute(sa.text(NO_TIMEOUT))
         return connection.execute(sa.text(
-            "SELECT version FROM dataset_state WHERE tile_count IS NOT NULL")).scalar()
+            "SELECT version FROM dataset_state WHERE layout = :layout"),
+            {"layout": LAYOUT}).scalar()
 
 
 def _tile_columns(frame: pd.DataFrame) -> tuple[dict[str, pa.Array], TileIndex]:
@@ -109,9 +113,10 @@ def _load_table(result: IngestResult) -> tuple[pa.Table, TileIndex]:
     ewkb = pa.array(shapely.to_wkb(points, hex=True, include_srid=True), pa.string())
     amenities = pa.array(frame["amenities"].tolist(), pa.list_(pa.string()))
     feature = pa.array(frame["feature"].tolist(), pa.binary()).cast(pa.string())
+    search = pa.array([tsvector(w) for w in frame["search_words"]], pa.string())
     tiles, index = _tile_columns(frame)
     plain = [c for c in LOAD_COLUMNS
-             if c in frame and c not in ("amenities", "feature") and c not in tiles]
+             if c in frame and c not in ("amenities", "feature", "search") and c not in tiles]
     table = pa.Table.from_pandas(frame[plain], preserve_index=False)
     columns = {
         **tiles,
@@ -119,6 +124,7 @@ def _load_table(result: IngestResult) -> tuple[pa.Table, TileIndex]:
         "geog": ewkb, "geom": ewkb,
         "amenities": pc.binary_join_element_wise("{", pc.binary_join(amenities, ","), "}", ""),
         "feature": pc.binary_join_element_wise(feature, "}}", ""),
+        "search": search,
         "dataset_version": pa.array([result.report.dataset_version] * len(frame), pa.string()),
     }
     # In tile key order: the spaces of a tile, or of a city, share pages of the table.
@@ -196,13 +202,13 @@ def load(result: IngestResult, engine: Engine) -> bool:
                     cur.execute(f"ALTER INDEX {temporary} RENAME TO {final}")
                 cur.execute(
                     "INSERT INTO dataset_state (id, version, loaded_at, feed, tile_count, "
-                    "tile_sum_x, tile_sum_y) VALUES (1, %s, now(), %s, %s, %s, %s) "
-                    "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, "
+                    "tile_sum_x, tile_sum_y, layout) VALUES (1, %s, now(), %s, %s, %s, %s, "
+                    "%s) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, "
                     "loaded_at = EXCLUDED.loaded_at, feed = EXCLUDED.feed, "
                     "tile_count = EXCLUDED.tile_count, tile_sum_x = EXCLUDED.tile_sum_x, "
-                    "tile_sum_y = EXCLUDED.tile_sum_y",
+                    "tile_sum_y = EXCLUDED.tile_sum_y, layout = EXCLUDED.layout",
                     (report.dataset_version, report.feed, tiles.count,
-                     float(tiles.prefix_x[-1]), float(tiles.prefix_y[-1])))
+                     float(tiles.prefix_x[-1]), float(tiles.prefix_y[-1]), LAYOUT))
             cur.execute(
                 "INSERT INTO ingest_runs (started_at, finished_at, feed, dataset_version, "
                 "outcome, report) VALUES (%s, now(), %s, %s, %s, %s)",

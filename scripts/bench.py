@@ -12,6 +12,7 @@ cities:
   settings returning the same bytes; ``geosearch serve`` on PostGIS against a minimal
   Flask app running the raw SQL (scripts/floor_app.py);
 - the resident memory of each worker (RSS and PSS: pages shared after the fork count once);
+- text search: radius and nearest with ``q`` beside the same query without it;
 - vector tiles at zooms 0..16 on both backends, with their sizes;
 - loads: the snapshot into memory, the bulk load into PostGIS (swap included);
 - with ``--servers``: gunicorn sync, gthread and gevent workers on the radius endpoint;
@@ -70,6 +71,7 @@ from geosearch.model import (  # noqa: E402
 from geosearch.settings import Settings  # noqa: E402
 from geosearch.snapshot import write_snapshot  # noqa: E402
 from geosearch.store import load, make_engine  # noqa: E402
+from geosearch.text import query_terms  # noqa: E402
 from geosearch.tiles import world_xy  # noqa: E402
 
 AMENITIES = [a.value for a in Amenity]
@@ -258,6 +260,7 @@ class Report:
     memory: list[str]
     notes: list[str]
     tiles: list[str]
+    text: list[str]
 
 
 def ratio_row(*cells: object) -> str:
@@ -282,6 +285,31 @@ def bench_inprocess(name: str, memory: MemoryBackend, postgis: PostgisBackend,
                 ours, base = (p50_p99(t)[0] for t in timed_pair(ours_calls, floor_calls))
                 report.inproc.append(ratio_row(name, kind, label, f"{ours:.3f}", f"{base:.3f}",
                                                f"{ours / base:.2f}x"))
+
+
+def bench_text(name: str, memory: MemoryBackend, postgis: PostgisBackend,
+               frame: pd.DataFrame, count: int, report: Report) -> None:
+    """Radius and nearest with ``q`` beside the same query without it (target < 2x):
+    ``q`` is the first four letters of a word of the name of a random space, and the
+    query is centred on another random space (the same origins both ways)."""
+    rng = random.Random(4)
+    rows = frame.sample(count, random_state=4)
+    names = frame["name"].sample(count, random_state=5).tolist()
+    cases = []
+    for r, title in zip(rows.itertuples(), names, strict=True):
+        terms = query_terms(rng.choice(query_terms(title) or ("a",))[:4])
+        origin = Point(r.lat, r.lon)
+        cases.append((RadiusQuery(origin, 2000, Filters(text=terms)),
+                      RadiusQuery(origin, 2000),
+                      NearestQuery(origin, 10, None, Filters(text=terms)),
+                      NearestQuery(origin, 10)))
+    for label, backend in (("memory", memory), ("PostGIS", postgis)):
+        for kind, with_q, without in (("radius 2 km", 0, 1), ("nearest 10", 2, 3)):
+            ours, base = (p50_p99(t)[0] for t in timed_pair(
+                [backend_call(backend, c[with_q]) for c in cases],
+                [backend_call(backend, c[without]) for c in cases]))
+            report.text.append(ratio_row(name, f"{kind} + q", label, f"{ours:.3f}",
+                                         f"{base:.3f}", f"{ours / base:.2f}x"))
 
 
 def bench_tiles(name: str, memory: MemoryBackend, postgis: PostgisBackend,
@@ -414,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.chmod(0o755)
     pg_port = free_port()
     pgcluster.start(workdir / "pg", pg_port)
-    report = Report([], [], [], [], [])
+    report = Report([], [], [], [], [], [])
     servers: list[str] = []
     try:
         feed = run_pipeline(ROOT / "data" / "feed" / "spaces.csv", progress=False)
@@ -443,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             work = workload(result.frame, args.queries)
             bench_inprocess(name, memory, postgis, work, report)
             bench_tiles(name, memory, postgis, result.frame, args.queries, report)
+            bench_text(name, memory, postgis, result.frame, args.queries, report)
             postgis.close()
             bench_http(name, snapshot, url, work, workdir, 2 if args.quick else args.seconds,
                        report)
@@ -477,6 +506,10 @@ def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -
         "| spaces | query | backend | ours req/s | ours p50 / p99 ms | floor req/s | "
         "floor p50 / p99 ms | ratio |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |", *report.http, "",
+        "## Text search (in-process, p50 ms, the same query with and without `q`)", "",
+        "Target: adding `q` costs under 2x the query without it (1M, both backends).", "",
+        "| spaces | query | backend | with q | without q | ratio |",
+        "| --- | --- | --- | ---: | ---: | ---: |", *report.text, "",
         "## Vector tiles (in-process, ms; tiles around random spaces at each zoom, "
         "each timed once, the two backends in turn)", "",
         "Targets at 1M: memory p50 < 10 ms and p99 < 50 ms at every zoom, PostGIS within "

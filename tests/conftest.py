@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import pgcluster  # noqa: E402
 from faults import free_port  # noqa: E402
-from synthetic import synthetic_frame  # noqa: E402
+from synthetic import synthetic_frame, text_frame  # noqa: E402
 
 from geosearch.backends.memory import MemoryBackend  # noqa: E402
 from geosearch.ingest.pipeline import IngestResult, dataset_version, run_pipeline  # noqa: E402
@@ -100,6 +100,15 @@ def synthetic_result() -> IngestResult:
 
 
 @pytest.fixture(scope="session")
+def text_result() -> IngestResult:
+    """Spaces whose names mix accents, scripts, digits and punctuation (text search)."""
+    frame = text_frame()
+    report = IngestReport(feed="text", input_rows=len(frame), loaded=len(frame))
+    report.dataset_version = dataset_version(frame)
+    return IngestResult(frame, report)
+
+
+@pytest.fixture(scope="session")
 def pg_cluster(tmp_path_factory):
     """A PostgreSQL 15 + PostGIS cluster for this test session (one per xdist worker)."""
     base = Path(tempfile.mkdtemp(prefix="geosearch-pg-"))
@@ -162,6 +171,18 @@ def memory_synthetic(synthetic_result) -> MemoryBackend:
 @pytest.fixture(scope="session")
 def postgis_synthetic(synthetic_result, pg_database):
     backend = _postgis_backend(synthetic_result, pg_database("synthetic"))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def memory_text(text_result) -> MemoryBackend:
+    return MemoryBackend.from_frame(text_result.frame, text_result.report.dataset_version)
+
+
+@pytest.fixture(scope="session")
+def postgis_text(text_result, pg_database):
+    backend = _postgis_backend(text_result, pg_database("text"))
     yield backend
     backend.close()
 

@@ -6,6 +6,9 @@ containment from shapely's vectorised ``covers`` over every point, without a tre
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import numpy as np
 import pandas as pd
 import shapely
@@ -33,8 +36,29 @@ def passes(frame: pd.DataFrame, f: Filters) -> np.ndarray:
         ok = ok and (f.city_key is None or row.city.strip().casefold() == f.city_key)
         cap = row.capacity
         ok = ok and (f.min_capacity is None or (not pd.isna(cap) and cap >= f.min_capacity))
+        ok = ok and text_match(space_words(row.name, row.address, row.city), f.text)
         out.append(ok)
     return np.array(out, dtype=bool)
+
+
+def folded_words(text: object) -> set[str]:
+    """Words as the text search defines them, written out here independently: NFKD, each
+    combining mark dropped, case folded, then maximal runs of \\w."""
+    if not isinstance(text, str):
+        return set()
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text)
+                    if not unicodedata.combining(c))
+    return set(re.findall(r"\w+", plain.casefold()))
+
+
+def space_words(*fields: object) -> set[str]:
+    """The words of a space's name, address and city."""
+    return set().union(*(folded_words(f) for f in fields))
+
+
+def text_match(words: set[str], terms) -> bool:
+    """Every term is a prefix of one of the words."""
+    return all(any(w.startswith(t) for w in words) for t in terms)
 
 
 def radius(frame, lat, lon, radius_m, f) -> list[tuple[str, float]]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -72,8 +74,16 @@ def city_scatter(n: int, seed: int = 1, h3_cells: bool = False) -> gpd.GeoDataFr
     masks = rng.random((n, len(AMENITIES))) < np.linspace(0.9, 0.05, len(AMENITIES))
     names = np.array(AMENITIES)
     amenities = [names[row].tolist() for row in masks]
+    # "<brand> <city>" (real coworking brands) or an independent "<city> Coworking <n>"
+    brands = np.array([*BRANDS, ""])[rng.integers(0, len(BRANDS) + 1, n)]
+    city = c["name"].to_numpy()
+    number = rng.integers(1, 500, n).astype(str)
+    title = np.where(brands == "", np.char.add(np.char.add(city.astype(str), " Coworking "),
+                                               number),
+                     np.char.add(np.char.add(brands, " "), city.astype(str)))
     frame = pd.DataFrame({
-        "id": [f"m{i:07d}" for i in range(n)], "name": "Bench space", "address": "1 Main St",
+        "id": [f"m{i:07d}" for i in range(n)], "name": title,
+        "address": np.char.add(number, " Main Street"),
         "city": c["name"].to_numpy(), "postcode": None, "country": c["country_code"].to_numpy(),
         "lat": np.round(lat, 6), "lon": np.round(lon, 6), "amenities": amenities,
         "capacity": pd.array(rng.integers(5, 300, n), dtype="Int64"),
@@ -87,5 +97,51 @@ def city_scatter(n: int, seed: int = 1, h3_cells: bool = False) -> gpd.GeoDataFr
         for r in (7, 8, 9):
             frame[f"h3_r{r}"] = [h3.latlng_to_cell(a, b, r) for a, b in
                                  zip(frame["lat"], frame["lon"], strict=True)]
+    return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["lon"], frame["lat"]),
+                            crs="EPSG:4326")
+
+
+BRANDS = [item["displayName"] for item in json.loads(
+    (Path(__file__).resolve().parents[1] / "data" / "reference" / "coworking_brands_nsi.json"
+     ).read_text())["items"]]
+# Words that fold in every way text search must handle: accents, case, ligatures,
+# compatibility forms, scripts without case or with special case rules, digits, joiners.
+NAME_WORDS = ["Café", "CAFE", "cafeteria", "München", "MUNCH", "Straße", "STRASSE", "Œuvre",
+              "ﬁnance", "Ⅻ", "東京", "Москва", "МОСКВА", "Αθήνα", "ΆΘΗΝΑ", "İstanbul",
+              "naïve", "O'Brien", "work-club", "Work_Club", "hub42", "42", "½", "Ｗｏｒｋ",
+              "Ångström", "São", "Kraków", "Łódź", "Ørsted", "ǅemal", "Regus", "Spaces",
+              "WeWork", "Impact", "Hub", "Club", "coworking", "Coworking", "Co.Work",
+              "x", "Z", "日本橋", "Ελληνικά", "ÉCOLE", "école", "ecole"]
+STREETS = ["Rue de la Paix", "Hauptstraße", "Nørrebrogade", "Calle Mayor", "Ulitsa Arbat",
+           "Market St.", "Via Roma", "Shibuya 2-chōme"]
+
+
+def text_frame(n: int = 800, seed: int = 11) -> gpd.GeoDataFrame:
+    """``n`` spaces with generated names, addresses and cities mixing accents, scripts,
+    digits and punctuation, around three cities (so that geographic searches find many)."""
+    rng = random.Random(seed)
+    centres = [(52.52, 13.40), (48.86, 2.35), (35.68, 139.76)]
+    rows = []
+    for i in range(n):
+        lat, lon = rng.choice(centres)
+        lat, lon = lat + rng.gauss(0, 0.04), lon + rng.gauss(0, 0.06)
+        name = " ".join(rng.sample(NAME_WORDS, rng.randint(1, 4)))
+        if rng.random() < 0.3:
+            name += rng.choice([" #", " - ", " & ", ", "]) + str(rng.randint(1, 300))
+        cells = latlng_cells(lat, lon)
+        rows.append({
+            "id": f"txt-{i:04d}", "name": name,
+            "address": f"{rng.randint(1, 200)} {rng.choice(STREETS)}",
+            "city": rng.choice(["Berlin", "Paris", "Tōkyō", "Zürich", "München"]),
+            "postcode": None, "country": rng.choice(["DE", "FR", "JP"]), "lat": lat,
+            "lon": lon, "amenities": sorted(rng.sample(AMENITIES, rng.randint(0, 5)),
+                                            key=AMENITIES.index),
+            "capacity": rng.choice([None, 10, 40]), "price_day": None, "currency": None,
+            "status": "inactive" if rng.random() < 0.05 else "active",
+            "h3_r7": cells[7], "h3_r8": cells[8], "h3_r9": cells[9],
+            "geocode_precision": "input", "feed_row": i + 1,
+        })
+    frame = pd.DataFrame(rows)
+    frame["capacity"] = frame["capacity"].astype("Int64")
     return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["lon"], frame["lat"]),
                             crs="EPSG:4326")

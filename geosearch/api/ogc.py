@@ -3,7 +3,7 @@
 One collection, ``spaces``. Items take ``bbox`` (``minlon > maxlon`` crosses the
 antimeridian), ``limit`` (1..500, default 10), ``cursor`` (from the ``next`` link) and the
 property filters of /v1 (``amenities``, ``amenities_any``, ``country``, ``city``,
-``min_capacity``). Items are ordered by id.
+``min_capacity``, ``q``). Items are ordered by id.
 """
 
 from __future__ import annotations

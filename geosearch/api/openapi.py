@@ -17,6 +17,7 @@ from geosearch.model import (
     Amenity,
 )
 from geosearch.reports.coverage import MAX_POPULATION, MIN_POPULATION
+from geosearch.text import MAX_Q_CHARS, MAX_Q_TERMS
 from geosearch.tiles import EXTENT, LAYER, MVT_MEDIA_TYPE
 
 AMENITY_NAMES = [a.value for a in Amenity]
@@ -65,12 +66,18 @@ PARAMETERS = {
     "min_capacity": _param("min_capacity", {"type": "integer", "minimum": 0,
                                             "maximum": MAX_CAPACITY},
                            "At least this many desks"),
+    "q": _param("q", {"type": "string", "maxLength": MAX_Q_CHARS},
+                "Text: every word of it is the start of a word of the space's name, address "
+                "or city, accents and case ignored (NFKD, combining marks removed, case "
+                f"folded; words are runs of letters and digits); at most {MAX_Q_TERMS} "
+                f"words and {MAX_Q_CHARS} characters"),
     "limit": _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
                               "default": DEFAULT_LIMIT}, "Page size"),
     "cursor": _param("cursor", {"type": "string"},
                      "The `next` value of the previous page, passed back unchanged"),
 }
-FILTERS = [_ref(n) for n in ("amenities", "amenities_any", "country", "city", "min_capacity")]
+FILTERS = [_ref(n) for n in ("amenities", "amenities_any", "country", "city", "min_capacity",
+                             "q")]
 PAGING = [_ref("limit"), _ref("cursor")]
 ERRORS = {"400": _problem("Invalid parameters, each named with what is valid"),
           "503": _problem("The store is unavailable or holds no dataset")}

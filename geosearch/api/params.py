@@ -25,6 +25,7 @@ from geosearch.model import (
     Filters,
     Point,
 )
+from geosearch.text import query_terms
 
 T = TypeVar("T")
 MAX_CITY_CHARS = 200
@@ -157,6 +158,7 @@ def filters(params: Params) -> Filters:
         countries=params.get("country", country_set, frozenset()),
         city=params.get("city", city_name),
         min_capacity=params.get("min_capacity", integer(0, MAX_CAPACITY)),
+        text=params.get("q", query_terms, ()),
     )
 
 

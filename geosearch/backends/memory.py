@@ -19,6 +19,7 @@ workers forked after the load share them page for page.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from scipy.spatial import cKDTree
 from shapely.strtree import STRtree
 
 from geosearch.backends.base import NoDataset, StaleVersion
+from geosearch.backends.textindex import TextIndex
 from geosearch.features import Hits, Slices, space_from_head
 from geosearch.geo import ecef, ecef_point, geodesic_from
 from geosearch.model import (
@@ -51,6 +53,12 @@ from geosearch.tiles import TileFeatures, TileIndex, cell_shift
 _BALL_MARGIN = 1e-9
 _NO_ROWS = np.empty(0, dtype=np.int64)
 _R_MIN = 6.3e6  # metres: below the smallest WGS84 radius of curvature (6,335,439 m)
+# A text term whose words hold more than 1/8 of the rows is checked on candidates rather
+# than answered from its rows (gathering them would cost more than the search).
+_SELECTIVE = 8
+# Nearest: a posting list is scanned instead of asking the k-d tree for more neighbours
+# when it is at most this many times their number (a row of a list costs a chord).
+_POSTING_PER_NEIGHBOUR = 16
 
 
 def _codes(values: pa.ChunkedArray) -> tuple[np.ndarray, dict[str, int]]:
@@ -129,6 +137,7 @@ class MemoryBackend:
         self._by_city = _postings(self.city, len(self._city_code))
         self._by_amenity = {a: np.flatnonzero(self.mask & a.bit).astype(np.int32)
                             for a in Amenity}
+        self._text = TextIndex(table["search_words"], n)
         # Rows are in id order: their numbers break ties of tile keys as the ids do.
         self._tiles = TileIndex(self.lat, self.lon, np.arange(n), np.ones(n, dtype=bool))
         self._amenity_text: dict[int, str] = {}
@@ -189,13 +198,17 @@ class MemoryBackend:
     def nearest(self, query: NearestQuery) -> Hits:
         """The k nearest spaces that pass the filters (within ``max_distance_m``)."""
         lat, lon, k = query.origin.lat, query.origin.lon, query.k
-        bound = self._kth_distance_bound(lat, lon, k, query.filters)
+        bound, pool = self._kth_distance_bound(lat, lon, k, query.filters)
         if bound is None:
             return Hits([], [], [])
         if query.max_distance_m is not None:
             bound = min(bound, query.max_distance_m)
-        idx = self._ball(lat, lon, bound)
-        idx = idx[self._passes(query.filters, idx)]
+        if pool is None:
+            idx = self._ball(lat, lon, bound)
+            idx = idx[self._passes(query.filters, idx)]
+        else:  # every match is in the pool: measure those the chord does not rule out
+            idx = pool[np.linalg.norm(self._xyz[pool] - ecef_point(lat, lon), axis=1)
+                       <= bound * (1 + _BALL_MARGIN) + 1e-6]
         dist = self._distances(lat, lon, idx)
         keep = dist <= bound
         idx, dist = idx[keep], dist[keep]
@@ -350,6 +363,8 @@ class MemoryBackend:
             ok &= self.city[idx] == self._city_code.get(filters.city_key, -1)
         if filters.min_capacity is not None:
             ok &= self.capacity[idx] >= filters.min_capacity
+        if filters.text:
+            ok &= self._text.matches(filters.text, idx)
         return ok
 
     def _posting(self, filters: Filters) -> np.ndarray | None:
@@ -365,6 +380,11 @@ class MemoryBackend:
             lists.append(np.sort(np.concatenate(parts)) if len(parts) > 1
                          else parts[0] if parts else _NO_ROWS)
         lists += [self._by_amenity[a] for a in filters.all_amenities]
+        if filters.text:  # the rarest term's rows, when selective and the shortest list
+            term = min(filters.text, key=self._text.estimate)
+            rows = self._text.estimate(term)
+            if rows <= self.size // _SELECTIVE and (not lists or rows < min(map(len, lists))):
+                lists.append(self._text.rows(term))
         return min(lists, key=len) if lists else None
 
     def _ball(self, lat: float, lon: float, radius_m: float) -> np.ndarray:
@@ -381,10 +401,11 @@ class MemoryBackend:
             return np.empty(0, dtype=float)
         return geodesic_from(lat, lon, self.lat[idx], self.lon[idx])
 
-    def _kth_distance_bound(self, lat: float, lon: float, k: int,
-                            filters: Filters) -> float | None:
+    def _kth_distance_bound(self, lat: float, lon: float, k: int, filters: Filters
+                            ) -> tuple[float | None, np.ndarray | None]:
         """A geodesic distance within which at least k matching spaces lie (or all of
-        them); None when no space matches.
+        them), None when no space matches; and, when it came from a posting list, every
+        matching row (else None: the matches within the bound are in its ball).
 
         The k matches nearest by chord lie within their largest geodesic distance, so at
         least k matches do. They come from ever larger k-d tree neighbourhoods of the
@@ -392,25 +413,36 @@ class MemoryBackend:
         the smaller search.
         """
         if self._kdtree is None:
-            return None
+            return None, None
+        pool = None
         centre = ecef_point(lat, lon)
         rows = self._posting(filters)
         want = k if rows is None and filters.is_empty else 4 * k
+        if filters.text:  # as many neighbours as should hold k matches of the rarest term
+            share = min(map(self._text.estimate, filters.text)) / max(self.size, 1)
+            want = min(self.size, max(want, int(2 * k / max(share, 1e-9))))
+        reach, passing = 0.0, _NO_ROWS
         while True:
-            if rows is not None and len(rows) <= 4 * want:
-                rows = rows[self._passes(filters, rows)].astype(np.int64)
-                chord = np.linalg.norm(self._xyz[rows] - centre, axis=1)
-                take = rows[np.argpartition(chord, k - 1)[:k]] if len(rows) > k else rows
+            # scanning a posting list costs far less per row than a k-d tree neighbour
+            if rows is not None and len(rows) <= _POSTING_PER_NEIGHBOUR * want:
+                pool = rows[self._passes(filters, rows)].astype(np.int64)
+                chord = np.linalg.norm(self._xyz[pool] - centre, axis=1)
+                take = pool[np.argpartition(chord, k - 1)[:k]] if len(pool) > k else pool
                 break
-            _, found = self._kdtree.query(centre, k=min(want, self.size))
+            chords, found = self._kdtree.query(centre, k=min(want, self.size))
             found = np.atleast_1d(found)
-            take = found[self._passes(filters, found)][:k]
+            passing = found[self._passes(filters, found)]
+            reach = math.inf if want >= self.size else float(np.atleast_1d(chords)[-1])
+            take = passing[:k]
             if take.size >= k or want >= self.size:
                 break
             want *= 4
         if take.size == 0:
-            return None
-        return float(self._distances(lat, lon, take).max())
+            return None, None
+        bound = float(self._distances(lat, lon, take).max())
+        if pool is None and bound * (1 + _BALL_MARGIN) + 1e-6 < reach:
+            pool = passing  # the neighbourhood holds the ball of the bound: no new search
+        return bound, pool
 
     def _distance_page(self, idx: np.ndarray, dist: np.ndarray, limit: int,
                        after: tuple | None) -> Page:

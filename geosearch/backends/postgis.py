@@ -50,6 +50,7 @@ from geosearch.model import (
     amenity_mask,
 )
 from geosearch.settings import Settings
+from geosearch.text import tsquery
 from geosearch.tiles import (
     EXTENT,
     EXTENT_BITS,
@@ -136,6 +137,9 @@ def _filter_sql(f: Filters, ordered_scan: bool, active: str = "status = 'active'
     if f.min_capacity is not None:
         parts.append("capacity >= %(min_capacity)s::int")
         params["min_capacity"] = f.min_capacity
+    if f.text:
+        parts.append("search @@ %(q)s::tsquery")
+        params["q"] = tsquery(f.text)
     return " AND ".join(parts), params
 
 

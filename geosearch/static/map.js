@@ -85,6 +85,8 @@
     const params = new URLSearchParams();
     const ticked = [...document.querySelectorAll("input[name=amenity]:checked")].map((b) => b.value);
     if (ticked.length) params.set("amenities", ticked.join(","));
+    const text = $("q").value.trim();
+    if (text) params.set("q", text);
     return params;
   }
 
@@ -394,6 +396,7 @@
     else { spaces.remove(); for (const key of [...spaces.groups.keys()]) spaces.drop(key); }
   });
   $("amenities").addEventListener("change", () => spaces.redraw());
+  $("q").addEventListener("change", () => spaces.redraw()); // the map shows what matches
   $("draw-finish").addEventListener("click", () => search());
   $("draw-clear").addEventListener("click", () => { state.drawn = []; drawing.clearLayers(); });
   for (const radio of document.querySelectorAll("input[name=mode]")) {

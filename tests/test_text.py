@@ -1,0 +1,138 @@
+"""Text search (``q``): the same ids from both backends as from a brute-force reading of
+every space, on generated names (accents, scripts, ligatures, digits, punctuation), alone
+and combined with every geographic query, filters and paging; and over HTTP."""
+
+from __future__ import annotations
+
+import oracle
+import pytest
+
+from geosearch.geo import bbox_area
+from geosearch.model import (
+    Amenity,
+    Filters,
+    ListQuery,
+    NearestQuery,
+    Point,
+    PolygonQuery,
+    RadiusQuery,
+    TileQuery,
+)
+from geosearch.text import MAX_Q_CHARS, MAX_Q_TERMS, query_terms
+from geosearch.tiles import tile_bounds, world_xy
+
+QUERIES = ["a", "C", "é", "cafe", "CAFÉ", "Café", "caf mun", "munchen", "MÜNCH", "strasse",
+           "straße", "STRA", "finance", "fi", "xii", "東京", "日本", "москва", "МОС", "αθηνα",
+           "ἀθ", "istanbul", "i", "naive", "naïve", "o brien", "brien", "work club",
+           "work-club", "work_club", "hub4", "42", "4", "1", "ｗｏｒｋ", "angstrom", "sao",
+           "krakow", "łodz", "lodz", "ørsted", "orsted", "dzemal", "ǆ", "regus spaces",
+           "co work", "zzz", "cafe zzz", "rue", "hauptstr", "norrebro", "shibuya 2",
+           "chome", "tokyo", "zurich", "berlin paris", "!!!", "", "   "]
+BERLIN = Point(52.52, 13.40)
+
+
+@pytest.fixture(params=["memory", "postgis"])
+def text_backend(request):
+    return request.getfixturevalue(f"{request.param}_text")
+
+
+@pytest.fixture(scope="module")
+def frame(text_result):
+    f = text_result.frame
+    return f[f["status"] == "active"].reset_index(drop=True)
+
+
+def walk(fetch) -> list[str]:
+    ids, after, version = [], None, None
+    while True:
+        page = fetch(after, version)
+        ids += [h.space.id for h in page.hits]
+        if page.next_after is None:
+            return ids
+        after, version = page.next_after, page.version
+
+
+def expected_terms(q: str) -> set[str]:
+    return oracle.folded_words(q)
+
+
+@pytest.mark.parametrize("q", QUERIES)
+def test_q_alone_gives_the_spaces_every_term_is_a_prefix_of_a_word_of(text_backend, frame, q):
+    terms = query_terms(q)
+    assert set(terms) == expected_terms(q)
+    f = Filters(text=terms)
+    got = walk(lambda after, version: text_backend.list(ListQuery(f, 37, after, version)))
+    want = [i for i, _ in oracle.area(frame, bbox_area(-180, -90, 180, 90), f)]
+    assert got == want
+
+
+@pytest.mark.parametrize("q", ["cafe", "a", "munch", "42", "東京", "zzz", "work club"])
+def test_q_combines_with_radius_nearest_areas_filters_and_tiles(text_backend, frame, q):
+    f = Filters(text=query_terms(q))
+    lat, lon = BERLIN.lat, BERLIN.lon
+    radius = text_backend.radius
+    got = walk(lambda after, version: radius(RadiusQuery(BERLIN, 8000, f, 11, after, version)))
+    assert got == [i for i, _ in oracle.radius(frame, lat, lon, 8000, f)]
+
+    near = text_backend.nearest(NearestQuery(BERLIN, 7, None, f))  # q applies before k
+    assert [h.space.id for h in near] == [i for i, _ in oracle.nearest(frame, lat, lon, 7,
+                                                                       None, f)]
+
+    both = Filters(all_amenities=frozenset({Amenity.WIFI}), min_capacity=10,
+                   text=query_terms(q))
+    area = bbox_area(13.2, 52.4, 13.6, 52.65)
+    got = walk(lambda after, version: text_backend.polygon(
+        PolygonQuery(area, both, None, 5, after, version)))
+    assert got == [i for i, _ in oracle.area(frame, area, both)]
+
+    x, y = world_xy([lat], [lon])
+    for z in (4, 9, 13):
+        tile = TileQuery(z, int(x[0] * 2**z), int(y[0] * 2**z), f)
+        counted = int(text_backend.tile(tile).count.sum())
+        assert counted == len(oracle.area(frame, bbox_area(*tile_bounds(z, tile.x, tile.y)), f))
+
+
+def test_both_backends_give_the_same_ids(memory_text, postgis_text):
+    for q in QUERIES:
+        f = Filters(text=query_terms(q))
+        mine = walk(lambda a, v, f=f: memory_text.list(ListQuery(f, 500, a, v)))
+        theirs = walk(lambda a, v, f=f: postgis_text.list(ListQuery(f, 500, a, v)))
+        assert mine == theirs, q
+
+
+def test_too_long_or_too_many_words_is_an_error():
+    assert len(query_terms("x" * MAX_Q_CHARS)) == 1
+    with pytest.raises(ValueError, match="at most 200"):
+        query_terms("x" * (MAX_Q_CHARS + 1))
+    assert len(query_terms(" ".join(f"w{i}" for i in range(MAX_Q_TERMS)))) == MAX_Q_TERMS
+    with pytest.raises(ValueError, match="at most 10 words"):
+        query_terms(" ".join(f"w{i}" for i in range(MAX_Q_TERMS + 1)))
+    with pytest.raises(ValueError):
+        Filters(text=("Café",))  # not folded: build terms with query_terms
+
+
+# -- HTTP -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [
+    "/v1/spaces?q={}", "/v1/spaces/radius?lat=52.52&lon=13.405&radius_m=50000&q={}",
+    "/v1/spaces/nearest?lat=52.52&lon=13.405&k=100&q={}",
+    "/v1/spaces/bbox?bbox=-180,-90,180,90&q={}", "/ogc/collections/spaces/items?q={}",
+    "/v1/tiles/0/0/0.json?q={}"])
+@pytest.mark.parametrize("q", [MAX_Q_CHARS * "a" + "a", " ".join(["w"] * 5 + list("abcdef"))])
+def test_a_q_over_the_limits_is_a_400_that_says_so(client, path, q):
+    response = client.get(path.format(q))
+    assert response.status_code == 400
+    errors = response.get_json()["errors"]
+    assert errors[0]["param"] == "q" and "at most" in errors[0]["message"]
+
+
+def test_q_over_http_matches_the_oracle_on_the_feed(client, feed_result):
+    frame = feed_result.frame[feed_result.frame["status"] == "active"]
+    for q in ("work", "Büro", "hub", "SPACE", "zz"):
+        ids, url = [], f"/v1/spaces?q={q}&limit=100"
+        while url:
+            body = client.get(url).get_json()
+            ids += [f["id"] for f in body["features"]]
+            url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
+        f = Filters(text=query_terms(q))
+        assert ids == [i for i, _ in oracle.area(frame, bbox_area(-180, -90, 180, 90), f)], q
