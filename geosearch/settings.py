@@ -39,6 +39,9 @@ class Settings:
     # with the default memory storage; give a redis:// URL to count across processes.
     heavy_rate_limit: str = "60/minute"
     rate_limit_storage: str = "memory://"
+    # Origins whose pages may call the API from a browser (CORS), comma-separated in
+    # GEOSEARCH_CORS_ORIGINS ("https://maps.example.com", or "*" for any); none by default.
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.heavy_rate_limit:

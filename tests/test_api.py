@@ -298,3 +298,47 @@ def test_links_follow_a_mount_prefix_and_keep_every_parameter(memory_feed):
     second = client.get(f"/v1/spaces/radius?{nxt.query}").get_json()
     assert second["features"][0]["properties"]["distance_m"] >= \
         body["features"][-1]["properties"]["distance_m"]
+
+
+def test_ogc_items_lower_a_limit_above_the_maximum_instead_of_refusing_it(client):
+    """GDAL's OAPIF driver asks for limit=1000: it gets a page of the maximum, 500."""
+    body = client.get("/ogc/collections/spaces/items?limit=1000").get_json()
+    assert body["numberReturned"] == 500 and len(body["features"]) == 500
+    nxt = next(link["href"] for link in body["links"] if link["rel"] == "next")
+    assert "limit=1000" in nxt  # the client's own parameters, kept in the next link
+    assert client.get("/ogc/collections/spaces/items?limit=0").status_code == 400
+    assert client.get("/ogc/collections/spaces/items?limit=ten").status_code == 400
+
+
+def test_cors_is_off_by_default_and_answers_allowed_origins_when_set(memory_feed):
+    from geosearch.api import create_app
+    from geosearch.settings import Settings
+
+    plain = create_app(Settings(heavy_rate_limit=""), backend=memory_feed).test_client()
+    response = plain.get("/v1/amenities", headers={"Origin": "https://maps.example.com"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+    settings = Settings.from_env({"GEOSEARCH_CORS_ORIGINS": "https://maps.example.com"},
+                                 heavy_rate_limit="")
+    client = create_app(settings, backend=memory_feed).test_client()
+    preflight = client.options("/v1/spaces/polygon", headers={
+        "Origin": "https://maps.example.com", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "Content-Type"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://maps.example.com"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert preflight.headers["Access-Control-Allow-Headers"] == "Content-Type"
+
+    answer = client.get("/v1/spaces/nearest?lat=52.52&lon=13.4&k=1",
+                        headers={"Origin": "https://maps.example.com"})
+    assert answer.headers["Access-Control-Allow-Origin"] == "https://maps.example.com"
+    assert "X-Dataset-Version" in answer.headers["Access-Control-Expose-Headers"]
+    assert "Origin" in answer.headers["Vary"]
+    problem = client.get("/v1/spaces/nearest?lat=91&lon=0",
+                         headers={"Origin": "https://maps.example.com"})
+    assert problem.status_code == 400 and "Access-Control-Allow-Origin" in problem.headers
+    other = client.get("/v1/amenities", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    refused = client.options("/v1/spaces/polygon", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in refused.headers

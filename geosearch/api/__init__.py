@@ -14,6 +14,7 @@ import logging
 from flask import Flask
 
 from geosearch.api import errors
+from geosearch.api.cors import Cors
 from geosearch.api.coverage import coverage_blueprint
 from geosearch.api.health import health_blueprint
 from geosearch.api.mappage import map_blueprint
@@ -43,6 +44,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.extensions["geosearch"] = backend
     app.extensions["geosearch.settings"] = settings
     errors.register(app)
+    if settings.cors_origins:
+        Cors(settings.cors_origins).attach(app)
     app.register_blueprint(search_blueprint(backend, max_body_bytes=settings.max_body_bytes),
                            url_prefix=API_PREFIX)
     coverage = coverage_blueprint(backend)

@@ -1,9 +1,9 @@
 """OGC API - Features (Part 1: Core, GeoJSON) over the same backend, mounted at /ogc.
 
 One collection, ``spaces``. Items take ``bbox`` (``minlon > maxlon`` crosses the
-antimeridian), ``limit`` (1..500, default 10), ``cursor`` (from the ``next`` link) and the
-property filters of /v1 (``amenities``, ``amenities_any``, ``country``, ``city``,
-``min_capacity``, ``q``). Items are ordered by id.
+antimeridian), ``limit`` (default 10; above 500 it is lowered to 500), ``cursor`` (from
+the ``next`` link) and the property filters of /v1 (``amenities``, ``amenities_any``,
+``country``, ``city``, ``min_capacity``, ``q``). Items are ordered by id.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from geosearch.api.geojson import collection as feature_collection
 from geosearch.api.search import VERSION_HEADER, next_url, own_url
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
-from geosearch.model import ListQuery, Page, PolygonQuery
+from geosearch.model import MAX_LIMIT, ListQuery, Page, PolygonQuery
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
 ]
 DEFAULT_LIMIT = 10
+MAX_CLIENT_LIMIT = 10**18  # any limit a client may ask for; MAX_LIMIT is what it gets
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 
 
@@ -89,8 +90,10 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
         p = params.Params(request.args)
         box = p.get("bbox", params.bbox)
         filters = params.filters(p)
-        limit = p.get("limit", params.integer(1, 500), DEFAULT_LIMIT)
+        asked = p.get("limit", params.integer(1, MAX_CLIENT_LIMIT), DEFAULT_LIMIT)
         p.check()
+        # OGC API - Features: a limit above the server's maximum is lowered to it, not refused
+        limit = min(asked, MAX_LIMIT)
         area = None if box is None else bbox_area(*box)
         fp = fingerprint("ogc", None if area is None else shapely.to_wkb(area, hex=True),
                          filters.key())

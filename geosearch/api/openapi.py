@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from geosearch.api.ogc import MAX_CLIENT_LIMIT
 from geosearch.api.tiles import MAX_AGE_S
 from geosearch.model import (
     DEFAULT_K,
@@ -307,8 +308,10 @@ def _ogc_paths() -> dict:
         "/ogc/collections/spaces/items": _get(
             "Spaces as OGC API features, by id",
             [_param("bbox", {"type": "string"}, "minlon,minlat,maxlon,maxlat"),
-             _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
-                              "default": 10}, "Page size"), _ref("cursor"), *FILTERS],
+             _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_CLIENT_LIMIT,
+                              "default": 10},
+                    f"Page size; a limit above {MAX_LIMIT} is lowered to {MAX_LIMIT} (OGC API "
+                    "- Features: a server caps, it does not refuse)"), _ref("cursor"), *FILTERS],
             geojson, PAGED_ERRORS),
         "/ogc/collections/spaces/items/{id}": _get(
             "One space as an OGC API feature",
