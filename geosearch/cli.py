@@ -51,7 +51,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         from geosearch.store import LoadError, load_into_postgis
 
         try:
-            load_into_postgis(result, settings)
+            report.unchanged = not load_into_postgis(result.frame, result.meta(), settings,
+                                                     report.to_dict())
         except LoadError as exc:
             print(f"geosearch ingest: the load failed ({exc}); the previous dataset is "
                   "intact", file=sys.stderr)

@@ -22,7 +22,6 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 from geosearch.features import serving_columns
-from geosearch.ingest.pipeline import IngestResult
 from geosearch.settings import Settings
 from geosearch.text import tsvector
 from geosearch.tiles import TileIndex
@@ -101,11 +100,11 @@ def _tile_columns(frame: pd.DataFrame) -> tuple[dict[str, pa.Array], TileIndex]:
     }, index
 
 
-def _load_table(result: IngestResult) -> tuple[pa.Table, TileIndex]:
+def _load_table(frame: pd.DataFrame, version: str) -> tuple[pa.Table, TileIndex]:
     """The rows to COPY, as an Arrow table in :data:`LOAD_COLUMNS` order (built column by
     column: no Python work per row beyond the feature bytes, when the frame lacks them),
     and the dataset's tile index."""
-    frame = pd.DataFrame(result.frame.drop(columns="geometry", errors="ignore"))
+    frame = pd.DataFrame(frame.drop(columns="geometry", errors="ignore"))
     derived = {k: v for k, v in serving_columns(frame).items() if k not in frame}
     frame = frame.assign(**derived)
     points = shapely.set_srid(shapely.points(frame["lon"].to_numpy(float),
@@ -125,7 +124,7 @@ def _load_table(result: IngestResult) -> tuple[pa.Table, TileIndex]:
         "amenities": pc.binary_join_element_wise("{", pc.binary_join(amenities, ","), "}", ""),
         "feature": pc.binary_join_element_wise(feature, "}}", ""),
         "search": search,
-        "dataset_version": pa.array([result.report.dataset_version] * len(frame), pa.string()),
+        "dataset_version": pa.array([version] * len(frame), pa.string()),
     }
     # In tile key order: the spaces of a tile, or of a city, share pages of the table.
     table = pa.table({name: columns[name] for name in LOAD_COLUMNS})
@@ -172,8 +171,12 @@ def _clone_indexes(cur: psycopg.Cursor, source: str, target: str) -> list[tuple[
     return names
 
 
-def load(result: IngestResult, engine: Engine) -> bool:
-    """Load an ingest result atomically; returns False when the data is unchanged.
+def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = None) -> bool:
+    """Load the spaces of ``frame`` atomically; returns False when the data is unchanged.
+
+    ``meta`` names the dataset (``dataset_version``, ``feed``: the same metadata a
+    snapshot keeps); ``report`` (the ingest report, by default ``meta``) is kept in
+    ``ingest_runs`` with the outcome.
 
     One transaction: the rows are COPYed (CSV from Arrow) into a new table without
     indexes, its indexes are built after the data, and then the new table replaces the
@@ -183,16 +186,16 @@ def load(result: IngestResult, engine: Engine) -> bool:
     """
     migrate(engine)
     started = datetime.now(UTC)
-    report = result.report
-    report.unchanged = current_version(engine) == report.dataset_version
+    version, feed = str(meta["dataset_version"]), str(meta.get("feed", ""))
+    unchanged = current_version(engine) == version
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:
             cur.execute(NO_TIMEOUT)
-            if not report.unchanged:
+            if not unchanged:
                 cur.execute(f"CREATE TABLE {STAGING} (LIKE spaces INCLUDING DEFAULTS "
                             "INCLUDING CONSTRAINTS)")
-                table, tiles = _load_table(result)
+                table, tiles = _load_table(frame, version)
                 _copy(cur, table, STAGING)
                 renames = _clone_indexes(cur, "spaces", STAGING)
                 cur.execute(f"ANALYZE {STAGING}")
@@ -207,35 +210,37 @@ def load(result: IngestResult, engine: Engine) -> bool:
                     "loaded_at = EXCLUDED.loaded_at, feed = EXCLUDED.feed, "
                     "tile_count = EXCLUDED.tile_count, tile_sum_x = EXCLUDED.tile_sum_x, "
                     "tile_sum_y = EXCLUDED.tile_sum_y, layout = EXCLUDED.layout",
-                    (report.dataset_version, report.feed, tiles.count,
+                    (version, feed, tiles.count,
                      float(tiles.prefix_x[-1]), float(tiles.prefix_y[-1]), LAYOUT))
             cur.execute(
                 "INSERT INTO ingest_runs (started_at, finished_at, feed, dataset_version, "
                 "outcome, report) VALUES (%s, now(), %s, %s, %s, %s)",
-                (started, report.feed, report.dataset_version,
-                 "unchanged" if report.unchanged else "loaded",
-                 json.dumps(report.to_dict(), ensure_ascii=False)))
+                (started, feed, version, "unchanged" if unchanged else "loaded",
+                 json.dumps(meta if report is None else report, ensure_ascii=False,
+                            default=str)))
         raw.commit()
     except BaseException:
         raw.rollback()
         raise
     finally:
         raw.close()
-    return not report.unchanged
+    return not unchanged
 
 
 class LoadError(Exception):
     """A load into PostGIS failed; the previous dataset is still being served."""
 
 
-def load_into_postgis(result: IngestResult, settings: Settings) -> bool:
-    """Load into the database the settings name (``geosearch ingest --database``).
+def load_into_postgis(frame: pd.DataFrame, meta: dict, settings: Settings,
+                      report: dict | None = None) -> bool:
+    """Load into the database the settings name (``geosearch ingest --database``);
+    returns False when the data is unchanged.
 
     Raises LoadError, with the database's own message, when the load fails.
     """
     engine = make_engine(settings)
     try:
-        return load(result, engine)
+        return load(frame, meta, engine, report)
     except (psycopg.Error, sa.exc.SQLAlchemyError) as exc:
         raise LoadError(str(exc).splitlines()[0]) from exc
     finally:

@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             url = pgcluster.create_database(pg_port, f"bench_{name.lower()}")
             engine = make_engine(Settings(database_url=url))
             t = time.perf_counter()
-            load(result, engine)
+            load(result.frame, result.meta(), engine)
             pg_s = time.perf_counter() - t
             engine.dispose()
             report.notes.append(f"- {name}: snapshot load into memory {load_s:.1f} s; PostGIS "

@@ -145,7 +145,7 @@ def _postgis_backend(result: IngestResult, url: str):
     from geosearch.store import load, make_engine
 
     engine = make_engine(Settings(database_url=url))
-    load(result, engine)
+    load(result.frame, result.meta(), engine)
     engine.dispose()
     return PostgisBackend(Settings(database_url=url))
 

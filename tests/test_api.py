@@ -342,3 +342,13 @@ def test_cors_is_off_by_default_and_answers_allowed_origins_when_set(memory_feed
     refused = client.options("/v1/spaces/polygon", headers={
         "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
     assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_ogc_items_say_how_many_match_in_all(client):
+    everything = client.get("/ogc/collections/spaces/items?limit=1").get_json()
+    listed = walk(client, "/v1/spaces?limit=500")
+    assert everything["numberMatched"] == len(listed) and everything["numberReturned"] == 1
+    box = "-0.5,51.3,0.3,51.7"
+    boxed = client.get(f"/ogc/collections/spaces/items?bbox={box}&amenities=wifi").get_json()
+    assert boxed["numberMatched"] == len(walk(client, f"/v1/spaces/bbox?bbox={box}"
+                                                      "&amenities=wifi&limit=500"))

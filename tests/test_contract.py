@@ -255,3 +255,13 @@ def test_backends_return_identical_spaces(memory_feed, postgis_feed):
     assert [h.space for h in a] == [h.space for h in b]
     assert memory_feed.amenity_counts() == postgis_feed.amenity_counts()
     assert memory_feed.dataset_version() == postgis_feed.dataset_version()
+
+
+def test_count_is_the_number_of_matches_over_every_page(dataset):
+    backend, frame = dataset
+    everywhere = bbox_area(-180, -90, 180, 90)
+    for f in (Filters(), Filters(all_amenities=frozenset({Amenity.WIFI})),
+              Filters(countries=frozenset({"DE"}), min_capacity=10)):
+        assert backend.count(ListQuery(f)) == len(oracle.area(frame, everywhere, f))
+        area = bbox_area(170, -50, -170, 60)  # across the antimeridian
+        assert backend.count(PolygonQuery(area, f)) == len(oracle.area(frame, area, f))

@@ -81,10 +81,10 @@ def test_amenity_filter_can_use_the_gin_index(postgis_feed):
 
 
 def test_reloading_the_same_data_changes_nothing(engine, feed_result):
-    assert load(feed_result, engine) is True
+    assert load(feed_result.frame, feed_result.meta(), engine) is True
     before = _state(engine)
 
-    assert load(feed_result, engine) is False
+    assert load(feed_result.frame, feed_result.meta(), engine) is False
 
     assert _state(engine) == before
     with engine.connect() as c:
@@ -95,7 +95,8 @@ def test_reloading_the_same_data_changes_nothing(engine, feed_result):
 def test_a_failure_mid_load_leaves_the_old_dataset(engine, feed_result, monkeypatch):
     import geosearch.store as store
 
-    load(_subset(feed_result, 100), engine)
+    small = _subset(feed_result, 100)
+    load(small.frame, small.meta(), engine)
     before = _state(engine)
 
     def broken_chunks(table):
@@ -108,19 +109,20 @@ def test_a_failure_mid_load_leaves_the_old_dataset(engine, feed_result, monkeypa
     monkeypatch.setattr(store, "COPY_CHUNK_ROWS", 100)
     monkeypatch.setattr(store, "_csv_chunks", broken_chunks)
     with pytest.raises(RuntimeError):
-        load(feed_result, engine)
+        load(feed_result.frame, feed_result.meta(), engine)
 
     assert _state(engine) == before
 
 
 def test_a_bad_row_rejected_by_the_database_leaves_the_old_dataset(engine, feed_result):
-    load(_subset(feed_result, 100), engine)
+    small = _subset(feed_result, 100)
+    load(small.frame, small.meta(), engine)
     before = _state(engine)
     bad = _subset(feed_result, 300)
     bad.frame.loc[bad.frame.index[-1], "status"] = "deleted"  # violates spaces_status
 
     with pytest.raises(psycopg.errors.CheckViolation):
-        load(bad, engine)
+        load(bad.frame, bad.meta(), engine)
 
     assert _state(engine) == before
 
@@ -140,7 +142,8 @@ def slow(table):
 store.COPY_CHUNK_ROWS = 100
 store._csv_chunks = slow
 engine = store.make_engine(Settings(database_url=sys.argv[2]))
-store.load(run_pipeline(sys.argv[1], progress=False), engine)
+result = run_pipeline(sys.argv[1], progress=False)
+store.load(result.frame, result.meta(), engine)
 """
 
 
@@ -154,7 +157,8 @@ def _start_slow_load(url: str) -> subprocess.Popen:
 def test_a_killed_load_leaves_the_old_dataset(pg_database, feed_result):
     url = pg_database("killed")
     engine = make_engine(Settings(database_url=url))
-    load(_subset(feed_result, 100), engine)
+    small = _subset(feed_result, 100)
+    load(small.frame, small.meta(), engine)
     before = _state(engine)
 
     proc = _start_slow_load(url)
@@ -168,7 +172,7 @@ def test_a_killed_load_leaves_the_old_dataset(pg_database, feed_result):
 def test_readers_see_the_old_dataset_or_the_new_never_half(engine, feed_result):
     small, full = _subset(feed_result, 200), feed_result
     sizes = {small.report.dataset_version: 200, full.report.dataset_version: len(full.frame)}
-    load(small, engine)
+    load(small.frame, small.meta(), engine)
     seen, stop = [], threading.Event()
 
     def read():
@@ -181,7 +185,7 @@ def test_readers_see_the_old_dataset_or_the_new_never_half(engine, feed_result):
     reader.start()
     try:
         for result in (full, small, full):
-            load(result, engine)
+            load(result.frame, result.meta(), engine)
     finally:
         stop.set()
         reader.join()
@@ -204,7 +208,8 @@ def own_cluster():
 def test_a_restart_during_a_load_leaves_the_old_dataset(own_cluster, feed_result):
     datadir, port, url = own_cluster
     engine = make_engine(Settings(database_url=url))
-    load(_subset(feed_result, 100), engine)
+    small = _subset(feed_result, 100)
+    load(small.frame, small.meta(), engine)
     before = _state(engine)
 
     proc = _start_slow_load(url)
@@ -220,7 +225,7 @@ def test_a_restart_during_a_load_leaves_the_old_dataset(own_cluster, feed_result
 def test_searches_answer_503_while_postgis_is_down_and_recover(own_cluster, feed_result):
     datadir, port, url = own_cluster
     settings = Settings(database_url=url, statement_timeout_ms=2000)
-    load(feed_result, make_engine(settings))
+    load(feed_result.frame, feed_result.meta(), make_engine(settings))
     client = create_app(settings).test_client()
     search = "/v1/spaces/nearest?lat=52.52&lon=13.405&k=3"
     assert client.get("/readyz").status_code == 200
@@ -294,7 +299,7 @@ def test_a_load_longer_than_the_statement_timeout_completes(pg_database, feed_re
     url = pg_database("slow")
     engine = make_engine(Settings(database_url=url, statement_timeout_ms=200))
 
-    assert load(feed_result, engine) is True
+    assert load(feed_result.frame, feed_result.meta(), engine) is True
 
     reader = make_engine(Settings(database_url=url))
     assert _state(reader) == (feed_result.report.dataset_version, len(feed_result.frame))

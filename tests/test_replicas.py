@@ -63,7 +63,7 @@ def cluster(feed_result):
     ports = [free_port() for _ in range(3)]
     urls = pgcluster.start_cluster(base, ports)
     engine = make_engine(Settings(database_url=urls[0]))
-    load(feed_result, engine)
+    load(feed_result.frame, feed_result.meta(), engine)
     engine.dispose()
     want = feed_result.report.dataset_version
     _wait(lambda: _versions(urls) == [want] * 3, 30)
@@ -186,7 +186,7 @@ def test_an_ingest_under_load_reaches_every_node_and_no_walk_mixes_versions(clus
     try:
         time.sleep(0.5)
         engine = make_engine(Settings(database_url=urls[0]))
-        load(new, engine)
+        load(new.frame, new.meta(), engine)
         engine.dispose()
         took = _wait(lambda: _versions(urls) == [new.report.dataset_version] * 3, 10)
         _wait(lambda: all(n["dataset_version"] == new.report.dataset_version

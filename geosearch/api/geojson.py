@@ -24,13 +24,17 @@ def feature(space: Space) -> dict:
 
 
 def collection(hits: Sequence[Hit], self_url: str, next_url: str | None = None,
-               next_cursor: str | None = None, links: Sequence[dict] = ()) -> bytes:
-    """A FeatureCollection page as bytes: ``numberReturned``, the ``next`` cursor when
-    given, and links (self, then ``links``, then next when ``next_url`` is given).
-    The features are spliced from their heads (:mod:`geosearch.features`)."""
+               next_cursor: str | None = None, links: Sequence[dict] = (),
+               matched: int | None = None) -> bytes:
+    """A FeatureCollection page as bytes: ``numberReturned`` (and ``numberMatched``, the
+    matches of every page, when given), the ``next`` cursor when given, and links (self,
+    then ``links``, then next when ``next_url`` is given). The features are spliced from
+    their heads (:mod:`geosearch.features`)."""
     hits = Hits.of(hits)
     all_links = [{"rel": "self", "type": GEOJSON, "href": self_url}, *links]
     tail: dict = {"numberReturned": len(hits)}
+    if matched is not None:
+        tail["numberMatched"] = matched
     if next_cursor is not None:
         tail["next"] = next_cursor
     if next_url is not None:

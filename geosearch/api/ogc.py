@@ -9,6 +9,8 @@ the ``next`` link) and the property filters of /v1 (``amenities``, ``amenities_a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from functools import lru_cache
 
 import shapely
 from flask import Blueprint, Response, request, url_for
@@ -28,6 +30,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
 ]
 DEFAULT_LIMIT = 10
+COUNTS_KEPT = 256  # numberMatched of recent queries, per dataset version
 MAX_CLIENT_LIMIT = 10**18  # any limit a client may ask for; MAX_LIMIT is what it gets
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 
@@ -47,6 +50,7 @@ def _link(rel: str, endpoint: str, kind: str = "application/json", title: str = 
 def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
     """The OGC API - Features endpoints over ``backend`` (mount with ``url_prefix``)."""
     bp = Blueprint(name, __name__)
+    count = lru_cache(maxsize=COUNTS_KEPT)(backend.count)
 
     def collection_doc() -> dict:
         return {
@@ -99,15 +103,19 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
                          filters.key())
         cursor = p.raw("cursor")
         after, version = decode(cursor, fp, (str,)) if cursor else (None, None)
-        page: Page = (backend.list(ListQuery(filters, limit, after, version)) if area is None
-                      else backend.polygon(PolygonQuery(area, filters, None, limit, after,
-                                                        version)))
+        query = (ListQuery(filters, limit, after, version) if area is None
+                 else PolygonQuery(area, filters, None, limit, after, version))
+        page: Page = (backend.list(query) if isinstance(query, ListQuery)
+                      else backend.polygon(query))
+        # counted on the page's own dataset version (a swap in between: 410, never a
+        # count of another dataset), once per query and version, not once per page
+        matched = count(replace(query, limit=1, after=None, version=page.version))
         link = None
         if page.next_after is not None:  # OGC clients follow the link
             link = next_url(encode(page.next_after, page.version or "", fp))
         response = Response(feature_collection(page.hits, own_url(), link,
-                                               links=[_link("collection", f"{name}.collection")]),
-                            mimetype=GEOJSON)
+                                               links=[_link("collection", f"{name}.collection")],
+                                               matched=matched), mimetype=GEOJSON)
         if page.version:
             response.headers[VERSION_HEADER] = page.version
         return response

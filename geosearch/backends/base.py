@@ -65,6 +65,10 @@ class Backend(Protocol):
         """One active space by id, or None."""
         ...
 
+    def count(self, query: ListQuery | PolygonQuery) -> int:
+        """How many spaces the query matches over all its pages."""
+        ...
+
     def tile(self, query: TileQuery) -> TileFeatures:
         """The spaces of a Web Mercator tile that pass the filters: every one once, as a
         point from POINT_ZOOM up, as a point or inside one cluster's count below it."""

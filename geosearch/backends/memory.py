@@ -306,6 +306,20 @@ class MemoryBackend:
                                                        if mask & a.bit)
         return text
 
+    def count(self, query: ListQuery | PolygonQuery) -> int:
+        """Matches of every page: the area's points (or the smallest posting list, or
+        every row) that pass the filters."""
+        self._serves(query.version)
+        if isinstance(query, PolygonQuery):
+            rows = self._strtree.query(query.area, predicate="covers")
+        else:
+            rows = self._posting(query.filters)
+            if rows is None:
+                if query.filters.is_empty:
+                    return self.size
+                rows = np.arange(self.size)
+        return int(np.count_nonzero(self._passes(query.filters, rows)))
+
     def get(self, space_id: str) -> Space | None:
         """One active space by id."""
         i = int(np.searchsorted(self.ids, space_id))

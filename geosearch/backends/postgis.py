@@ -443,6 +443,21 @@ class PostgisBackend:
                             [r[1] for r in found], [r[2] for r in found],
                             [r[3] for r in found], rows[0][0])
 
+    def count(self, query: ListQuery | PolygonQuery) -> int:
+        """``count(*)`` of the query's rows (from a node serving ``query.version`` when
+        it names one)."""
+        where, params = _filter_sql(query.filters, ordered_scan=False)
+        if isinstance(query, PolygonQuery):
+            params["area"] = shapely.to_wkb(query.area)
+            where += f" AND ST_Covers({AREA}, geom)"
+        sql = _versioned(f"SELECT count(*) AS n FROM spaces WHERE {where}", "p.n")
+        wanted = query.version
+        rows = self._run(sql, params, accept=None if wanted is None else
+                         (lambda rows: bool(rows) and rows[0][0] == wanted))
+        if not rows:
+            raise NoDataset("no dataset was loaded into this database")
+        return int(rows[0][1])
+
     def explain(self, query: Query) -> str:
         """PostgreSQL's plan for a query object (``EXPLAIN``), e.g. to check index use."""
         sql, params = statement(query)
