@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import oracle
 import pytest
@@ -352,3 +353,72 @@ def test_ogc_items_say_how_many_match_in_all(client):
     boxed = client.get(f"/ogc/collections/spaces/items?bbox={box}&amenities=wifi").get_json()
     assert boxed["numberMatched"] == len(walk(client, f"/v1/spaces/bbox?bbox={box}"
                                                       "&amenities=wifi&limit=500"))
+
+
+@pytest.mark.parametrize(("cql", "params"), [
+    ("country = 'DE'", "country=DE"),
+    ("country IN ('DE', 'at') AND capacity >= 20", "country=DE,AT&min_capacity=20"),
+    ("(country = 'DE') OR (country = 'FR')", "country=DE,FR"),
+    ("capacity > 19.5 AND city = 'berlin'", "min_capacity=20&city=Berlin"),
+    ("A_CONTAINS(amenities, ('wifi', 'parking'))", "amenities=wifi,parking"),
+    ("A_OVERLAPS(amenities, ('showers', 'childcare')) AND \"country\" = 'GB'",
+     "amenities_any=showers,childcare&country=GB"),
+    ("S_INTERSECTS(geometry, BBOX(-0.5, 51.3, 0.3, 51.7))", "bbox=-0.5,51.3,0.3,51.7"),
+])
+def test_a_cql2_filter_selects_what_the_same_parameters_do(feed_backend, cql, params):
+    from geosearch.api import create_app
+    from geosearch.settings import Settings
+
+    client = create_app(Settings(heavy_rate_limit=""), backend=feed_backend).test_client()
+    items = "/ogc/collections/spaces/items?limit=500"
+    filtered = walk_ogc(client, f"{items}&filter={quote(cql)}&filter-lang=cql2-text")
+    plain = walk_ogc(client, f"{items}&{params}")
+    assert filtered == plain and filtered
+
+
+@pytest.mark.parametrize(("cql", "says"), [
+    ("name LIKE 'Reg%'", "supported"),
+    ("capacity < 10", "supported"),
+    ("country = 'DE' OR capacity >= 10", "OR joins only"),
+    ("A_CONTAINS(amenities, ('sauna'))", "unknown amenity"),
+    ("country = 'DE' AND country = 'FR'", "twice"),
+    ("country = ", "not CQL2 text"),
+])
+def test_a_cql2_filter_that_cannot_be_mapped_is_a_400_saying_what_is_supported(client, cql,
+                                                                               says):
+    response = client.get(f"/ogc/collections/spaces/items?filter={quote(cql)}")
+    assert response.status_code == 400
+    error = response.get_json()["errors"][0]
+    assert error["param"] == "filter" and says in error["message"]
+
+
+def test_a_filter_and_a_parameter_on_the_same_property_are_refused(client):
+    response = client.get("/ogc/collections/spaces/items?country=DE&filter="
+                          + quote("country = 'FR'"))
+    assert response.status_code == 400 and "both" in response.get_json()["errors"][0]["message"]
+    other = client.get("/ogc/collections/spaces/items?filter-lang=cql2-json&filter="
+                       + quote("country = 'FR'"))
+    assert other.status_code == 400
+
+
+def test_the_queryables_and_the_ogc_api_document(client):
+    queryables = client.get("/ogc/collections/spaces/queryables")
+    assert queryables.mimetype == "application/schema+json"
+    assert set(queryables.get_json()["properties"]) == {"geometry", "country", "city",
+                                                        "capacity", "amenities"}
+    api = client.get("/ogc/api").get_json()
+    assert "/collections/spaces/items" in api["paths"] and api["servers"][0]["url"].endswith(
+        "/ogc")
+    names = {p.get("name") for p in api["paths"]["/collections/spaces/items"]["get"]
+             ["parameters"]}
+    assert {"filter", "filter-lang", "bbox", "limit"} <= names
+
+
+def walk_ogc(client, url: str) -> list[str]:
+    ids = []
+    while url:
+        body = client.get(url).get_json()
+        assert "features" in body, body
+        ids += [f["id"] for f in body["features"]]
+        url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
+    return ids

@@ -4,7 +4,9 @@ Features through OWSLib, and the examples of the docs, each run as its users wou
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,8 +15,11 @@ from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import oracle
+import pyogrio
 import pytest
 import requests
+from faults import free_port
+from flask import request
 from owslib.ogcapi.features import Features
 from werkzeug.serving import make_server
 
@@ -259,3 +264,71 @@ def test_a_mounted_blueprint_guards_its_own_routes(memory_feed):
     resp = host.test_client().get("/geo/v1/spaces?city=%00")
     assert resp.status_code == 400 and resp.content_type == "application/problem+json"
     assert resp.get_json()["errors"][0]["param"] == "city"
+
+
+# -- GDAL's OGC API - Features driver (the one inside QGIS and ogr2ogr) ---------------------
+
+@pytest.fixture(scope="module")
+def gdal_server(memory_feed, tmp_path_factory):
+    """The app in a process of its own (GDAL holds the GIL while it reads, so a server
+    thread of this process would never answer), writing the query string of every items
+    request it gets to a file."""
+    log = tmp_path_factory.mktemp("gdal") / "items-queries.log"
+    port = free_port()
+
+    def run() -> None:
+        app = create_app(Settings(heavy_rate_limit=""), backend=memory_feed)
+
+        @app.before_request
+        def record():
+            if request.path.endswith("/items"):
+                with log.open("a") as out:
+                    out.write(request.query_string.decode() + "\n")
+
+        make_server("127.0.0.1", port, app, threaded=True).serve_forever()
+
+    process = multiprocessing.get_context("fork").Process(target=run, daemon=True)
+    process.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}", log
+    process.terminate()
+    process.join(5)
+
+
+def items_queries(log) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_gdal_reads_ogc_with_its_defaults_like_v1(gdal_server, client):
+    base, log = gdal_server
+    source = f"OAPIF:{base}/ogc"
+    everything = pyogrio.read_dataframe(source, layer="spaces")
+    v1 = walk_v1(client, "/v1/spaces?limit=500")
+    assert sorted(everything["id"]) == sorted(v1)
+    # GDAL's own page size, capped and not refused
+    assert any("limit=1000" in q for q in items_queries(log))
+    info = pyogrio.read_info(source, layer="spaces", force_feature_count=False)
+    assert info["features"] == len(v1)  # known from numberMatched, not by reading all
+
+    boxed = pyogrio.read_dataframe(source, layer="spaces", bbox=(-0.5, 51.3, 0.3, 51.7))
+    assert sorted(boxed["id"]) == sorted(walk_v1(client, "/v1/spaces/bbox?"
+                                                 "bbox=-0.5,51.3,0.3,51.7&limit=500"))
+
+    log.write_text("")
+    germany = pyogrio.read_dataframe(source, layer="spaces", where="country = 'DE'")
+    assert sorted(germany["id"]) == sorted(walk_v1(client, "/v1/spaces?country=DE&limit=500"))
+    sent = items_queries(log)
+    assert any("filter=" in q for q in sent), sent  # the filter ran on the server
+
+
+def walk_v1(client, url: str) -> list[str]:
+    ids = []
+    while url:
+        body = client.get(url).get_json()
+        ids += [f["id"] for f in body["features"]]
+        url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
+    return ids

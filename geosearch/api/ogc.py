@@ -14,20 +14,28 @@ from functools import lru_cache
 
 import shapely
 from flask import Blueprint, Response, request, url_for
+from shapely.geometry.base import BaseGeometry
 
 from geosearch.api import params
+from geosearch.api.cql import FilterError, parse_filter, queryables
 from geosearch.api.cursor import decode, encode, fingerprint
-from geosearch.api.errors import ApiError, register
+from geosearch.api.errors import ApiError, ParamError, register
 from geosearch.api.geojson import GEOJSON, feature
 from geosearch.api.geojson import collection as feature_collection
 from geosearch.api.search import VERSION_HEADER, next_url, own_url
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
-from geosearch.model import MAX_LIMIT, ListQuery, Page, PolygonQuery
+from geosearch.model import MAX_LIMIT, Filters, ListQuery, Page, PolygonQuery
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    # Part 3 and CQL2: clients send attribute filters to the server (geosearch.api.cql)
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
 ]
 DEFAULT_LIMIT = 10
 COUNTS_KEPT = 256  # numberMatched of recent queries, per dataset version
@@ -47,6 +55,22 @@ def _link(rel: str, endpoint: str, kind: str = "application/json", title: str = 
     return link
 
 
+def _with_filter(filters: Filters, area: BaseGeometry | None, text: str,
+                 language: str | None) -> tuple[Filters, BaseGeometry | None]:
+    """The filters and area of the request with its CQL2 ``filter`` added; a 400 when it
+    cannot be mapped or constrains what a parameter already does."""
+    try:
+        values, where = parse_filter(text, language)
+    except FilterError as exc:
+        raise ApiError.bad_params([ParamError("filter", str(exc))]) from None
+    taken = [k for k in values if getattr(filters, k)] + (
+        ["bbox"] if where is not None and area is not None else [])
+    if taken:
+        raise ApiError.bad_params([ParamError("filter", f"{', '.join(taken)} is given both "
+                                              "as a parameter and in the filter")])
+    return replace(filters, **values), where if where is not None else area
+
+
 def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
     """The OGC API - Features endpoints over ``backend`` (mount with ``url_prefix``)."""
     bp = Blueprint(name, __name__)
@@ -61,6 +85,10 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
             "links": [
                 _link("self", f"{name}.collection"),
                 _link("items", f"{name}.items", GEOJSON, "The spaces"),
+                *(_link(rel, f"{name}.queryables_doc", "application/schema+json",
+                        "What the filter parameter can constrain")
+                  for rel in ("http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                              "queryables")),
             ],
         }
 
@@ -71,10 +99,17 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
             "links": [
                 _link("self", f"{name}.landing"),
                 {"rel": "service-desc", "type": "application/vnd.oai.openapi+json;version=3.1",
-                 "href": url_for("openapi.openapi_json", _external=True)},
+                 "href": url_for(f"{name}.api", _external=True)},
                 _link("conformance", f"{name}.conformance"),
                 _link("data", f"{name}.collections"),
             ]})
+
+    @bp.get("/api")
+    def api():
+        from geosearch.api.openapi import ogc_document  # it documents this blueprint
+
+        root = url_for(f"{name}.landing", _external=True).rstrip("/")
+        return _json(ogc_document(root), "application/vnd.oai.openapi+json;version=3.0")
 
     @bp.get("/conformance")
     def conformance():
@@ -89,6 +124,11 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
     def collection():
         return _json(collection_doc())
 
+    @bp.get("/collections/spaces/queryables")
+    def queryables_doc():
+        return _json(queryables(url_for(f"{name}.queryables_doc", _external=True)),
+                     "application/schema+json")
+
     @bp.get("/collections/spaces/items")
     def items():
         p = params.Params(request.args)
@@ -99,6 +139,9 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
         # OGC API - Features: a limit above the server's maximum is lowered to it, not refused
         limit = min(asked, MAX_LIMIT)
         area = None if box is None else bbox_area(*box)
+        text = p.raw("filter")
+        if text is not None:
+            filters, area = _with_filter(filters, area, text, p.raw("filter-lang"))
         fp = fingerprint("ogc", None if area is None else shapely.to_wkb(area, hex=True),
                          filters.key())
         cursor = p.raw("cursor")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from geosearch.api.cql import LANGUAGES, SUPPORTED
 from geosearch.api.ogc import MAX_CLIENT_LIMIT
 from geosearch.api.tiles import MAX_AGE_S
 from geosearch.model import (
@@ -311,8 +312,14 @@ def _ogc_paths() -> dict:
              _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_CLIENT_LIMIT,
                               "default": 10},
                     f"Page size; a limit above {MAX_LIMIT} is lowered to {MAX_LIMIT} (OGC API "
-                    "- Features: a server caps, it does not refuse)"), _ref("cursor"), *FILTERS],
+                    "- Features: a server caps, it does not refuse)"), _ref("cursor"), *FILTERS,
+             _param("filter", {"type": "string"}, f"CQL2 text over the queryables; "
+                    f"supported: {SUPPORTED}"),
+             _param("filter-lang", {"enum": list(LANGUAGES)}, "The language of filter")],
             geojson, PAGED_ERRORS),
+        "/ogc/collections/spaces/queryables": _get(
+            "What filter can constrain (JSON Schema)", [],
+            _body("application/schema+json", _OBJ, "The queryables"), {}),
         "/ogc/collections/spaces/items/{id}": _get(
             "One space as an OGC API feature",
             [_param("id", {"type": "string", "pattern": "^[^/]+$"}, "The space's id", True,
@@ -343,6 +350,14 @@ def document() -> dict:
         "paths": paths,
         "components": {"schemas": SCHEMAS, "parameters": PARAMETERS},
     }
+
+
+def ogc_document(server_url: str) -> dict:
+    """The OpenAPI document of the OGC API alone, relative to its own root
+    (``server_url``), as OGC clients read it (GDAL looks for ``/collections/...``)."""
+    paths = {path.removeprefix("/ogc") or "/": item for path, item in _ogc_paths().items()}
+    return {**document(), "paths": paths, "servers": [{"url": server_url}],
+            "info": {"title": "geosearch OGC API - Features", "version": "1.0.0"}}
 
 
 def openapi_blueprint() -> Blueprint:
