@@ -136,3 +136,26 @@ def test_q_over_http_matches_the_oracle_on_the_feed(client, feed_result):
             url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
         f = Filters(text=query_terms(q))
         assert ids == [i for i, _ in oracle.area(frame, bbox_area(-180, -90, 180, 90), f)], q
+
+
+@pytest.mark.parametrize(("text_first", "walk_max"), [(False, 5000), (False, 3), (True, 5000)],
+                         ids=["walk-outwards", "walk-then-text-index", "text-index"])
+def test_postgis_nearest_with_q_is_right_every_way_it_can_run(postgis_text, frame, monkeypatch,
+                                                              text_first, walk_max):
+    """A common term walks outwards from the origin (and, meeting too few matches within
+    WALK_MAX spaces, asks the text index), a rare one ranks its own spaces: every way
+    gives the oracle's answer (forced here whatever the terms' counts)."""
+    from geosearch.backends import postgis
+
+    monkeypatch.setattr(postgis.PostgisBackend, "_text_driven", lambda *_: text_first)
+    monkeypatch.setattr(postgis, "WALK_MAX", walk_max)
+    postgis._nearest_sql.cache_clear()
+    try:
+        for q in ("cafe", "a", "42", "東京", "zzz", "work club"):
+            f = Filters(text=query_terms(q))
+            for origin in (BERLIN, Point(35.6, 139.7), Point(-33.9, 151.2)):
+                got = postgis_text.nearest(NearestQuery(origin, 6, None, f))
+                want = oracle.nearest(frame, origin.lat, origin.lon, 6, None, f)
+                assert [h.space.id for h in got] == [i for i, _ in want], (q, origin)
+    finally:
+        postgis._nearest_sql.cache_clear()

@@ -19,8 +19,13 @@ down_revision = "0003"
 
 
 def upgrade() -> None:
-    """Add the column, its index and the layout."""
+    """Add the column, its index, the words' counts and the layout."""
     op.add_column("spaces", sa.Column("search", TSVECTOR))
+    # How many active spaces have each word: a nearest query with a rare term is then
+    # answered from the text index rather than by walking outwards from the origin.
+    op.create_table("search_words",
+                    sa.Column("word", sa.Text(collation="C"), primary_key=True),
+                    sa.Column("spaces", sa.Integer, nullable=False))
     op.create_index("spaces_search_gin", "spaces", ["search"], postgresql_using="gin")
     op.add_column("dataset_state", sa.Column("layout", sa.Integer))
 
@@ -28,5 +33,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Drop them."""
     op.drop_column("dataset_state", "layout")
+    op.drop_table("search_words")
     op.drop_index("spaces_search_gin", "spaces")
     op.drop_column("spaces", "search")
