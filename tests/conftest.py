@@ -90,22 +90,23 @@ def feed_result() -> IngestResult:
     return run_pipeline(FEED_DIR / "spaces.csv", progress=False)
 
 
+def _generated(frame, feed: str) -> IngestResult:
+    """Generated spaces as if ingested: every row loaded."""
+    report = IngestReport(feed=feed, input_rows=len(frame), loaded=len(frame))
+    report.dataset_version = dataset_version(frame)
+    return IngestResult(frame, report)
+
+
 @pytest.fixture(scope="session")
 def synthetic_result() -> IngestResult:
     """Synthetic spaces at the antimeridian, near the poles and with exact ties."""
-    frame = synthetic_frame()
-    report = IngestReport(feed="synthetic", input_rows=len(frame), loaded=len(frame))
-    report.dataset_version = dataset_version(frame)
-    return IngestResult(frame, report)
+    return _generated(synthetic_frame(), "synthetic")
 
 
 @pytest.fixture(scope="session")
 def text_result() -> IngestResult:
     """Spaces whose names mix accents, scripts, digits and punctuation (text search)."""
-    frame = text_frame()
-    report = IngestReport(feed="text", input_rows=len(frame), loaded=len(frame))
-    report.dataset_version = dataset_version(frame)
-    return IngestResult(frame, report)
+    return _generated(text_frame(), "text")
 
 
 @pytest.fixture(scope="session")
@@ -150,41 +151,27 @@ def _postgis_backend(result: IngestResult, url: str):
     return PostgisBackend(Settings(database_url=url))
 
 
-@pytest.fixture(scope="session")
-def memory_feed(feed_result) -> MemoryBackend:
-    return MemoryBackend.from_frame(feed_result.frame, feed_result.report.dataset_version)
+def _backends(dataset: str):
+    """The session's memory and PostGIS backends over ``<dataset>_result``."""
+
+    @pytest.fixture(scope="session", name=f"memory_{dataset}")
+    def memory(request) -> MemoryBackend:
+        result = request.getfixturevalue(f"{dataset}_result")
+        return MemoryBackend.from_frame(result.frame, result.report.dataset_version)
+
+    @pytest.fixture(scope="session", name=f"postgis_{dataset}")
+    def postgis(request, pg_database):
+        backend = _postgis_backend(request.getfixturevalue(f"{dataset}_result"),
+                                   pg_database(dataset))
+        yield backend
+        backend.close()
+
+    return memory, postgis
 
 
-@pytest.fixture(scope="session")
-def postgis_feed(feed_result, pg_database):
-    backend = _postgis_backend(feed_result, pg_database("feed"))
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="session")
-def memory_synthetic(synthetic_result) -> MemoryBackend:
-    return MemoryBackend.from_frame(synthetic_result.frame,
-                                    synthetic_result.report.dataset_version)
-
-
-@pytest.fixture(scope="session")
-def postgis_synthetic(synthetic_result, pg_database):
-    backend = _postgis_backend(synthetic_result, pg_database("synthetic"))
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="session")
-def memory_text(text_result) -> MemoryBackend:
-    return MemoryBackend.from_frame(text_result.frame, text_result.report.dataset_version)
-
-
-@pytest.fixture(scope="session")
-def postgis_text(text_result, pg_database):
-    backend = _postgis_backend(text_result, pg_database("text"))
-    yield backend
-    backend.close()
+memory_feed, postgis_feed = _backends("feed")
+memory_synthetic, postgis_synthetic = _backends("synthetic")
+memory_text, postgis_text = _backends("text")
 
 
 @pytest.fixture(scope="session")

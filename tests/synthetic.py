@@ -17,6 +17,13 @@ from geosearch.reference import market_cities
 AMENITIES = [a.value for a in Amenity]
 
 
+def _spaces(frame: pd.DataFrame) -> gpd.GeoDataFrame:
+    """Rows of spaces as the pipeline's frame: nullable integer capacity, point geometry."""
+    frame["capacity"] = frame["capacity"].astype("Int64")
+    return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["lon"], frame["lat"]),
+                            crs="EPSG:4326")
+
+
 def synthetic_frame(n: int = 1500, seed: int = 7) -> gpd.GeoDataFrame:
     """``n`` spaces: a global scatter, clusters at ±180° and near both poles, and groups
     sharing one position exactly (ties in distance), with random attributes."""
@@ -52,10 +59,7 @@ def synthetic_frame(n: int = 1500, seed: int = 7) -> gpd.GeoDataFrame:
             "h3_r7": cells[7], "h3_r8": cells[8], "h3_r9": cells[9],
             "geocode_precision": "input", "feed_row": i + 1,
         })
-    frame = pd.DataFrame(rows)
-    frame["capacity"] = frame["capacity"].astype("Int64")
-    return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["lon"], frame["lat"]),
-                            crs="EPSG:4326")
+    return _spaces(pd.DataFrame(rows))
 
 
 def city_scatter(n: int, seed: int = 1, h3_cells: bool = False) -> gpd.GeoDataFrame:
@@ -141,7 +145,4 @@ def text_frame(n: int = 800, seed: int = 11) -> gpd.GeoDataFrame:
             "h3_r7": cells[7], "h3_r8": cells[8], "h3_r9": cells[9],
             "geocode_precision": "input", "feed_row": i + 1,
         })
-    frame = pd.DataFrame(rows)
-    frame["capacity"] = frame["capacity"].astype("Int64")
-    return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["lon"], frame["lat"]),
-                            crs="EPSG:4326")
+    return _spaces(pd.DataFrame(rows))

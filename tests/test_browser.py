@@ -34,15 +34,21 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, server):
+def open_map(browser, url: str):
+    """A desktop-sized page on the map, ready; and the console errors it logs."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(server + "/")
-    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    return context, page, problems
+
+
+@pytest.fixture
+def page(browser, server):
+    context, page, problems = open_map(browser, server)
     yield page, problems
     context.close()
 
@@ -181,13 +187,7 @@ def view(page, lat: float, lon: float, zoom: int) -> dict[str, int]:
 
 
 def test_the_map_shows_a_million_spaces_from_the_world_to_a_street(browser, million_server):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(million_server + "/")
-    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    context, page, problems = open_map(browser, million_server)
 
     world = view(page, 20, 0, 1)  # the whole square in view: every space, in clusters
     assert world["spaces"] == MILLION
