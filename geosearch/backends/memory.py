@@ -381,9 +381,11 @@ class MemoryBackend:
             ok &= self._text.matches(filters.text, idx)
         return ok
 
-    def _posting(self, filters: Filters) -> np.ndarray | None:
+    def _posting(self, filters: Filters, text_at_most: int | None = None
+                 ) -> np.ndarray | None:
         """The smallest posting list that holds every row passing the filters (sorted row
-        numbers), or None when no filter has one."""
+        numbers), or None when no filter has one; a text term's list only when it has at
+        most ``text_at_most`` rows (by default an eighth of the dataset)."""
         lists: list[np.ndarray] = []
         if filters.city_key is not None:
             code = self._city_code.get(filters.city_key)
@@ -397,7 +399,8 @@ class MemoryBackend:
         if filters.text:  # the rarest term's rows, when selective and the shortest list
             term = min(filters.text, key=self._text.estimate)
             rows = self._text.estimate(term)
-            if rows <= self.size // _SELECTIVE and (not lists or rows < min(map(len, lists))):
+            most = self.size // _SELECTIVE if text_at_most is None else text_at_most
+            if rows <= most and (not lists or rows < min(map(len, lists))):
                 lists.append(self._text.rows(term))
         return min(lists, key=len) if lists else None
 
@@ -430,11 +433,12 @@ class MemoryBackend:
             return None, None
         pool = None
         centre = ecef_point(lat, lon)
-        rows = self._posting(filters)
-        want = k if rows is None and filters.is_empty else 4 * k
+        want = k if filters.is_empty else 4 * k
         if filters.text:  # as many neighbours as should hold k matches of the rarest term
             share = min(map(self._text.estimate, filters.text)) / max(self.size, 1)
             want = min(self.size, max(want, int(2 * k / max(share, 1e-9))))
+        # a term's rows are gathered only when they would be scanned
+        rows = self._posting(filters, text_at_most=_POSTING_PER_NEIGHBOUR * want)
         reach, passing = 0.0, _NO_ROWS
         while True:
             # scanning a posting list costs far less per row than a k-d tree neighbour
