@@ -12,7 +12,7 @@ bytes; a request never builds a dict or a Space for a result it only renders.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain, repeat
 from typing import overload
 
@@ -106,14 +106,19 @@ def search_words(frame: pd.DataFrame) -> list[list[str]]:
     return [sorted(set(of(a)).union(of(b), of(c))) for a, b, c in zip(*columns, strict=True)]
 
 
+_SERVING: dict[str, Callable[[pd.DataFrame], object]] = {
+    "feature": frame_heads,
+    "amenity_mask": lambda frame: amenity_masks(frame["amenities"]),
+    "city_key": lambda frame: frame["city"].fillna("").str.strip().str.casefold(),
+    "search_words": search_words,
+}
+
+
 def serving_columns(frame: pd.DataFrame) -> dict[str, object]:
-    """The columns derived once per dataset for serving: ``feature`` (the heads),
-    ``amenity_mask`` (the amenities as bits), ``city_key`` (the city as compared) and
-    ``search_words`` (the words text search matches)."""
-    return {"feature": frame_heads(frame),
-            "amenity_mask": amenity_masks(frame["amenities"]),
-            "city_key": frame["city"].fillna("").str.strip().str.casefold(),
-            "search_words": search_words(frame)}
+    """The columns derived once per dataset for serving that ``frame`` lacks: ``feature``
+    (the heads), ``amenity_mask`` (the amenities as bits), ``city_key`` (the city as
+    compared) and ``search_words`` (the words text search matches)."""
+    return {name: derive(frame) for name, derive in _SERVING.items() if name not in frame}
 
 
 def space_from_head(data: bytes, status: str = "active") -> Space:

@@ -23,7 +23,6 @@ from sqlalchemy.engine import Engine
 
 from geosearch.features import serving_columns
 from geosearch.settings import Settings
-from geosearch.text import tsvector
 from geosearch.tiles import TileIndex
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -89,31 +88,45 @@ def _tile_columns(frame: pd.DataFrame) -> tuple[dict[str, pa.Array], TileIndex]:
     index = TileIndex(frame["lat"].to_numpy(float), frame["lon"].to_numpy(float),
                       np.unique(ids, return_inverse=True)[1],
                       (frame["status"] == "active").to_numpy())
-    outside, unranked = index.key < 0, index.rank < 0
-    ranked = np.maximum(index.rank, 0)
+    rank = index.ranks()
+    outside, unranked = index.key < 0, rank < 0
+    ranked = np.maximum(rank, 0)
     return {
         "tile_key": pa.array(index.key, mask=outside),
         "tile_x": pa.array(index.x, mask=outside),
         "tile_y": pa.array(index.y, mask=outside),
-        "tile_rank": pa.array(index.rank, mask=unranked),
+        "tile_rank": pa.array(rank, mask=unranked),
         "tile_sum_x": pa.array(index.prefix_x[ranked], mask=unranked),
         "tile_sum_y": pa.array(index.prefix_y[ranked], mask=unranked),
     }, index
 
 
-def _load_table(frame: pd.DataFrame, version: str) -> tuple[pa.Table, TileIndex]:
+def _search_text(words: pa.ListArray) -> pa.Array:
+    """Each row's words as ``tsvector`` text, taken as they are (no parser, no
+    dictionary): ``'cafe' 'munchen'``; words are runs of ``\\w``, so nothing needs
+    escaping."""
+    quoted = pc.binary_join_element_wise("'", pc.binary_join(words, "' '"), "'", "")
+    return pc.if_else(pc.equal(pc.list_value_length(words), 0), "", quoted)
+
+
+def _word_counts(words: pa.ListArray, active: np.ndarray) -> pa.Table:
+    """How many active spaces have each text-search word (table ``search_words``)."""
+    counts = pc.value_counts(pc.list_flatten(words.filter(pa.array(active))))
+    return pa.table({"word": counts.field("values"), "spaces": counts.field("counts")})
+
+
+def _load_table(frame: pd.DataFrame, version: str) -> tuple[pa.Table, pa.Table, TileIndex]:
     """The rows to COPY, as an Arrow table in :data:`LOAD_COLUMNS` order (built column by
     column: no Python work per row beyond the feature bytes, when the frame lacks them),
-    and the dataset's tile index."""
+    the counts of their words, and the dataset's tile index."""
     frame = pd.DataFrame(frame.drop(columns="geometry", errors="ignore"))
-    derived = {k: v for k, v in serving_columns(frame).items() if k not in frame}
-    frame = frame.assign(**derived)
+    frame = frame.assign(**serving_columns(frame))
     points = shapely.set_srid(shapely.points(frame["lon"].to_numpy(float),
                                              frame["lat"].to_numpy(float)), 4326)
     ewkb = pa.array(shapely.to_wkb(points, hex=True, include_srid=True), pa.string())
     amenities = pa.array(frame["amenities"].tolist(), pa.list_(pa.string()))
     feature = pa.array(frame["feature"].tolist(), pa.binary()).cast(pa.string())
-    search = pa.array([tsvector(w) for w in frame["search_words"]], pa.string())
+    words = pa.array(frame["search_words"].tolist(), pa.list_(pa.string()))
     tiles, index = _tile_columns(frame)
     plain = [c for c in LOAD_COLUMNS
              if c in frame and c not in ("amenities", "feature", "search") and c not in tiles]
@@ -124,12 +137,13 @@ def _load_table(frame: pd.DataFrame, version: str) -> tuple[pa.Table, TileIndex]
         "geog": ewkb, "geom": ewkb,
         "amenities": pc.binary_join_element_wise("{", pc.binary_join(amenities, ","), "}", ""),
         "feature": pc.binary_join_element_wise(feature, "}}", ""),
-        "search": search,
+        "search": _search_text(words),
         "dataset_version": pa.array([version] * len(frame), pa.string()),
     }
     # In the frame's order: rows sorted by tile key made the geography GiST index, built
     # by insertion, several times slower to search (a 2 km radius at 1M: 64 ms, not 1)
-    return pa.table({name: columns[name] for name in LOAD_COLUMNS}), index
+    return (pa.table({name: columns[name] for name in LOAD_COLUMNS}),
+            _word_counts(words, (frame["status"] == "active").to_numpy()), index)
 
 
 def _csv_chunks(table: pa.Table) -> Iterator[memoryview]:
@@ -170,15 +184,6 @@ def _clone_indexes(cur: psycopg.Cursor, source: str, target: str) -> list[tuple[
                         f"PRIMARY KEY USING INDEX {temporary}")
         names.append((temporary, name))
     return names
-
-
-def _word_counts(table: pa.Table) -> pa.Table:
-    """How many active spaces have each text-search word (table ``search_words``)."""
-    active = table.filter(pc.equal(table["status"], "active"))
-    words = pc.split_pattern(pc.utf8_slice_codeunits(active["search"], 1, -1), "' '")
-    counts = pc.value_counts(pc.list_flatten(words).filter(
-        pc.not_equal(pc.list_flatten(words), "")).combine_chunks())
-    return pa.table({"word": counts.field("values"), "spaces": counts.field("counts")})
 
 
 def _stage(cur: psycopg.Cursor, name: str, table: pa.Table) -> tuple[str, list]:
@@ -224,9 +229,8 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
             cur.execute(NO_TIMEOUT)
             cur.execute(BUILD_MEMORY)
             if not unchanged:
-                table, tiles = _load_table(frame, version)
-                staged = [_stage(cur, "spaces", table),
-                          _stage(cur, "search_words", _word_counts(table))]
+                table, counts, tiles = _load_table(frame, version)
+                staged = [_stage(cur, "spaces", table), _stage(cur, "search_words", counts)]
                 for name, renames in staged:
                     _swap(cur, name, renames)
                 cur.execute(

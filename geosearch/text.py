@@ -58,15 +58,19 @@ def query_terms(q: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def prefix_bounds(term: str) -> tuple[str, str]:
+    """The words ``term`` is a prefix of are those ``>= low`` and ``< high`` (code point
+    order, which is also the byte order of UTF-8).
+
+    >>> prefix_bounds("caf")
+    ('caf', 'cag')
+    """
+    return term, term[:-1] + chr(ord(term[-1]) + 1)
+
+
 def tsquery(terms: Iterable[str]) -> str:
     """PostgreSQL ``tsquery`` text: every term as a prefix (``'caf':* & 'mun':*``).
 
     Terms are runs of ``\\w``: they hold no quote, backslash or space to escape."""
     return " & ".join(f"'{t}':*" for t in terms)
-
-
-def tsvector(space: Iterable[str]) -> str:
-    """PostgreSQL ``tsvector`` text of a space's words, taken as they are (no parser,
-    no dictionary): ``'cafe' 'munchen'``."""
-    return " ".join(f"'{w}'" for w in space)
 

@@ -117,11 +117,11 @@ class TileIndex:
     """The tile columns of one dataset: every space's world position and key, and the
     active spaces inside the square in (key, id) order with prefix sums of positions.
 
-    ``order`` holds row numbers; ``rank[row]`` is the row's place in that order (-1 for a
-    space in no tile); ``prefix_x[i]`` is the sum of the ``x`` of the first ``i``.
+    ``order`` holds row numbers; ``prefix_x[i]`` is the sum of the ``x`` of the first
+    ``i``. ``ids`` break ties of keys as the ids sort (None: the rows are in id order).
     """
 
-    def __init__(self, lat: np.ndarray, lon: np.ndarray, ids: np.ndarray,
+    def __init__(self, lat: np.ndarray, lon: np.ndarray, ids: np.ndarray | None,
                  active: np.ndarray) -> None:
         self.x, self.y = world_xy(lat, lon)
         inside = ~np.isnan(self.x)
@@ -131,12 +131,18 @@ class TileIndex:
                              (self.y[inside] * scale).astype(np.int64))
         self.key = key
         served = np.flatnonzero(inside & np.asarray(active, dtype=bool))
-        self.order = served[np.lexsort((np.asarray(ids)[served], key[served]))]
+        by_key = (np.argsort(key[served], kind="stable") if ids is None else
+                  np.lexsort((np.asarray(ids)[served], key[served])))
+        self.order = served[by_key]
         self.keys = key[self.order]
-        self.rank = np.full(len(key), -1, dtype=np.int64)
-        self.rank[self.order] = np.arange(len(self.order))
         self.prefix_x = np.concatenate(([0.0], np.cumsum(self.x[self.order])))
         self.prefix_y = np.concatenate(([0.0], np.cumsum(self.y[self.order])))
+
+    def ranks(self) -> np.ndarray:
+        """Each row's place in ``order`` (-1 for a space in no tile)."""
+        rank = np.full(len(self.key), -1, dtype=np.int64)
+        rank[self.order] = np.arange(len(self.order))
+        return rank
 
     @property
     def count(self) -> int:

@@ -7,6 +7,7 @@ import math
 
 import mapbox_vector_tile
 import numpy as np
+import orjson
 import pytest
 
 from geosearch.geo import bbox_area
@@ -130,8 +131,6 @@ def test_tile_features_carry_positions_and_attributes(memory_feed, feed_result):
     z, x, y = tile_of(*PLACES["paris"], 13)
     tile = memory_feed.tile(TileQuery(z, x, y))
     assert len(tile) > 0
-    import orjson
-
     doc = orjson.loads(tile.geojson())
     for feature in doc["features"]:
         space = frame.loc[feature["id"]]

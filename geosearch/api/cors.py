@@ -13,9 +13,11 @@ from collections.abc import Iterable
 
 from flask import Flask, Response, request
 
+from geosearch.api.geojson import VERSION_HEADER
+
 MAX_AGE_S = 600
 METHODS = "GET, POST, OPTIONS"
-EXPOSED = "ETag, X-Dataset-Version, Retry-After, Content-Length"
+EXPOSED = f"ETag, {VERSION_HEADER}, Retry-After, Content-Length"
 
 
 class Cors:

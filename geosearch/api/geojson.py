@@ -15,6 +15,8 @@ from geosearch.features import CLOSE, Hits, space_head
 from geosearch.model import MAX_VERTICES, Hit, Space
 
 GEOJSON = "application/geo+json"
+# The dataset version that answered, on every page and tile (cursors and ETags hold it)
+VERSION_HEADER = "X-Dataset-Version"
 
 
 def feature(space: Space) -> dict:

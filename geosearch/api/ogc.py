@@ -20,9 +20,9 @@ from geosearch.api import params
 from geosearch.api.cql import FilterError, parse_filter, queryables
 from geosearch.api.cursor import decode, encode, fingerprint
 from geosearch.api.errors import ApiError, ParamError, register
-from geosearch.api.geojson import GEOJSON, feature
+from geosearch.api.geojson import GEOJSON, VERSION_HEADER, feature
 from geosearch.api.geojson import collection as feature_collection
-from geosearch.api.search import VERSION_HEADER, next_url, own_url
+from geosearch.api.search import next_url, own_url
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import MAX_LIMIT, Filters, ListQuery, Page, PolygonQuery

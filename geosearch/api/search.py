@@ -18,7 +18,14 @@ from flask import Blueprint, Response, request
 from geosearch.api import params
 from geosearch.api.cursor import decode, encode, fingerprint
 from geosearch.api.errors import ApiError, ParamError, register
-from geosearch.api.geojson import GEOJSON, GeometryError, collection, feature, parse_area
+from geosearch.api.geojson import (
+    GEOJSON,
+    VERSION_HEADER,
+    GeometryError,
+    collection,
+    feature,
+    parse_area,
+)
 from geosearch.api.params import shown
 from geosearch.api.tiles import add_tile_routes
 from geosearch.backends.base import Backend
@@ -36,9 +43,6 @@ from geosearch.settings import Settings
 BODY_TYPES = ("application/geo+json", "application/json")
 _DISTANCE_KEY = (float, str)
 _ID_KEY = (str,)
-
-
-VERSION_HEADER = "X-Dataset-Version"
 
 
 def _geojson(body: dict | bytes, version: str | None = None) -> Response:

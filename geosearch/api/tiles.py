@@ -13,13 +13,13 @@ from flask import Blueprint, Response, request
 from geosearch.api import params
 from geosearch.api.cursor import fingerprint
 from geosearch.api.errors import ApiError
+from geosearch.api.geojson import GEOJSON, VERSION_HEADER
 from geosearch.backends.base import Backend
 from geosearch.model import MAX_TILE_ZOOM, TileQuery
 from geosearch.tiles import MVT_MEDIA_TYPE
 
 MAX_AGE_S = 60
-FORMATS = {"mvt": MVT_MEDIA_TYPE, "json": "application/geo+json"}
-VERSION_HEADER = "X-Dataset-Version"
+FORMATS = {"mvt": MVT_MEDIA_TYPE, "json": GEOJSON}
 
 
 def _query(z: str, x: str, y: str) -> TileQuery:

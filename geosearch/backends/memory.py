@@ -86,6 +86,11 @@ def _geodesic_at_most(chord: np.ndarray) -> np.ndarray:
     return chord * (1.0 + chord * chord / (12.0 * _R_MIN * _R_MIN)) + 1e-6
 
 
+def _ball_reach(radius_m: float) -> float:
+    """The chord within which every space at a geodesic ``radius_m`` or less lies."""
+    return radius_m * (1 + _BALL_MARGIN) + 1e-6
+
+
 def _active_by_id(table: pa.Table) -> pa.Table:
     """The active rows sorted by id: a zero-copy slice of a snapshot, which stores them
     first and in order; a filter and a sort for any other table."""
@@ -138,8 +143,7 @@ class MemoryBackend:
         self._by_amenity = {a: np.flatnonzero(self.mask & a.bit).astype(np.int32)
                             for a in Amenity}
         self._text = TextIndex(table["search_words"], n)
-        # Rows are in id order: their numbers break ties of tile keys as the ids do.
-        self._tiles = TileIndex(self.lat, self.lon, np.arange(n), np.ones(n, dtype=bool))
+        self._tiles = TileIndex(self.lat, self.lon, None, np.ones(n, dtype=bool))  # id order
         self._amenity_text: dict[int, str] = {}
 
     @classmethod
@@ -182,7 +186,7 @@ class MemoryBackend:
                         after: tuple | None) -> np.ndarray:
         """The candidates of a radius query that can be among its first ``want`` rows
         (within ``r``, after the cursor), decided on chords alone."""
-        chord = np.linalg.norm(self._xyz[idx] - ecef_point(lat, lon), axis=1)
+        chord = self._chords(idx, ecef_point(lat, lon))
         upper = _geodesic_at_most(chord)
         d0 = None if after is None else float(after[0])
         possible = chord <= r if d0 is None else (chord <= r) & (upper >= d0)
@@ -207,8 +211,7 @@ class MemoryBackend:
             idx = self._ball(lat, lon, bound)
             idx = idx[self._passes(query.filters, idx)]
         else:  # every match is in the pool: measure those the chord does not rule out
-            idx = pool[np.linalg.norm(self._xyz[pool] - ecef_point(lat, lon), axis=1)
-                       <= bound * (1 + _BALL_MARGIN) + 1e-6]
+            idx = pool[self._chords(pool, ecef_point(lat, lon)) <= _ball_reach(bound)]
         dist = self._distances(lat, lon, idx)
         keep = dist <= bound
         idx, dist = idx[keep], dist[keep]
@@ -264,11 +267,11 @@ class MemoryBackend:
         if z >= POINT_ZOOM:
             return self._tile_features(query, rows, np.ones(len(rows), dtype=np.int64),
                                        index.x[rows], index.y[rows])
-        cells = index.keys[start:stop][passing] >> cell_shift(z)
-        first = np.flatnonzero(np.concatenate(([True], cells[1:] != cells[:-1])))[:len(rows)]
-        count = np.diff(np.append(first, len(rows)))
         if not len(rows):
-            return self._tile_features(query, rows, count, index.x[rows], index.y[rows])
+            return self._tile_features(query, rows, _NO_ROWS, index.x[rows], index.y[rows])
+        cells = index.keys[start:stop][passing] >> cell_shift(z)
+        first = np.flatnonzero(np.concatenate(([True], cells[1:] != cells[:-1])))
+        count = np.diff(np.append(first, len(rows)))
         world_x = np.add.reduceat(index.x[rows], first) / count
         world_y = np.add.reduceat(index.y[rows], first) / count
         return self._tile_features(query, rows[first], count, world_x, world_y)
@@ -397,8 +400,7 @@ class MemoryBackend:
                          else parts[0] if parts else _NO_ROWS)
         lists += [self._by_amenity[a] for a in filters.all_amenities]
         if filters.text:  # the rarest term's rows, when selective and the shortest list
-            term = min(filters.text, key=self._text.estimate)
-            rows = self._text.estimate(term)
+            term, rows = self._text.rarest(filters.text)
             most = self.size // _SELECTIVE if text_at_most is None else text_at_most
             if rows <= most and (not lists or rows < min(map(len, lists))):
                 lists.append(self._text.rows(term))
@@ -409,9 +411,13 @@ class MemoryBackend:
         if self._kdtree is None:
             return _NO_ROWS
         centre = ecef_point(lat, lon)
-        found = self._kdtree.query_ball_point(centre, radius_m * (1 + _BALL_MARGIN) + 1e-6,
+        found = self._kdtree.query_ball_point(centre, _ball_reach(radius_m),
                                               return_sorted=False)
         return np.asarray(found, dtype=np.int64)
+
+    def _chords(self, idx: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        """Straight-line (ECEF) distances in metres from ``centre`` to the rows ``idx``."""
+        return np.linalg.norm(self._xyz[idx] - centre, axis=1)
 
     def _distances(self, lat: float, lon: float, idx: np.ndarray) -> np.ndarray:
         if idx.size == 0:
@@ -435,7 +441,7 @@ class MemoryBackend:
         centre = ecef_point(lat, lon)
         want = k if filters.is_empty else 4 * k
         if filters.text:  # as many neighbours as should hold k matches of the rarest term
-            share = min(map(self._text.estimate, filters.text)) / max(self.size, 1)
+            share = self._text.rarest(filters.text)[1] / max(self.size, 1)
             want = min(self.size, max(want, int(2 * k / max(share, 1e-9))))
         # a term's rows are gathered only when they would be scanned
         rows = self._posting(filters, text_at_most=_POSTING_PER_NEIGHBOUR * want)
@@ -444,7 +450,7 @@ class MemoryBackend:
             # scanning a posting list costs far less per row than a k-d tree neighbour
             if rows is not None and len(rows) <= _POSTING_PER_NEIGHBOUR * want:
                 pool = rows[self._passes(filters, rows)].astype(np.int64)
-                chord = np.linalg.norm(self._xyz[pool] - centre, axis=1)
+                chord = self._chords(pool, centre)
                 take = pool[np.argpartition(chord, k - 1)[:k]] if len(pool) > k else pool
                 break
             chords, found = self._kdtree.query(centre, k=min(want, self.size))
@@ -458,7 +464,7 @@ class MemoryBackend:
         if take.size == 0:
             return None, None
         bound = float(self._distances(lat, lon, take).max())
-        if pool is None and bound * (1 + _BALL_MARGIN) + 1e-6 < reach:
+        if pool is None and _ball_reach(bound) < reach:
             pool = passing  # the neighbourhood holds the ball of the bound: no new search
         return bound, pool
 

@@ -34,6 +34,7 @@ import shapely
 from psycopg.adapt import Loader
 from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
+from shapely.geometry.base import BaseGeometry
 
 from geosearch.backends.base import BackendUnavailable, NoDataset, StaleVersion
 from geosearch.backends.nodes import CONNECT_TIMEOUT_S, RECONNECT_WAIT_S, Node, Nodes
@@ -52,7 +53,7 @@ from geosearch.model import (
     amenity_mask,
 )
 from geosearch.settings import Settings
-from geosearch.text import tsquery
+from geosearch.text import prefix_bounds, tsquery
 from geosearch.tiles import (
     EXTENT,
     EXTENT_BITS,
@@ -160,6 +161,12 @@ def _filter_sql(f: Filters, ordered_scan: bool, active: str = "status = 'active'
     return " AND ".join(parts), params
 
 
+def _covered(where: str, params: dict, area: BaseGeometry) -> str:
+    """``where`` restricted to the spaces the area covers (its WKB into ``params``)."""
+    params["area"] = shapely.to_wkb(area)
+    return f"{where} AND ST_Covers({AREA}, geom)"
+
+
 def _versioned(inner: str, order: str) -> str:
     """``inner`` (a page of rows) with the dataset version, in one statement: one row of
     nulls but the version when the page is empty, no row when no dataset is loaded."""
@@ -168,40 +175,36 @@ def _versioned(inner: str, order: str) -> str:
 
 
 @lru_cache(maxsize=512)
-def _nearest_sql(where: str, capped: bool, walk: str | None = None) -> str:
-    """Nearest by walking outwards from the origin (KNN). ``walk``: the filters without
-    text, when there is text; the walk then reads at most WALK_MAX spaces and yields no
-    row when fewer than k of them match (the caller asks the text index instead)."""
-    cap = "AND d <= %(max_d)s" if capped else ""
-    if walk is None:
+def _nearest_sql(where: str, capped: bool, walk: str | None, by_text: bool) -> str:
+    """Nearest in two steps: the k-th distance of k matches bounds the answer, then every
+    match within the bound is ranked by exact distance. The k matches come
+
+    - by walking outwards from the origin (KNN), the filters checked on the way;
+    - with ``walk`` (the filters without text, when there is text): walking at most
+      WALK_MAX spaces, the text checked on those; fewer than k matches give no bound and
+      no row (the caller then asks the text index);
+    - ``by_text`` (a rare term): from the text index, ranked by the sphere's ``<->``
+      (the ``+ 0`` keeps the planner from walking the KNN index instead), which is within
+      1% of the spheroid, so that exact distances go to the few that can be within it.
+    """
+    if by_text:
+        knn = (f"SELECT ST_Distance(geog, {ORIGIN}) AS d FROM (SELECT geog FROM spaces "
+               f"WHERE {where} ORDER BY (geog <-> {ORIGIN}) + 0 LIMIT %(k)s) s")
+        near = f"(geog <-> {ORIGIN}) <= (SELECT d FROM bound) * {SPHERE_MARGIN} + %(margin)s"
+    else:
         knn = (f"SELECT ST_Distance(geog, {ORIGIN}) AS d FROM spaces "
                f"WHERE {where} ORDER BY geog <-> {ORIGIN} LIMIT %(k)s")
-        bound = "SELECT max(d) AS d FROM knn"
-    else:
-        knn = (f"SELECT ST_Distance(geog, {ORIGIN}) AS d FROM (SELECT geog, search FROM "
-               f"spaces WHERE {walk} ORDER BY geog <-> {ORIGIN} LIMIT {WALK_MAX}) near "
-               f"WHERE ts_match_vq(search, %(q)s::tsquery) LIMIT %(k)s")
-        bound = "SELECT CASE WHEN count(*) = %(k)s THEN max(d) END AS d FROM knn"
+        if walk is not None:
+            knn = (f"SELECT ST_Distance(geog, {ORIGIN}) AS d FROM (SELECT geog, search FROM "
+                   f"spaces WHERE {walk} ORDER BY geog <-> {ORIGIN} LIMIT {WALK_MAX}) near "
+                   f"WHERE ts_match_vq(search, %(q)s::tsquery) LIMIT %(k)s")
+        near = f"ST_DWithin(geog, {ORIGIN}, (SELECT d FROM bound) + %(margin)s)"
+    bound = ("SELECT max(d) AS d FROM knn" if walk is None else
+             "SELECT CASE WHEN count(*) = %(k)s THEN max(d) END AS d FROM knn")
+    cap = "AND d <= %(max_d)s" if capped else ""
     return (f"WITH knn AS ({knn}), bound AS ({bound}) "
             f"SELECT id, d, feature FROM (SELECT id, feature, ST_Distance(geog, {ORIGIN}) "
-            f"AS d FROM spaces WHERE {where} AND ST_DWithin(geog, {ORIGIN}, "
-            f"(SELECT d FROM bound) + %(margin)s)) s WHERE d <= (SELECT d FROM bound) {cap} "
-            f"ORDER BY d, id LIMIT %(k)s")
-
-
-@lru_cache(maxsize=512)
-def _nearest_by_text_sql(where: str, capped: bool) -> str:
-    """Nearest for a rare text term: its spaces come from the text index (the ``+ 0``
-    keeps the planner from walking the KNN index instead) and are ranked by distance;
-    the sphere's ``<->`` (within 1% of the spheroid) keeps exact distances to the few
-    that can be within the bound."""
-    cap = "AND d <= %(max_d)s" if capped else ""
-    return (f"WITH knn AS (SELECT ST_Distance(geog, {ORIGIN}) AS d FROM (SELECT geog "
-            f"FROM spaces WHERE {where} ORDER BY (geog <-> {ORIGIN}) + 0 LIMIT %(k)s) s), "
-            f"bound AS (SELECT max(d) AS d FROM knn) "
-            f"SELECT id, d, feature FROM (SELECT id, feature, ST_Distance(geog, {ORIGIN}) "
-            f"AS d FROM spaces WHERE {where} AND (geog <-> {ORIGIN}) <= "
-            f"(SELECT d FROM bound) * {SPHERE_MARGIN} + %(margin)s) s "
+            f"AS d FROM spaces WHERE {where} AND {near}) s "
             f"WHERE d <= (SELECT d FROM bound) {cap} ORDER BY d, id LIMIT %(k)s")
 
 
@@ -315,13 +318,10 @@ def statement(query: Query, by_text: bool = False) -> tuple[str, dict]:
                       margin=DWITHIN_MARGIN_M)
         if query.max_distance_m is not None:
             params["max_d"] = query.max_distance_m
-        capped = query.max_distance_m is not None
-        if by_text:
-            return _nearest_by_text_sql(where, capped), params
         walk = None
-        if query.filters.text:
+        if query.filters.text and not by_text:
             walk, _ = _filter_sql(replace(query.filters, text=()), ordered_scan=True)
-        return _nearest_sql(where, capped, walk), params
+        return _nearest_sql(where, query.max_distance_m is not None, walk, by_text), params
     where, params = _filter_sql(query.filters, ordered_scan=isinstance(query, RadiusQuery))
     params["n"] = query.limit + 1
     after = query.after
@@ -331,8 +331,7 @@ def statement(query: Query, by_text: bool = False) -> tuple[str, dict]:
         where += f" AND ST_DWithin(geog, {ORIGIN}, %(r_index)s)"
         keep = "d <= %(r)s"
     elif isinstance(query, PolygonQuery):
-        params["area"] = shapely.to_wkb(query.area)
-        where += f" AND ST_Covers({AREA}, geom)"
+        where = _covered(where, params, query.area)
         keep = "TRUE"
         if query.origin is None:
             if after is not None:
@@ -475,8 +474,8 @@ class PostgisBackend:
         the n = s N spaces it has; the walk is cheaper past n = sqrt(k N) (with room for
         its dearer rows), and never tried below TEXT_DRIVEN_MAX. A walk that meets too
         few (the matches are far away) gives way to the text index after WALK_MAX."""
-        highs = [t[:-1] + chr(ord(t[-1]) + 1) for t in terms]
-        rows = self._run(TERM_SPACES_SQL, {"low": list(terms), "high": highs})
+        lows, highs = zip(*map(prefix_bounds, terms), strict=True)
+        rows = self._run(TERM_SPACES_SQL, {"low": list(lows), "high": list(highs)})
         if not rows:
             return False
         matches, total = int(rows[0][0] or 0), int(rows[0][1] or 0)
@@ -493,16 +492,12 @@ class PostgisBackend:
     def tile_mvt(self, query: TileQuery) -> tuple[bytes, str]:
         """The tile as MVT bytes built by PostGIS (``ST_AsMVT``), and the dataset
         version they were read from."""
-        rows = self._run(*tile_statement(query, mvt=True))
-        if not rows:
-            raise NoDataset("no dataset was loaded into this database")
+        rows = self._run_versioned(*tile_statement(query, mvt=True))
         return bytes(rows[0][1] or b""), rows[0][0]
 
     def tile(self, query: TileQuery) -> TileFeatures:
         """The tile's features (the rows :meth:`tile_mvt` encodes)."""
-        rows = self._run(*tile_statement(query, mvt=False))
-        if not rows:
-            raise NoDataset("no dataset was loaded into this database")
+        rows = self._run_versioned(*tile_statement(query, mvt=False))
         found = [r for r in rows if r[5] is not None]
         return TileFeatures(query.z, query.x, query.y,
                             np.array([r[5] for r in found], dtype=float),
@@ -516,15 +511,9 @@ class PostgisBackend:
         it names one)."""
         where, params = _filter_sql(query.filters, ordered_scan=False)
         if isinstance(query, PolygonQuery):
-            params["area"] = shapely.to_wkb(query.area)
-            where += f" AND ST_Covers({AREA}, geom)"
+            where = _covered(where, params, query.area)
         sql = _versioned(f"SELECT count(*) AS n FROM spaces WHERE {where}", "p.n")
-        wanted = query.version
-        rows = self._run(sql, params, accept=None if wanted is None else
-                         (lambda rows: bool(rows) and rows[0][0] == wanted))
-        if not rows:
-            raise NoDataset("no dataset was loaded into this database")
-        return int(rows[0][1])
+        return int(self._run_versioned(sql, params, query.version)[0][1])
 
     def explain(self, query: Query) -> str:
         """PostgreSQL's plan for a query object (``EXPLAIN``), e.g. to check index use."""
@@ -584,15 +573,20 @@ class PostgisBackend:
 
     # -- paging -------------------------------------------------------------------------
 
+    def _run_versioned(self, sql: str, params: dict, version: str | None = None) -> list:
+        """Run a statement whose rows start with the dataset version (``_versioned``),
+        on a node serving ``version`` when it is given; NoDataset when none is loaded."""
+        rows = self._run(sql, params, accept=None if version is None else
+                         (lambda rows: bool(rows) and rows[0][0] == version))
+        if not rows:
+            raise NoDataset("no dataset was loaded into this database")
+        return rows
+
     def _page(self, query: Query, distances: bool) -> Page:
         """Run a paged statement: it fetches limit + 1 rows to know whether more exist,
         and reads the dataset version in the same statement (from a node that serves
         ``query.version`` when the query names one)."""
-        wanted = query.version
-        rows = self._run(*statement(query), accept=None if wanted is None else
-                         (lambda rows: bool(rows) and rows[0][0] == wanted))
-        if not rows:
-            raise NoDataset("no dataset was loaded into this database")
+        rows = self._run_versioned(*statement(query), query.version)
         version = rows[0][0]
         rows = [r for r in rows if r[1] is not None]
         limit = query.limit

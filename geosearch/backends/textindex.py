@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from geosearch.text import prefix_bounds
+
 
 class TextIndex:
     """A term-prefix index of the spaces' words, built once per dataset (memory backend).
@@ -32,20 +34,23 @@ class TextIndex:
         word = rank[encoded.indices.to_numpy()] if len(flat) else np.empty(0, np.int64)
         self.row_words = word  # grouped by row, in row order
         self.row_start = np.searchsorted(parent, np.arange(rows + 1))
-        by_word = np.lexsort((parent, word))
+        by_word = np.argsort(word, kind="stable")  # rows stay in order within a word
         self.word_rows = parent[by_word]
         self.word_start = np.searchsorted(word[by_word], np.arange(len(order) + 1))
 
     def words_of(self, term: str) -> tuple[int, int]:
         """The range of word numbers that ``term`` is a prefix of."""
-        successor = term[:-1] + chr(ord(term[-1]) + 1)
-        low, high = np.searchsorted(self.vocabulary, [term, successor])
+        low, high = np.searchsorted(self.vocabulary, prefix_bounds(term))
         return int(low), int(high)
 
     def estimate(self, term: str) -> int:
         """An upper bound of the rows ``term`` matches (its words' postings)."""
         low, high = self.words_of(term)
         return int(self.word_start[high] - self.word_start[low])
+
+    def rarest(self, terms: Iterable[str]) -> tuple[str, int]:
+        """The term with the fewest rows (by :meth:`estimate`), and that estimate."""
+        return min(((t, self.estimate(t)) for t in terms), key=lambda pair: pair[1])
 
     def rows(self, term: str) -> np.ndarray:
         """The sorted rows with a word that ``term`` is a prefix of."""

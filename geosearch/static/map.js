@@ -106,7 +106,7 @@
     if (p.count) {
       const size = 20 + Math.min(12, 2 * Math.log10(p.count)); // cells are 32 px
       return L.marker(at, {
-        pane: "spaces", keyboard: false, title: `${p.count} spaces`,
+        pane: "spaces", keyboard: false, title: `${p.count} spaces`, count: p.count,
         icon: L.divIcon({ className: "space-cluster", iconSize: [size, size],
                           html: `<span>${abbreviate(p.count)}</span>` }),
       }).on("click", () => map.setView(at, Math.min(map.getZoom() + 2, POINT_ZOOM)));
@@ -155,7 +155,7 @@
         seen.add(group.wrapped);
         group.eachLayer((m) => {
           if (m instanceof L.CircleMarker) { points += 1; spaces += 1; }
-          else { clusters += 1; spaces += +m.options.title.split(" ")[0]; }
+          else { clusters += 1; spaces += m.options.count; }
         });
       }
       return { clusters, points, spaces };
