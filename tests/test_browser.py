@@ -186,6 +186,7 @@ def view(page, lat: float, lon: float, zoom: int) -> dict[str, int]:
             for k in ("clusters", "points", "spaces")}
 
 
+@pytest.mark.xdist_group("cpu-heavy")  # see tests/test_faults.py
 def test_the_map_shows_a_million_spaces_from_the_world_to_a_street(browser, million_server):
     context, page, problems = open_map(browser, million_server)
 
