@@ -15,14 +15,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
-from shapely.geometry import mapping
-from shapely.geometry.base import BaseGeometry
 
 from geosearch.model import Hit, Space
+
+
+class GeoInterface(Protocol):
+    """A geometry that describes itself as GeoJSON (shapely, geopandas, pygeoif...)."""
+
+    @property
+    def __geo_interface__(self) -> dict: ...
 
 
 class GeosearchError(Exception):
@@ -169,11 +174,12 @@ class Client:
             params["max_distance_m"] = max_distance_m
         return [_hit(f) for f in self._request("GET", "/v1/spaces/nearest", params)["features"]]
 
-    def polygon(self, area: dict | BaseGeometry, *, origin: tuple[float, float] | None = None,
+    def polygon(self, area: dict | GeoInterface, *, origin: tuple[float, float] | None = None,
                 page_size: int = 100, **filters) -> Iterator[Hit]:
-        """Every space covered by a GeoJSON or shapely (Multi)Polygon, by id (or by
-        distance from ``origin`` = (lat, lon))."""
-        body = dict(mapping(area)) if isinstance(area, BaseGeometry) else area
+        """Every space covered by a GeoJSON (Multi)Polygon, or any geometry object with
+        ``__geo_interface__`` (shapely's), by id (or by distance from ``origin`` =
+        (lat, lon))."""
+        body = area if isinstance(area, dict) else area.__geo_interface__
         params: dict = {"limit": page_size, **_filters(**filters)}
         if origin is not None:
             params["lat"], params["lon"] = origin

@@ -11,10 +11,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-
-from shapely.geometry.base import BaseGeometry
+from typing import TYPE_CHECKING
 
 from geosearch.text import MAX_Q_TERMS, words
+
+if TYPE_CHECKING:  # a type only: the client imports the model without shapely
+    from shapely.geometry.base import BaseGeometry
 
 MAX_RADIUS_M = 100_000.0
 MAX_K = 100

@@ -1,7 +1,8 @@
 """Offline reference data: country outlines, the curated market cities, country names.
 
-Loaded lazily and cached: the files live in ``data/reference`` (see its NOTICE), or in
-the folder named by ``GEOSEARCH_REFERENCE_DIR``.
+Loaded lazily and cached: the files are package data, ``geosearch/data/reference`` (see
+its NOTICE), read through :mod:`importlib.resources` so that an installed wheel finds them
+wherever it runs; ``GEOSEARCH_REFERENCE_DIR`` names another folder.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 
 import geopandas as gpd
@@ -24,7 +26,7 @@ from geosearch.text import fold as fold_text
 
 REFERENCE_DIR = Path(
     os.environ.get("GEOSEARCH_REFERENCE_DIR")
-    or Path(__file__).resolve().parents[1] / "data" / "reference"
+    or str(files("geosearch").joinpath("data", "reference"))
 )
 COUNTRY_TOLERANCE_M = 5_000.0
 # Territories with an ISO code but no outline of their own in Natural Earth's admin-0

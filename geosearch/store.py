@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from geosearch.features import serving_columns
 from geosearch.settings import Settings
 from geosearch.tiles import TileIndex
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATIONS = Path(str(files("geosearch").joinpath("migrations")))  # package data
 # Loading and migrating are long by nature: the serving statement timeout does not apply.
 NO_TIMEOUT = "SET LOCAL statement_timeout = 0"
 # Index builds of a load sort in memory rather than on disk (GIN and B-tree builds of a

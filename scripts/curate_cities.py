@@ -5,7 +5,7 @@ towns, Dubai districts) as cities of their own. Going down each country by popul
 place whose centre lies inside the extent disk of a larger place already kept is merged
 into it (within 1.5 of its radii): its population is added to the larger city and it is dropped.
 
-Writes data/reference/market_cities.csv. Run: python scripts/curate_cities.py
+Writes geosearch/data/reference/market_cities.csv. Run: python scripts/curate_cities.py
 """
 
 from __future__ import annotations

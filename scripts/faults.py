@@ -71,16 +71,16 @@ def children(pid: int) -> list[int]:
 
 
 class Server:
-    """A server command (``--port N`` appended) in a subprocess, ready when ``probe``
-    answers 200; its stderr goes to ``log`` when given."""
+    """A server command (``--port N`` appended) in a subprocess run in ``cwd``, ready when
+    ``probe`` answers 200; its stderr goes to ``log`` when given."""
 
     def __init__(self, args: list[str], probe: str = "/readyz", env: dict | None = None,
-                 log: Path | None = None, wait_s: float = 300.0) -> None:
+                 log: Path | None = None, wait_s: float = 300.0, cwd: Path = ROOT) -> None:
         self.port = free_port()
         self.log = log
         self._log_file = log.open("w") if log is not None else None
         self.proc = subprocess.Popen(
-            [*args, "--port", str(self.port)], cwd=ROOT,
+            [*args, "--port", str(self.port)], cwd=cwd,
             env={**os.environ, "GEOSEARCH_ACCESS_LOG": "", **(env or {})},
             stdout=subprocess.DEVNULL, stderr=self._log_file or subprocess.DEVNULL)
         deadline = time.monotonic() + wait_s

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -12,7 +11,7 @@ import pandas as pd
 
 from geosearch.geo import WGS84, latlng_cells
 from geosearch.model import Amenity
-from geosearch.reference import market_cities
+from geosearch.reference import REFERENCE_DIR, market_cities
 
 AMENITIES = [a.value for a in Amenity]
 
@@ -106,8 +105,7 @@ def city_scatter(n: int, seed: int = 1, h3_cells: bool = False) -> gpd.GeoDataFr
 
 
 BRANDS = [item["displayName"] for item in json.loads(
-    (Path(__file__).resolve().parents[1] / "data" / "reference" / "coworking_brands_nsi.json"
-     ).read_text())["items"]]
+    (REFERENCE_DIR / "coworking_brands_nsi.json").read_text())["items"]]
 # Words that fold in every way text search must handle: accents, case, ligatures,
 # compatibility forms, scripts without case or with special case rules, digits, joiners.
 NAME_WORDS = ["Café", "CAFE", "cafeteria", "München", "MUNCH", "Straße", "STRASSE", "Œuvre",

@@ -18,6 +18,7 @@ import pytest
 from geosearch.geo import geodesic_m
 from geosearch.ingest.geocode import GeopyGeocoder
 from geosearch.ingest.pipeline import run_pipeline
+from geosearch.reference import REFERENCE_DIR
 from geosearch.snapshot import read_snapshot, write_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +93,7 @@ def test_generated_feed_meets_its_specification():
     rows = _csv(FEED / "spaces.csv")
     truth = _csv(FEED / "truth.csv")
     defects = _csv(FEED / "defects.csv")
-    markets = pd.read_csv(ROOT / "data" / "reference" / "markets_40.csv")
+    markets = pd.read_csv(REFERENCE_DIR / "markets_40.csv")
     assert 4900 <= len(rows) <= 5200
     assert len({r["country"] for r in truth}) == 40
     per_country = pd.Series([t["country"] for t in truth if not t["id"].endswith("-dup")])

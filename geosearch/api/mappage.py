@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 
 import shapely
@@ -11,7 +12,7 @@ from flask import Blueprint, Response, jsonify, send_from_directory
 
 from geosearch.reference import countries
 
-STATIC = Path(__file__).resolve().parents[1] / "static"
+STATIC = Path(str(files("geosearch").joinpath("static")))  # package data, wherever installed
 OUTLINE_TOLERANCE_DEG = 0.05
 
 

@@ -2,7 +2,7 @@
 
 Definitions (docs/coverage.md gives the reasons):
 
-- **Cities**: the curated market cities (``data/reference/market_cities.csv``) of at least
+- **Cities**: the curated market cities (``geosearch/data/reference/market_cities.csv``) of at least
   ``min_population`` inhabitants (default 100,000). No city polygons exist offline: a
   city's extent is a disk around its GeoNames centre whose radius grows with the log of
   the population (:func:`geosearch.reference.city_radius_m`).
