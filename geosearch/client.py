@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import requests
 
-from geosearch.model import Hit, Space
+from geosearch.model import FEATURE_PROPERTIES, Hit, Space
 
 
 class GeoInterface(Protocol):
@@ -82,9 +82,7 @@ def _hit(feature: dict) -> Hit:
     distance = props.pop("distance_m", None)
     space = Space(id=feature["id"], lat=lat, lon=lon, status="active",
                   amenities=tuple(props.pop("amenities")),
-                  **{k: props.get(k) for k in ("name", "address", "city", "postcode", "country",
-                                               "capacity", "price_day", "currency", "h3_r7",
-                                               "h3_r8", "h3_r9", "geocode_precision")})
+                  **{k: props.get(k) for k in FEATURE_PROPERTIES if k != "amenities"})
     return Hit(space, distance)
 
 

@@ -22,12 +22,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from geosearch.model import Hit, Space, amenity_mask
+from geosearch.model import FEATURE_PROPERTIES, Hit, Space, amenity_mask
 from geosearch.text import MAX_Q_CHARS, TEXT_FIELDS, words
 
-# The properties of a result feature, in the order they are written.
-PROPERTIES = ("name", "address", "city", "postcode", "country", "amenities", "capacity",
-              "price_day", "currency", "h3_r7", "h3_r8", "h3_r9", "geocode_precision")
 CLOSE = b"}}"
 CLOSE_NEXT = b"}},"
 DISTANCE = b',"distance_m":'
@@ -57,7 +54,7 @@ def head(space_id: str, lat: float, lon: float, properties: dict) -> bytes:
 
 def space_head(space: Space) -> bytes:
     """The head of a :class:`Space`."""
-    props = {k: getattr(space, k) for k in PROPERTIES}
+    props = {k: getattr(space, k) for k in FEATURE_PROPERTIES}
     props["amenities"] = list(space.amenities)
     return head(space.id, space.lat, space.lon, props)
 
@@ -67,8 +64,8 @@ def frame_heads(frame: pd.DataFrame) -> list[bytes]:
     ids = frame["id"].astype(str).tolist()
     lats = frame["lat"].astype(float).tolist()
     lons = frame["lon"].astype(float).tolist()
-    rows = zip(*(_column(frame, k) for k in PROPERTIES), strict=True)
-    return [head(i, lat, lon, dict(zip(PROPERTIES, values, strict=True)))
+    rows = zip(*(_column(frame, k) for k in FEATURE_PROPERTIES), strict=True)
+    return [head(i, lat, lon, dict(zip(FEATURE_PROPERTIES, values, strict=True)))
             for i, lat, lon, values in zip(ids, lats, lons, rows, strict=True)]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -99,27 +99,65 @@ def amenity_mask(amenities: Iterable[Amenity | str]) -> int:
     return mask
 
 
+GEOCODE_PRECISIONS = ("input", "street", "city")
+
+
+def _about(text: str, **schema: object) -> dict:
+    """A Space field's description and, where its type says too little, JSON Schema."""
+    return {"description": text, "schema": schema}
+
+
 @dataclass(frozen=True, slots=True)
 class Space:
-    """One coworking space as geosearch serves it."""
+    """One coworking space as geosearch serves it.
 
-    id: str
-    name: str
-    address: str
-    city: str
-    postcode: str | None
-    country: str
-    lat: float
-    lon: float
-    amenities: tuple[str, ...]
-    capacity: int | None
-    price_day: float | None
-    currency: str | None
-    status: str
-    h3_r7: str
-    h3_r8: str
-    h3_r9: str
-    geocode_precision: str
+    The one definition of a space's fields: the loader's columns, the feature properties
+    both backends write (every field but ``id``, ``lat``, ``lon`` and ``status``, in this
+    order), the client's reading of a feature and the OpenAPI schema all come from here
+    (:data:`SPACE_FIELDS`, :data:`FEATURE_PROPERTIES`, :func:`field_schema`).
+    """
+
+    id: str = field(metadata=_about("Stable identifier from the feed"))
+    name: str = field(metadata=_about("Name of the space"))
+    address: str = field(metadata=_about("Street address"))
+    city: str = field(metadata=_about("City, as the space's record has it"))
+    postcode: str | None = field(metadata=_about("Postal code"))
+    country: str = field(metadata=_about("ISO 3166-1 alpha-2 code", pattern="^[A-Z]{2}$"))
+    lat: float = field(metadata=_about("WGS84 latitude", minimum=-90, maximum=90))
+    lon: float = field(metadata=_about("WGS84 longitude", minimum=-180, maximum=180))
+    amenities: tuple[str, ...] = field(metadata=_about(
+        "Amenities, vocabulary names", items={"enum": [a.value for a in Amenity]}))
+    capacity: int | None = field(metadata=_about("Desks", minimum=0))
+    price_day: float | None = field(metadata=_about("Day pass price", minimum=0))
+    currency: str | None = field(metadata=_about("ISO 4217 code of price_day",
+                                                             pattern="^[A-Z]{3}$"))
+    status: str = field(metadata=_about("Only active spaces are served"))
+    h3_r7: str = field(metadata=_about("H3 cell of the position, resolution 7"))
+    h3_r8: str = field(metadata=_about("H3 cell of the position, resolution 8"))
+    h3_r9: str = field(metadata=_about("H3 cell of the position, resolution 9"))
+    geocode_precision: str = field(metadata=_about(
+        "Where the position came from: the feed, a street or a city centre",
+        enum=list(GEOCODE_PRECISIONS)))
+
+
+SPACE_FIELDS = tuple(f.name for f in fields(Space))
+# The properties of a result feature, in the order they are written.
+FEATURE_PROPERTIES = tuple(n for n in SPACE_FIELDS if n not in ("id", "lat", "lon", "status"))
+_JSON_TYPES = {"str": "string", "int": "integer", "float": "number",
+               "tuple[str, ...]": "array"}
+
+
+def field_schema(name: str) -> dict:
+    """The JSON Schema of the Space field ``name``, from its type and metadata.
+
+    >>> field_schema("capacity")["type"]
+    ['integer', 'null']
+    """
+    (f,) = (f for f in fields(Space) if f.name == name)
+    kind, _, optional = str(f.type).partition(" | ")
+    json_type = _JSON_TYPES[kind]
+    return {"type": [json_type, "null"] if optional else json_type,
+            "description": f.metadata["description"], **f.metadata["schema"]}
 
 
 @dataclass(frozen=True, slots=True)

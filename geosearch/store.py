@@ -23,6 +23,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 from geosearch.features import serving_columns
+from geosearch.model import SPACE_FIELDS
 from geosearch.settings import Settings
 from geosearch.tiles import TileIndex
 
@@ -32,11 +33,10 @@ NO_TIMEOUT = "SET LOCAL statement_timeout = 0"
 # Index builds of a load sort in memory rather than on disk (GIN and B-tree builds of a
 # million rows several times faster); per transaction, not for the server.
 BUILD_MEMORY = "SET LOCAL maintenance_work_mem = '512MB'"
-LOAD_COLUMNS = ("id", "name", "address", "city", "city_key", "postcode", "country", "lat",
-                "lon", "geog", "geom", "amenities", "amenity_mask", "capacity", "price_day",
-                "currency", "status", "h3_r7", "h3_r8", "h3_r9", "geocode_precision",
-                "feed_row", "dataset_version", "feature", "tile_key", "tile_x", "tile_y",
-                "tile_rank", "tile_sum_x", "tile_sum_y", "search")
+# A space's fields, then what the loader derives from them.
+LOAD_COLUMNS = (*SPACE_FIELDS, "feed_row", "city_key", "geog", "geom", "amenity_mask",
+                "dataset_version", "feature", "tile_key", "tile_x", "tile_y", "tile_rank",
+                "tile_sum_x", "tile_sum_y", "search")
 # The layout of the rows a load writes: a dataset loaded with an older one is loaded again.
 LAYOUT = 2
 COPY_CHUNK_ROWS = 50_000

@@ -20,11 +20,10 @@ from geosearch.ingest.normalise import normalise
 from geosearch.ingest.records import Record, Rejected
 from geosearch.ingest.report import IngestReport
 from geosearch.ingest.validate import validate_position
+from geosearch.model import SPACE_FIELDS
 from geosearch.reference import countries
 
-COLUMNS = ["id", "name", "address", "city", "postcode", "country", "lat", "lon", "amenities",
-           "capacity", "price_day", "currency", "status", "h3_r7", "h3_r8", "h3_r9",
-           "geocode_precision", "feed_row"]
+COLUMNS = [*SPACE_FIELDS, "feed_row"]
 
 
 @dataclass
@@ -73,19 +72,23 @@ def dataset_version(frame: pd.DataFrame) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
+def _value(record: Record, name: str) -> object:
+    """The value of the Space field ``name`` of a record (H3 cells kept by resolution)."""
+    if name.startswith("h3_r"):
+        return record.cells[int(name.removeprefix("h3_r"))]
+    if name == "amenities":
+        return list(record.amenities)
+    return getattr(record, name)
+
+
+_DTYPES = {"capacity": "Int64", "price_day": "Float64"}  # nullable numbers
+
+
 def _to_frame(records: list[Record]) -> gpd.GeoDataFrame:
     data = pd.DataFrame({
-        "id": [r.id for r in records], "name": [r.name for r in records],
-        "address": [r.address for r in records], "city": [r.city for r in records],
-        "postcode": [r.postcode for r in records], "country": [r.country for r in records],
-        "lat": [r.lat for r in records], "lon": [r.lon for r in records],
-        "amenities": [list(r.amenities) for r in records],
-        "capacity": pd.array([r.capacity for r in records], dtype="Int64"),
-        "price_day": pd.array([r.price_day for r in records], dtype="Float64"),
-        "currency": [r.currency for r in records], "status": [r.status for r in records],
-        "h3_r7": [r.cells[7] for r in records], "h3_r8": [r.cells[8] for r in records],
-        "h3_r9": [r.cells[9] for r in records],
-        "geocode_precision": [r.geocode_precision for r in records],
+        **{name: pd.array([_value(r, name) for r in records], dtype=_DTYPES.get(name))
+           if name in _DTYPES else [_value(r, name) for r in records]
+           for name in SPACE_FIELDS},
         "feed_row": [r.row for r in records],
     }, columns=COLUMNS)
     data["lat"] = data["lat"].astype(float)
