@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import quote
 
 import oracle
@@ -281,6 +282,87 @@ def test_openapi_document_is_valid_and_lists_every_endpoint(client):
                  "/healthz", "/readyz", "/v1/coverage/countries", "/v1/coverage/cities",
                  "/v1/coverage/hexes", "/ogc/collections/spaces/items", "/"):
         assert path in doc["paths"], path
+
+
+def test_every_route_is_documented_with_the_parameters_its_view_reads(memory_feed):
+    from geosearch.api.openapi import openapi_path
+
+    app = create_app(Settings(), backend=memory_feed)
+    doc = app.test_client().get("/openapi.json").get_json()
+    undocumented = [r.rule for r in app.url_map.iter_rules()
+                    if r.endpoint != "static" and not r.endpoint.endswith(".static")
+                    and r.endpoint != "ogc.unknown_collection"
+                    and openapi_path(r.rule) not in doc["paths"]]
+    assert undocumented == []
+    for path, item in doc["paths"].items():
+        for op in item.values():
+            named = {p["name"] for p in op["parameters"] if p["in"] == "path"}
+            assert named == set(re.findall(r"{(\w+)}", path)), path
+    # the parameters documented are the ones the view reads: a bad value of each is a 400
+    # naming it (a parameter the view did not read would be ignored)
+    for param in doc["paths"]["/v1/spaces/radius"]["get"]["parameters"]:
+        query = {"lat": "52.5", "lon": "13.4", "radius_m": "900", param["name"]: "é" * 300}
+        body = problem_of(app.test_client().get("/v1/spaces/radius", query_string=query), 400)
+        assert param["name"] in params_named(body)
+
+
+def test_the_document_states_the_bounds_the_api_enforces():
+    from geosearch.api.params import MAX_DISTANCE_M
+    from geosearch.model import MAX_K, MAX_LIMIT, MAX_RADIUS_M
+
+    app = create_app(Settings(snapshot="does/not/exist", max_body_bytes=2048))
+    client = app.test_client()
+    doc = client.get("/openapi.json").get_json()
+
+    def schema(path: str, name: str, method: str = "get") -> dict:
+        (param,) = [p for p in doc["paths"][path][method]["parameters"] if p["name"] == name]
+        return param["schema"]
+
+    for path, name, bound in (("/v1/spaces/radius", "radius_m", MAX_RADIUS_M),
+                              ("/v1/spaces/nearest", "max_distance_m", MAX_DISTANCE_M),
+                              ("/v1/spaces/nearest", "k", MAX_K),
+                              ("/v1/spaces", "limit", MAX_LIMIT)):
+        assert schema(path, name)["maximum"] == bound
+        query = {"lat": "1", "lon": "1", "radius_m": "1", "bbox": "0,0,1,1",
+                 name: str(bound * 2)}
+        assert name in params_named(problem_of(client.get(path, query_string=query), 400))
+    polygon = doc["paths"]["/v1/spaces/polygon"]["post"]
+    assert "2,048 bytes" in polygon["responses"]["413"]["description"]
+    area = polygon["requestBody"]["content"]["application/json"]["schema"]
+    assert "2,048 bytes" in area["description"] and "10,000 vertices" in area["description"]
+    big = json.dumps({**SQUARE, "pad": "x" * 2048})
+    problem_of(client.post("/v1/spaces/polygon", data=big, content_type="application/json"),
+               413)
+
+
+def test_the_document_follows_the_prefix_a_host_app_mounts_the_blueprints_under(memory_feed):
+    from flask import Flask
+
+    from geosearch.api.ogc import ogc_blueprint
+    from geosearch.api.openapi import openapi_blueprint
+    from geosearch.api.search import search_blueprint
+
+    host = Flask("host")
+    host.register_blueprint(search_blueprint(memory_feed), url_prefix="/geo/v2")
+    host.register_blueprint(ogc_blueprint(memory_feed), url_prefix="/geo/features")
+    host.register_blueprint(openapi_blueprint(), url_prefix="/geo")
+    client = host.test_client()
+    doc = client.get("/geo/openapi.json").get_json()
+    validate(doc)
+    assert "/geo/v2/spaces/radius" in doc["paths"] and "/geo/v2/tiles/{z}/{x}/{y}.mvt" in \
+        doc["paths"]
+    assert not [p for p in doc["paths"] if p.startswith("/v1/")]
+    for path in doc["paths"]:  # every documented path is served there
+        concrete = path.replace("{z}", "1").replace("{x}", "0").replace("{y}", "0") \
+            .replace("{id}", "nope")
+        method = next(iter(doc["paths"][path]))
+        answer = client.open(concrete, method=method.upper())
+        assert answer.status_code not in (405,) and (answer.status_code != 404 or "nope" in
+                                                     concrete), path
+    ogc = client.get("/geo/features/api").get_json()
+    assert ogc["servers"] == [{"url": "http://localhost/geo/features"}]
+    assert "/collections/spaces/items" in ogc["paths"] and "/" in ogc["paths"]
+    assert not [p for p in ogc["paths"] if p.startswith("/geo")]
 
 
 def test_links_follow_a_mount_prefix_and_keep_every_parameter(memory_feed):

@@ -6,17 +6,20 @@ import json
 import math
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 
 from flask import Blueprint, Response, request
 
-from geosearch.api import params
 from geosearch.api.errors import ApiError, register
 from geosearch.api.geojson import GEOJSON
+from geosearch.api.openapi import ERRORS, OBJECT, ROWS, Operation, body, documented
+from geosearch.api.params import AMENITIES, COUNTRY_SET, Param, Params, Parser, integer, number
 from geosearch.backends.base import Backend
 from geosearch.geo import cell_geojson
 from geosearch.reports.coverage import (
     MAX_POPULATION,
     MAX_RES,
+    MAX_WALK_M,
     MIN_POPULATION,
     MIN_RES,
     Coverage,
@@ -42,25 +45,52 @@ def _json(body: dict, mimetype: str = "application/json") -> Response:
     return Response(json.dumps(_clean(body), ensure_ascii=False), mimetype=mimetype)
 
 
-def options_from(p: params.Params) -> CoverageOptions:
-    """Coverage options from ``amenities``, ``walk_m``, ``min_population`` and ``res``."""
-    defaults = CoverageOptions()
-    return CoverageOptions(
-        min_population=p.get("min_population", params.integer(MIN_POPULATION, MAX_POPULATION),
-                             defaults.min_population),
-        walk_m=p.get("walk_m", params.number(0, 50_000, low_open=True), defaults.walk_m),
-        res=p.get("res", params.integer(MIN_RES, MAX_RES), defaults.res),
-        amenities=p.get("amenities", params.amenity_set, frozenset()),
-    )
+_DEFAULTS = CoverageOptions()
+MIN_POPULATION_PARAM: Param[int] = Param(
+    "min_population", integer(MIN_POPULATION, MAX_POPULATION),
+    "Cities of at least this many inhabitants", _DEFAULTS.min_population)
+WALK_M: Param[float] = Param("walk_m", number(0, MAX_WALK_M, low_open=True),
+                             "A cell is covered by a space this near its centre",
+                             _DEFAULTS.walk_m)
+RES: Param[int] = Param("res", integer(MIN_RES, MAX_RES), "H3 resolution of the cells",
+                        _DEFAULTS.res)
+WITH_AMENITIES = replace(AMENITIES, description="Count only spaces with all of these "
+                                                "amenities")
+COUNTRY_ONE: Param[str] = Param(
+    "country", Parser(lambda text: _one(COUNTRY_SET.read(text)),
+                      {"type": "string", "pattern": "^[A-Za-z]{2}$"}),
+    "One ISO 3166-1 alpha-2 code", required=True)
+OPTIONS = (WITH_AMENITIES, WALK_M, MIN_POPULATION_PARAM, RES)
 
 
-def country_param(p: params.Params) -> str | None:
-    """The required ``country`` of the city and hex endpoints: one alpha-2 code."""
-    codes = p.get("country", params.country_set, required=True)
-    if codes is not None and len(codes) != 1:
-        p.fail("country", "exactly one ISO 3166-1 alpha-2 code, such as DE")
-        return None
-    return None if codes is None else next(iter(codes))
+def _one(codes: frozenset[str]) -> str:
+    if len(codes) != 1:
+        raise ValueError("exactly one ISO 3166-1 alpha-2 code, such as DE")
+    return next(iter(codes))
+
+
+def options_from(p: Params) -> CoverageOptions:
+    """Coverage options from the request's :data:`OPTIONS`."""
+    return CoverageOptions(min_population=p[MIN_POPULATION_PARAM], walk_m=p[WALK_M],
+                           res=p[RES], amenities=p[WITH_AMENITIES])
+
+
+COUNTRIES = Operation(
+    "Coverage per country: spaces, cities with and without, population covered",
+    body("application/json", {"type": "object", "required": ["options", "countries"],
+                              "properties": {"options": OBJECT, "countries": ROWS}},
+         "One row per country"), OPTIONS, ERRORS)
+CITIES = Operation(
+    "Coverage per city of a country", body("application/json", {
+        "type": "object", "required": ["country", "options", "cities"],
+        "properties": {"country": {"type": "string"}, "options": OBJECT, "cities": ROWS}},
+        "One row per city"), (COUNTRY_ONE, *OPTIONS), ERRORS)
+HEXES = Operation(
+    "H3 cells over a country's cities, empty ones included", body(GEOJSON, {
+        "type": "object", "required": ["type", "features"],
+        "properties": {"type": {"const": "FeatureCollection"}, "features": ROWS}},
+        "Cell polygons with count, covered flag and nearest_m"), (COUNTRY_ONE, *OPTIONS),
+    ERRORS)
 
 
 def options_dict(o: CoverageOptions) -> dict:
@@ -122,21 +152,20 @@ def coverage_blueprint(backend: Backend, name: str = "coverage") -> Blueprint:
     coverage = cache.get
 
     @bp.get("/coverage/countries")
+    @documented(COUNTRIES)
     def countries():
-        p = params.Params(request.args)
-        options = options_from(p)
-        p.check()
+        options = options_from(Params.read(request.args, COUNTRIES.params).check())
         table = coverage(options).country_table()
         return _json({"options": options_dict(options),
                       "countries": table.to_dict(orient="records")})
 
     def of_country() -> tuple[CoverageOptions, str, Coverage]:
-        p = params.Params(request.args)
-        options, country = options_from(p), country_param(p)
-        p.check()
-        return options, country, coverage(options)
+        p = Params.read(request.args, CITIES.params).check()
+        options = options_from(p)
+        return options, p[COUNTRY_ONE], coverage(options)
 
     @bp.get("/coverage/cities")
+    @documented(CITIES)
     def cities():
         options, country, cov = of_country()
         table = cov.city_table(country)
@@ -144,6 +173,7 @@ def coverage_blueprint(backend: Backend, name: str = "coverage") -> Blueprint:
                       "cities": table.to_dict(orient="records")})
 
     @bp.get("/coverage/hexes")
+    @documented(HEXES)
     def hexes():
         options, country, cov = of_country()
         cells = cov.cells[cov.cells["country"] == country]

@@ -18,7 +18,8 @@ MAX_REQUEST_LINE_BYTES = 8192
 MAX_HEADER_BYTES = 8192
 MAX_HEADERS_TOTAL_BYTES = 32768
 # C0 controls, DEL and C1 controls: no name, address, id or number contains them.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f"
+_CONTROL = re.compile(f"[{CONTROL_CHARS}]")
 # A query string made only of these needs no decoding to be known clean.
 _PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.,=&:;+\-~!*'()/?@]*")
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from geosearch.api.errors import problem
+from geosearch.api.openapi import OBJECT, Operation, body, documented
+from geosearch.api.openapi import problem as problem_response
 from geosearch.backends.base import Backend
+
+READY = Operation(
+    "A dataset is loaded and a store answers",
+    body("application/json", {"type": "object", "required": ["dataset_version"],
+                              "properties": {"dataset_version": {"type": "string"},
+                                             "nodes": {"type": "array"}}}, "Ready"),
+    errors={"503": problem_response("Not ready")})
 
 
 def health_blueprint(backend: Backend) -> Blueprint:
@@ -15,10 +24,12 @@ def health_blueprint(backend: Backend) -> Blueprint:
     bp = Blueprint("health", __name__)
 
     @bp.get("/healthz")
+    @documented(Operation("The process is up", body("application/json", OBJECT, "Up")))
     def healthz():
         return jsonify(status="ok")
 
     @bp.get("/readyz")
+    @documented(READY)
     def readyz():
         # BackendUnavailable / NoDataset propagate to the app's 503 problem handler.
         nodes = backend.nodes()

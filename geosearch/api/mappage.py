@@ -10,6 +10,7 @@ from pathlib import Path
 import shapely
 from flask import Blueprint, Response, jsonify, send_from_directory
 
+from geosearch.api.openapi import OBJECT, Operation, body, documented
 from geosearch.reference import countries
 
 STATIC = Path(str(files("geosearch").joinpath("static")))  # package data, wherever installed
@@ -35,15 +36,20 @@ def map_blueprint(tile_url: str | None) -> Blueprint:
     bp = Blueprint("map", __name__, static_folder=str(STATIC), static_url_path="/static")
 
     @bp.get("/")
+    @documented(Operation("The map page", body("text/html", {"type": "string"}, "HTML")))
     def page():
         return send_from_directory(STATIC, "map.html")
 
     @bp.get("/map/config.json")
+    @documented(Operation("Settings of the map page", body(
+        "application/json", OBJECT, "tile_url, or null for the offline outlines")))
     def config():
         return jsonify(tile_url=tile_url,
                        tile_attribution="© OpenStreetMap contributors" if tile_url else None)
 
     @bp.get("/map/countries.geojson")
+    @documented(Operation("Country outlines for the map's base layer", body(
+        "application/geo+json", OBJECT, "FeatureCollection")))
     def outlines():
         return Response(outlines_geojson(), mimetype="application/geo+json",
                         headers={"Cache-Control": "public, max-age=86400"})

@@ -13,15 +13,27 @@ from dataclasses import replace
 from functools import lru_cache
 
 import shapely
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, current_app, request, url_for
 from shapely.geometry.base import BaseGeometry
 
 from geosearch.api import params
-from geosearch.api.cql import FilterError, parse_filter, queryables
+from geosearch.api.cql import LANGUAGES, SUPPORTED, FilterError, parse_filter, queryables
 from geosearch.api.cursor import decode, encode, fingerprint
 from geosearch.api.errors import ApiError, ParamError, register
 from geosearch.api.geojson import GEOJSON, VERSION_HEADER, feature
 from geosearch.api.geojson import collection as feature_collection
+from geosearch.api.guard import CONTROL_CHARS
+from geosearch.api.openapi import (
+    OBJECT,
+    PAGED_ERRORS,
+    UNAVAILABLE,
+    Operation,
+    body,
+    document,
+    documented,
+    problem,
+)
+from geosearch.api.params import BBOX, CURSOR, FILTERS, TEXT, Param, Params, Parser, integer
 from geosearch.api.search import next_url, own_url
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
@@ -40,7 +52,25 @@ CONFORMANCE = [
 DEFAULT_LIMIT = 10
 COUNTS_KEPT = 256  # numberMatched of recent queries, per dataset version
 MAX_CLIENT_LIMIT = 10**18  # any limit a client may ask for; MAX_LIMIT is what it gets
+OPENAPI_MEDIA = "application/vnd.oai.openapi+json;version=3.0"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+ITEMS_BBOX: Param[tuple[float, float, float, float] | None] = replace(
+    BBOX, required=False, description=BBOX.description + "; optional")
+ITEMS_LIMIT: Param[int] = Param(
+    "limit", integer(1, MAX_CLIENT_LIMIT), f"Page size; a limit above {MAX_LIMIT} is lowered "
+    f"to {MAX_LIMIT} (OGC API - Features: a server caps, it does not refuse)", DEFAULT_LIMIT)
+FILTER: Param[str | None] = Param("filter", TEXT, f"CQL2 text over the queryables; "
+                                  f"supported: {SUPPORTED}")
+FILTER_LANG: Param[str | None] = Param("filter-lang", Parser(str, {"enum": list(LANGUAGES)}),
+                                       "The language of filter")
+ITEM_ID: Param[str] = Param(
+    "id", Parser(str, {"type": "string", "pattern": f"^[^/{CONTROL_CHARS}]+$"}),
+    "The space's id", where="path")
+_JSON = body("application/json", OBJECT, "JSON")
+_GEOJSON = body(GEOJSON, OBJECT, "GeoJSON")
+ITEMS = Operation("Spaces as OGC API features, by id", _GEOJSON,
+                  (ITEMS_BBOX, ITEMS_LIMIT, CURSOR, *FILTERS, FILTER, FILTER_LANG),
+                  PAGED_ERRORS)
 
 
 def _json(body: dict, mimetype: str = "application/json") -> Response:
@@ -93,6 +123,7 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
         }
 
     @bp.get("/")
+    @documented(Operation("OGC API - Features landing page", _JSON))
     def landing():
         return _json({
             "title": "geosearch", "description": "Coworking spaces as OGC API - Features",
@@ -105,46 +136,53 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
             ]})
 
     @bp.get("/api")
+    @documented(Operation("The OpenAPI document of this OGC API alone",
+                          body(OPENAPI_MEDIA, OBJECT, "OpenAPI")))
     def api():
-        from geosearch.api.openapi import ogc_document  # it documents this blueprint
-
-        root = url_for(f"{name}.landing", _external=True).rstrip("/")
-        return _json(ogc_document(root), "application/vnd.oai.openapi+json;version=3.0")
+        # the routes of this blueprint, relative to its root, as OGC clients read them
+        # (GDAL looks for /collections/...)
+        root = request.url_rule.rule.removesuffix("/api") if request.url_rule else ""
+        doc = document(current_app, root, "geosearch OGC API - Features",
+                       url_for(f"{name}.landing", _external=True).rstrip("/"))
+        return _json(doc, OPENAPI_MEDIA)
 
     @bp.get("/conformance")
+    @documented(Operation("Conformance classes", _JSON))
     def conformance():
         return _json({"conformsTo": CONFORMANCE})
 
     @bp.get("/collections")
+    @documented(Operation("The collections (one: spaces)", _JSON))
     def collections():
         return _json({"collections": [collection_doc()],
                       "links": [_link("self", f"{name}.collections")]})
 
     @bp.get("/collections/spaces")
+    @documented(Operation("The spaces collection", _JSON))
     def collection():
         return _json(collection_doc())
 
     @bp.get("/collections/spaces/queryables")
+    @documented(Operation("What filter can constrain (JSON Schema)",
+                          body("application/schema+json", OBJECT, "The queryables")))
     def queryables_doc():
         return _json(queryables(url_for(f"{name}.queryables_doc", _external=True)),
                      "application/schema+json")
 
     @bp.get("/collections/spaces/items")
+    @documented(ITEMS)
     def items():
-        p = params.Params(request.args)
-        box = p.get("bbox", params.bbox)
-        filters = params.filters(p)
-        asked = p.get("limit", params.integer(1, MAX_CLIENT_LIMIT), DEFAULT_LIMIT)
-        p.check()
+        p = Params.read(request.args, ITEMS.params).check()
+        filters, box = params.filters(p), p[ITEMS_BBOX]
         # OGC API - Features: a limit above the server's maximum is lowered to it, not refused
-        limit = min(asked, MAX_LIMIT)
+        limit = min(p[ITEMS_LIMIT], MAX_LIMIT)
         area = None if box is None else bbox_area(*box)
-        text = p.raw("filter")
+        text = p[FILTER]
         if text is not None:
-            filters, area = _with_filter(filters, area, text, p.raw("filter-lang"))
+            filters, area = _with_filter(filters, area, text, p[FILTER_LANG])
         fp = fingerprint("ogc", None if area is None else shapely.to_wkb(area, hex=True),
                          filters.key())
-        cursor = p.raw("cursor")
+        cursor = p[CURSOR]
         after, version = decode(cursor, fp, (str,)) if cursor else (None, None)
         query = (ListQuery(filters, limit, after, version) if area is None
                  else PolygonQuery(area, filters, None, limit, after, version))
@@ -163,15 +201,17 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
             response.headers[VERSION_HEADER] = page.version
         return response
 
-    @bp.get("/collections/spaces/items/<space_id>")
-    def item(space_id: str):
-        space = backend.get(space_id)
+    @bp.get("/collections/spaces/items/<id>")
+    @documented(Operation("One space as an OGC API feature", _GEOJSON, (ITEM_ID,),
+                          {"404": problem("No such collection or item"), **UNAVAILABLE}))
+    def item(id: str):
+        space = backend.get(id)
         if space is None:
-            raise ApiError(404, "Not Found", f"no active space has the id {space_id!r}")
-        body = feature(space)
-        body["links"] = [_link("self", f"{name}.item", GEOJSON, space_id=space_id),
-                         _link("collection", f"{name}.collection")]
-        return _json(body, GEOJSON)
+            raise ApiError(404, "Not Found", f"no active space has the id {id!r}")
+        doc = feature(space)
+        doc["links"] = [_link("self", f"{name}.item", GEOJSON, id=id),
+                        _link("collection", f"{name}.collection")]
+        return _json(doc, GEOJSON)
 
     @bp.get("/collections/<collection_id>")
     @bp.get("/collections/<collection_id>/items")

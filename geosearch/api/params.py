@@ -1,19 +1,24 @@
-"""Parse request parameters at the edge into typed query objects.
+"""Request parameters, each declared once: name, parser, bounds, description.
 
-One small function per parameter; each failure becomes a ``ParamError`` naming the
-parameter and what would be valid, and all of a request's errors are reported together.
+A :class:`Param` is what a view reads and what the OpenAPI document says about it: the
+parser carries the JSON Schema of the text it accepts (bounds from the model's constants),
+so the document and the views cannot disagree. A view reads its operation's parameters
+with :class:`Params`: every failure becomes a ``ParamError`` naming the parameter and what
+would be valid, and all of a request's errors are reported together.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, cast
 
 from werkzeug.datastructures import MultiDict
 
 from geosearch.api.errors import ApiError, ParamError
+from geosearch.api.guard import CONTROL_CHARS
 from geosearch.model import (
     DEFAULT_K,
     DEFAULT_LIMIT,
@@ -25,54 +30,96 @@ from geosearch.model import (
     Filters,
     Point,
 )
-from geosearch.text import query_terms
+from geosearch.text import MAX_Q_CHARS, MAX_Q_TERMS, query_terms
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 MAX_CITY_CHARS = 200
 MAX_DISTANCE_M = 20_040_000.0  # half the equator: every point on Earth is nearer
 
 
-class Params:
-    """The query string of one request, read parameter by parameter; errors accumulate."""
+@dataclass(frozen=True)
+class Parser(Generic[T_co]):
+    """How a parameter's text is read (``read`` raises ValueError saying what is valid)
+    and the JSON Schema of the text it accepts."""
 
-    def __init__(self, args: MultiDict) -> None:
-        self.args = args
-        self.errors: list[ParamError] = []
+    read: Callable[[str], T_co]
+    schema: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Param(Generic[T_co]):
+    """One query or path parameter of the API, declared once for the views and the
+    OpenAPI document. ``default`` is the value when the parameter is absent."""
+
+    name: str
+    parser: Parser[Any]
+    description: str
+    default: T_co | None = None
+    required: bool = False
+    where: str = "query"
+
+    def openapi(self) -> dict:
+        """The OpenAPI Parameter Object."""
+        schema = dict(self.parser.schema)
+        if isinstance(self.default, int | float | str) and not isinstance(self.default, bool):
+            schema["default"] = self.default
+        return {"name": self.name, "in": self.where,
+                "required": self.required or self.where == "path",
+                "description": self.description, "schema": schema}
+
+
+@dataclass
+class Params:
+    """The parameters of one request, read by declaration; errors accumulate until
+    :meth:`check`, after which ``params[PARAM]`` is the parsed value (or its default)."""
+
+    args: MultiDict
+    errors: list[ParamError] = field(default_factory=list)
+    values: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, args: MultiDict, params: Iterable[Param], **path: str) -> Params:
+        """Read ``params`` from the query string (path parameters from ``path``)."""
+        self = cls(args)
+        for param in params:
+            self.take(param, path[param.name] if param.where == "path" else self.raw(param.name))
+        return self
 
     def raw(self, name: str) -> str | None:
-        """The parameter's value (repeated values joined by commas), or None if absent."""
+        """The parameter's text (repeated values joined by commas), or None if absent."""
         values = list(self.args.getlist(name))
         return ",".join(values) if values else None
 
-    def get(self, name: str, parse: Callable[[str], T], default: T | None = None,
-            required: bool = False) -> T | None:
-        """Parse one parameter; record an error and return ``default`` on failure."""
-        value = self.raw(name)
-        if value is None:
-            if required:
-                self.errors.append(ParamError(name, "required"))
-            return default
-        return self.parse(name, value, parse, default)
-
-    def parse(self, name: str, value: str, parse: Callable[[str], T],
-              default: T | None = None) -> T | None:
-        """Parse ``value`` as parameter ``name`` (also for values from elsewhere than the
-        query string, such as a path segment); record an error and return ``default`` on
-        failure."""
+    def take(self, param: Param, text: str | None) -> None:
+        """Parse ``text`` as ``param``; record an error when it fails or is missing."""
+        if text is None:
+            if param.required:
+                self.errors.append(ParamError(param.name, "required"))
+            self.values[param.name] = param.default
+            return
         try:
-            return parse(value)
+            self.values[param.name] = param.parser.read(text)
         except ValueError as exc:
-            self.errors.append(ParamError(name, str(exc)))
-            return default
+            self.errors.append(ParamError(param.name, str(exc)))
+            self.values[param.name] = param.default
+
+    def __getitem__(self, param: Param[T]) -> T:
+        return cast(T, self.values[param.name])  # read by ``param``'s own parser
+
+    def given(self, param: Param) -> bool:
+        """Whether the request sent ``param``."""
+        return param.name in self.args
 
     def fail(self, name: str, message: str) -> None:
         """Record an error found across parameters."""
         self.errors.append(ParamError(name, message))
 
-    def check(self) -> None:
+    def check(self) -> Params:
         """Raise a 400 listing every error found so far."""
         if self.errors:
             raise ApiError.bad_params(self.errors)
+        return self
 
 
 _DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
@@ -84,8 +131,8 @@ def shown(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
-def number(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
-    """A parser for a finite decimal number in [low, high] (or (low, high]).
+def number(low: float, high: float, low_open: bool = False) -> Parser[float]:
+    """A finite decimal number in [low, high] (or (low, high]).
 
     Only plain ASCII decimals are numbers (not ``nan``, ``1_000`` or other scripts' digits).
     """
@@ -99,11 +146,12 @@ def number(low: float, high: float, low_open: bool = False) -> Callable[[str], f
             raise ValueError(f"{shown(text)} is out of range; expected a number in {interval}")
         return value
 
-    return parse
+    lower = {"exclusiveMinimum": low} if low_open else {"minimum": low}
+    return Parser(parse, {"type": "number", **lower, "maximum": high})
 
 
-def integer(low: int, high: int) -> Callable[[str], int]:
-    """A parser for a whole number in [low, high] (every integer of the API is bounded)."""
+def integer(low: int, high: int) -> Parser[int]:
+    """A whole number in [low, high] (every integer of the API is bounded)."""
     span = f"{low}..{high}"
 
     def parse(text: str) -> int:
@@ -116,7 +164,7 @@ def integer(low: int, high: int) -> Callable[[str], int]:
             raise ValueError(f"{shown(text)} is out of range; expected an integer {span}")
         return value
 
-    return parse
+    return Parser(parse, {"type": "integer", "minimum": low, "maximum": high})
 
 
 def amenity_set(text: str) -> frozenset[Amenity]:
@@ -146,51 +194,6 @@ def city_name(text: str) -> str | None:
     return text.strip() or None
 
 
-LAT = number(-90, 90)
-LON = number(-180, 180)
-
-
-def filters(params: Params) -> Filters:
-    """The filters shared by every search endpoint."""
-    return Filters(
-        all_amenities=params.get("amenities", amenity_set, frozenset()),
-        any_amenities=params.get("amenities_any", amenity_set, frozenset()),
-        countries=params.get("country", country_set, frozenset()),
-        city=params.get("city", city_name),
-        min_capacity=params.get("min_capacity", integer(0, MAX_CAPACITY)),
-        text=params.get("q", query_terms, ()),
-    )
-
-
-def origin(params: Params, required: bool) -> Point | None:
-    """``lat`` and ``lon``: both required, or (optional origin) both or neither."""
-    lat = params.get("lat", LAT, required=required)
-    lon = params.get("lon", LON, required=required)
-    if not required and (lat is None) != (lon is None) and not params.errors:
-        params.fail("lat" if lat is None else "lon", "lat and lon go together: give both")
-    return None if lat is None or lon is None else Point(lat, lon)
-
-
-def limit(params: Params) -> int:
-    """Page size, 1..500 (default 50)."""
-    return params.get("limit", integer(1, MAX_LIMIT), DEFAULT_LIMIT)
-
-
-def radius(params: Params) -> float | None:
-    """``radius_m``: 0 < r <= 100,000."""
-    return params.get("radius_m", number(0, MAX_RADIUS_M, low_open=True), required=True)
-
-
-def k(params: Params) -> int:
-    """``k``: 1..100 (default 10)."""
-    return params.get("k", integer(1, MAX_K), DEFAULT_K)
-
-
-def max_distance(params: Params) -> float | None:
-    """``max_distance_m``: >= 0."""
-    return params.get("max_distance_m", number(0, MAX_DISTANCE_M))
-
-
 def bbox(text: str) -> tuple[float, float, float, float]:
     """``minlon,minlat,maxlon,maxlat``; minlon > maxlon crosses the antimeridian."""
     parts = [p.strip() for p in text.split(",")]
@@ -210,3 +213,75 @@ def bbox(text: str) -> tuple[float, float, float, float]:
     if minlon == maxlon:
         raise ValueError("minlon must differ from maxlon (minlon > maxlon crosses ±180°)")
     return minlon, minlat, maxlon, maxlat
+
+
+_AMENITY = "|".join(a.value for a in Amenity)
+AMENITY_SET = Parser(amenity_set, {"type": "string",
+                                   "pattern": f"^({_AMENITY})?(,({_AMENITY}))*$"})
+COUNTRY_SET = Parser(country_set, {"type": "string", "pattern": "^([A-Za-z]{2})?(,[A-Za-z]{2})*$"})
+# Free text: anything but the control characters every request is refused for
+TEXT_PATTERN = f"^[^{CONTROL_CHARS}]*$"
+TEXT = Parser(str, {"type": "string", "pattern": TEXT_PATTERN})
+
+# -- the parameters shared by the endpoints ---------------------------------------------
+
+LAT: Param[float] = Param("lat", number(-90, 90), "Latitude of the origin, WGS84 degrees",
+                          required=True)
+LON: Param[float] = Param("lon", number(-180, 180), "Longitude of the origin, WGS84 degrees",
+                          required=True)
+ORIGIN_LAT: Param[float | None] = Param(
+    "lat", LAT.parser, "Optional origin (with lon): order by distance from it")
+ORIGIN_LON: Param[float | None] = Param("lon", LON.parser, "Optional origin (with lat)")
+RADIUS_M: Param[float] = Param("radius_m", number(0, MAX_RADIUS_M, low_open=True),
+                               "Radius in metres (geodesic)", required=True)
+K: Param[int] = Param("k", integer(1, MAX_K), "How many", DEFAULT_K)
+MAX_DISTANCE: Param[float | None] = Param("max_distance_m", number(0, MAX_DISTANCE_M),
+                                          "Only spaces at most this far (metres)")
+AMENITIES: Param[frozenset[Amenity]] = Param(
+    "amenities", AMENITY_SET, "Comma-separated amenities; the space has all of them. Valid: "
+    + ", ".join(a.value for a in Amenity), frozenset())
+AMENITIES_ANY: Param[frozenset[Amenity]] = Param(
+    "amenities_any", AMENITY_SET,
+    "Comma-separated amenities; the space has at least one of them", frozenset())
+COUNTRY: Param[frozenset[str]] = Param(
+    "country", COUNTRY_SET, "Comma-separated ISO 3166-1 alpha-2 codes; any of them",
+    frozenset())
+CITY: Param[str | None] = Param(
+    "city", Parser(city_name, {"type": "string", "maxLength": MAX_CITY_CHARS,
+                                   "pattern": TEXT_PATTERN}),
+    "City as the space's record has it, case-insensitive")
+MIN_CAPACITY: Param[int | None] = Param("min_capacity", integer(0, MAX_CAPACITY),
+                                        "At least this many desks")
+Q: Param[tuple[str, ...]] = Param(
+    "q", Parser(query_terms, {"type": "string", "maxLength": MAX_Q_CHARS,
+                                    "pattern": TEXT_PATTERN}),
+    "Text: every word of it is the start of a word of the space's name, address or city, "
+    "accents and case ignored (NFKD, combining marks removed, case folded; words are runs "
+    f"of letters and digits); at most {MAX_Q_TERMS} words and {MAX_Q_CHARS} characters", ())
+LIMIT: Param[int] = Param("limit", integer(1, MAX_LIMIT), "Page size", DEFAULT_LIMIT)
+CURSOR: Param[str | None] = Param(
+    "cursor", TEXT, "The `next` value of the previous page, passed back unchanged")
+BBOX_SCHEMA = {"type": "string"}  # four numbers whose order (minlat < maxlat) no schema says
+BBOX: Param[tuple[float, float, float, float]] = Param(
+    "bbox", Parser(bbox, BBOX_SCHEMA), "minlon,minlat,maxlon,maxlat; minlon > maxlon crosses "
+    "the antimeridian", required=True)
+
+FILTERS = (AMENITIES, AMENITIES_ANY, COUNTRY, CITY, MIN_CAPACITY, Q)
+PAGING = (LIMIT, CURSOR)
+OPTIONAL_ORIGIN = (ORIGIN_LAT, ORIGIN_LON)
+
+
+def filters(p: Params) -> Filters:
+    """The filters shared by every search endpoint (read with :data:`FILTERS`)."""
+    return Filters(all_amenities=p[AMENITIES], any_amenities=p[AMENITIES_ANY],
+                   countries=p[COUNTRY], city=p[CITY], min_capacity=p[MIN_CAPACITY],
+                   text=p[Q])
+
+
+def optional_origin(p: Params) -> Point | None:
+    """The origin of :data:`OPTIONAL_ORIGIN`: both or neither (one alone is an error,
+    recorded; call before :meth:`Params.check`)."""
+    lat, lon = p[ORIGIN_LAT], p[ORIGIN_LON]
+    if (lat is None) != (lon is None) and not p.errors:
+        p.fail("lat" if lat is None else "lon", "lat and lon go together: give both")
+    return None if lat is None or lon is None else Point(lat, lon)

@@ -14,6 +14,7 @@ from urllib.parse import quote, unquote_plus
 import orjson
 import shapely
 from flask import Blueprint, Response, request
+from shapely.geometry.base import BaseGeometry
 
 from geosearch.api import params
 from geosearch.api.cursor import decode, encode, fingerprint
@@ -26,15 +27,45 @@ from geosearch.api.geojson import (
     feature,
     parse_area,
 )
-from geosearch.api.params import shown
+from geosearch.api.guard import CONTROL_CHARS
+from geosearch.api.openapi import (
+    ERRORS,
+    PAGED_ERRORS,
+    SPACES,
+    UNAVAILABLE,
+    Operation,
+    add_route,
+    body,
+    problem,
+    ref,
+)
+from geosearch.api.params import (
+    BBOX,
+    CURSOR,
+    FILTERS,
+    LAT,
+    LIMIT,
+    LON,
+    MAX_DISTANCE,
+    OPTIONAL_ORIGIN,
+    PAGING,
+    RADIUS_M,
+    K,
+    Param,
+    Params,
+    Parser,
+    shown,
+)
 from geosearch.api.tiles import add_tile_routes
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import (
+    MAX_VERTICES,
     Amenity,
     ListQuery,
     NearestQuery,
     Page,
+    Point,
     PolygonQuery,
     RadiusQuery,
 )
@@ -80,23 +111,73 @@ def next_url(cursor: str) -> str:
     return own_url("&".join([*kept, f"cursor={cursor}"]))
 
 
+SPACE_ID: Param[str] = Param(
+    "id", Parser(str, {"type": "string",
+                       "pattern": f"^(?!(radius|nearest|polygon|bbox)$)[^/{CONTROL_CHARS}]+$"}),
+    "The space's id (the search endpoints' names excepted)", where="path")
+RADIUS = Operation(
+    "Spaces within a radius, nearest first", SPACES,
+    (LAT, LON, RADIUS_M, *FILTERS, *PAGING), PAGED_ERRORS, "Ordered by distance_m, then id.")
+NEAREST = Operation(
+    "The k nearest spaces that pass the filters", SPACES,
+    (LAT, LON, K, MAX_DISTANCE, *FILTERS), ERRORS,
+    "Ordered by distance_m, then id; the filters apply before k is counted.")
+BBOX_SEARCH = Operation("Spaces in a bounding box", SPACES,
+                        (BBOX, *FILTERS, *PAGING, *OPTIONAL_ORIGIN), PAGED_ERRORS,
+                        "By id, or by distance_m from the origin when one is given.")
+LIST = Operation("Every space that passes the filters, by id", SPACES, (*FILTERS, *PAGING),
+                 PAGED_ERRORS)
+ONE = Operation("One space", body(GEOJSON, ref("Space"), "The space"), (SPACE_ID,),
+                {"404": problem("No active space has this id"), **UNAVAILABLE})
+AMENITIES = Operation(
+    "The amenity vocabulary with counts of active spaces",
+    body("application/json", {
+        "type": "object", "required": ["amenities"],
+        "properties": {"amenities": {"type": "array", "items": {
+            "type": "object", "required": ["name", "label", "count"],
+            "properties": {"name": {"enum": [a.value for a in Amenity]},
+                           "label": {"type": "string"}, "count": {"type": "integer"}}}}}},
+        "The vocabulary"), errors=UNAVAILABLE)
+
+
+def polygon_operation(max_body_bytes: int) -> Operation:
+    """POST /spaces/polygon, with the body limits this API was built with."""
+    area = {
+        "description": "A GeoJSON Polygon or MultiPolygon (lon/lat, straight edges, holes "
+                       "honoured; split at ±180° to cross the antimeridian), or a Feature "
+                       f"holding one; at most {MAX_VERTICES:,} vertices, body at most "
+                       f"{max_body_bytes:,} bytes",
+        "type": "object", "required": ["type"],
+        "properties": {"type": {"enum": ["Polygon", "MultiPolygon", "Feature"]},
+                       "coordinates": {"type": "array"}, "geometry": {"type": "object"}},
+    }
+    return Operation(
+        "Spaces covered by a polygon (boundary included)", SPACES,
+        (*FILTERS, *PAGING, *OPTIONAL_ORIGIN),
+        {**PAGED_ERRORS, "413": problem(f"The body is over {max_body_bytes:,} bytes"),
+         "415": problem("The body is not JSON (Content-Type)")},
+        "By id, or by distance_m from the origin when one is given.",
+        {"required": True, "content": {media: {"schema": area} for media in BODY_TYPES}})
+
+
 class SearchViews:
     """The views of one mounted search API, bound to its backend."""
 
     def __init__(self, backend: Backend, max_body_bytes: int) -> None:
         self.backend = backend
         self.max_body_bytes = max_body_bytes
+        self.polygon_op = polygon_operation(max_body_bytes)
 
     # -- helpers ------------------------------------------------------------------------
 
     @staticmethod
-    def _after(p: params.Params, query_fp: Callable[[], str],
+    def _after(p: Params, query_fp: Callable[[], str],
                shape: tuple[type, ...]) -> tuple[tuple | None, str | None]:
         """The keyset of the request's cursor and the dataset version it belongs to;
         ``(None, None)`` on a first page. ``query_fp`` makes the query's fingerprint
         (only paging needs it). The version goes into the query, so that only a store
         serving it answers the page (410 when none does)."""
-        cursor = p.raw("cursor")
+        cursor = p[CURSOR]
         if not cursor:
             return None, None
         return decode(cursor, query_fp(), shape)
@@ -113,43 +194,40 @@ class SearchViews:
 
     def radius(self) -> Response:
         """GET /spaces/radius"""
-        p = params.Params(request.args)
-        origin, radius_m = params.origin(p, required=True), params.radius(p)
-        filters, limit = params.filters(p), params.limit(p)
-        p.check()
+        p = Params.read(request.args, RADIUS.params).check()
+        origin, radius_m, filters = Point(p[LAT], p[LON]), p[RADIUS_M], params.filters(p)
         fp = partial(fingerprint, "radius", origin.lat, origin.lon, radius_m, filters.key())
         after, version = self._after(p, fp, _DISTANCE_KEY)
         return self._page(self.backend.radius(
-            RadiusQuery(origin, radius_m, filters, limit, after, version)), fp)
+            RadiusQuery(origin, radius_m, filters, p[LIMIT], after, version)), fp)
 
     def nearest(self) -> Response:
         """GET /spaces/nearest"""
-        p = params.Params(request.args)
-        origin, k = params.origin(p, required=True), params.k(p)
-        max_d, filters = params.max_distance(p), params.filters(p)
-        p.check()
-        hits = self.backend.nearest(NearestQuery(origin, k, max_d, filters))
+        p = Params.read(request.args, NEAREST.params).check()
+        hits = self.backend.nearest(NearestQuery(Point(p[LAT], p[LON]), p[K], p[MAX_DISTANCE],
+                                                 params.filters(p)))
         return _geojson(collection(hits, own_url()))
 
-    def _area(self, area, p: params.Params, kind: str) -> Response:
-        origin, filters, limit = (
-            params.origin(p, required=False),
-            params.filters(p),
-            params.limit(p),
-        )
+    def _area(self, p: Params, kind: str, area_of: Callable[[], BaseGeometry]) -> Response:
+        """A polygon or bbox page: the request's origin, filters and paging, then the area
+        (``area_of``, once the parameters are known to be valid)."""
+        origin = params.optional_origin(p)
         p.check()
+        area, filters = area_of(), params.filters(p)
         fp = partial(fingerprint, kind, shapely.to_wkb(area, hex=True), filters.key(),
                      None if origin is None else (origin.lat, origin.lon))
         after, version = self._after(p, fp, _ID_KEY if origin is None else _DISTANCE_KEY)
         return self._page(self.backend.polygon(
-            PolygonQuery(area, filters, origin, limit, after, version)), fp)
+            PolygonQuery(area, filters, origin, p[LIMIT], after, version)), fp)
 
     def polygon(self) -> Response:
         """POST /spaces/polygon"""
-        p = params.Params(request.args)
-        return self._area(self._body_area(), p, "polygon")
+        area = self._body_area()  # the body's own errors (413, 415) come first
+        return self._area(Params.read(request.args, self.polygon_op.params), "polygon",
+                          lambda: area)
 
-    def _body_area(self):
+    def _body_area(self) -> BaseGeometry:
+        """The area in the request body; 413/415/400 naming what is wrong."""
         mimetype = request.mimetype
         if mimetype and mimetype not in BODY_TYPES:
             raise ApiError(415, "Unsupported Media Type",
@@ -190,27 +268,22 @@ class SearchViews:
 
     def bbox(self) -> Response:
         """GET /spaces/bbox"""
-        p = params.Params(request.args)
-        box = p.get("bbox", params.bbox, required=True)
-        area = bbox_area(*box) if box else None
-        if area is None:
-            p.check()
-        return self._area(area, p, "bbox")
+        p = Params.read(request.args, BBOX_SEARCH.params)
+        return self._area(p, "bbox", lambda: bbox_area(*p[BBOX]))
 
     def list_spaces(self) -> Response:
         """GET /spaces"""
-        p = params.Params(request.args)
-        filters, limit = params.filters(p), params.limit(p)
-        p.check()
+        p = Params.read(request.args, LIST.params).check()
+        filters = params.filters(p)
         fp = partial(fingerprint, "list", filters.key())
         after, version = self._after(p, fp, _ID_KEY)
-        return self._page(self.backend.list(ListQuery(filters, limit, after, version)), fp)
+        return self._page(self.backend.list(ListQuery(filters, p[LIMIT], after, version)), fp)
 
-    def one(self, space_id: str) -> Response:
+    def one(self, id: str) -> Response:
         """GET /spaces/<id>"""
-        space = self.backend.get(space_id)
+        space = self.backend.get(id)
         if space is None:
-            raise ApiError(404, "Not Found", f"no active space has the id {space_id!r}")
+            raise ApiError(404, "Not Found", f"no active space has the id {id!r}")
         return _geojson(feature(space))
 
     def amenities(self) -> Response:
@@ -232,17 +305,18 @@ def search_blueprint(
 
     Mount it under any prefix: ``app.register_blueprint(search_blueprint(b),
     url_prefix="/geo/v1")``. Its client errors are problem+json; the host app's own
-    handlers, config and routes are left alone.
+    handlers, config and routes are left alone; its routes are documented in the host's
+    ``/openapi.json`` (:func:`geosearch.api.openapi.openapi_blueprint`) under that prefix.
     """
     bp = Blueprint(name, __name__)
     views = SearchViews(backend, max_body_bytes)
-    bp.add_url_rule("/spaces/radius", "radius", views.radius, methods=["GET"])
-    bp.add_url_rule("/spaces/nearest", "nearest", views.nearest, methods=["GET"])
-    bp.add_url_rule("/spaces/polygon", "polygon", views.polygon, methods=["POST"])
-    bp.add_url_rule("/spaces/bbox", "bbox", views.bbox, methods=["GET"])
-    bp.add_url_rule("/spaces", "list", views.list_spaces, methods=["GET"])
-    bp.add_url_rule("/spaces/<space_id>", "one", views.one, methods=["GET"])
-    bp.add_url_rule("/amenities", "amenities", views.amenities, methods=["GET"])
+    add_route(bp, "/spaces/radius", "radius", views.radius, RADIUS)
+    add_route(bp, "/spaces/nearest", "nearest", views.nearest, NEAREST)
+    add_route(bp, "/spaces/polygon", "polygon", views.polygon, views.polygon_op, ("POST",))
+    add_route(bp, "/spaces/bbox", "bbox", views.bbox, BBOX_SEARCH)
+    add_route(bp, "/spaces", "list", views.list_spaces, LIST)
+    add_route(bp, "/spaces/<id>", "one", views.one, ONE)
+    add_route(bp, "/amenities", "amenities", views.amenities, AMENITIES)
     add_tile_routes(bp, backend)
     register(bp, app_wide=False)
     return bp

@@ -37,6 +37,7 @@ MIN_RES, MAX_RES = 6, 8
 MIN_POPULATION = 50_000
 # More than any city has: larger values are refused rather than compared.
 MAX_POPULATION = 100_000_000
+MAX_WALK_M = 50_000.0
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ class CoverageOptions:
     def __post_init__(self) -> None:
         if not MIN_RES <= self.res <= MAX_RES:
             raise ValueError(f"res must be an integer in {MIN_RES}..{MAX_RES}")
-        if not 0 < self.walk_m <= 50_000:
-            raise ValueError("walk_m must be a number with 0 < walk_m <= 50000")
+        if not 0 < self.walk_m <= MAX_WALK_M:
+            raise ValueError(f"walk_m must be a number with 0 < walk_m <= {MAX_WALK_M:g}")
         if not MIN_POPULATION <= self.min_population <= MAX_POPULATION:
             raise ValueError(f"min_population must be an integer in "
                              f"{MIN_POPULATION}..{MAX_POPULATION}")
