@@ -53,6 +53,7 @@ chromium: ## install Debian's Chromium for the browser tests when missing
 
 test: install postgis chromium ## the whole suite, with its own throwaway PostGIS
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist loadgroup -p no:cacheprovider
 
 fuzz: install postgis ## nightly-sized: schemathesis with many examples, hostile battery, faults
@@ -63,8 +64,9 @@ fuzz: install postgis ## nightly-sized: schemathesis with many examples, hostile
 faults: install postgis ## faults under load, the long form (kill, restart, outage, swap)
 	$(BIN)/python scripts/faults.py --clients 8 --seconds-between 10
 
-lint: install ## ruff
+lint: install ## ruff, and mypy on geosearch/
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: install postgis snapshot ## every figure beside its floor, 5k and 1M -> docs/benchmarks.md
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }

@@ -82,7 +82,7 @@ def _hit(feature: dict) -> Hit:
     distance = props.pop("distance_m", None)
     space = Space(id=feature["id"], lat=lat, lon=lon, status="active",
                   amenities=tuple(props.pop("amenities")),
-                  **{k: props.get(k) for k in FEATURE_PROPERTIES if k != "amenities"})
+                  **{k: props[k] for k in FEATURE_PROPERTIES if k != "amenities"})
     return Hit(space, distance)
 
 

@@ -187,9 +187,9 @@ class Hits(Sequence[Hit]):
         """Hits of any backend as heads (spaces serialised here, once)."""
         if isinstance(hits, Hits):
             return hits
-        distances = [h.distance_m for h in hits]
+        known = [h.distance_m for h in hits if h.distance_m is not None]
         return cls([h.space.id for h in hits], [space_head(h.space) for h in hits],
-                   None if any(d is None for d in distances) else distances)
+                   known if len(known) == len(hits) else None)
 
     def _hits(self) -> list[Hit]:
         if self._built is None:
@@ -224,7 +224,8 @@ class Hits(Sequence[Hit]):
     def features(self) -> bytes:
         """The features as a JSON array body (without brackets), distances spliced in
         (metres, millimetre precision)."""
-        heads = self.heads.views() if isinstance(self.heads, Slices) else list(self.heads)
+        heads: Sequence[bytes | memoryview] = (
+            self.heads.views() if isinstance(self.heads, Slices) else list(self.heads))
         if not heads:
             return b""
         if self.distances is None:

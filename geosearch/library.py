@@ -74,13 +74,13 @@ class Geosearch:
         database (``geosearch ingest --database``)."""
         if (snapshot is None) == (database_url is None):
             raise ValueError("give exactly one of snapshot or database_url")
-        if database_url is not None:
-            from geosearch.backends.postgis import PostgisBackend
+        if snapshot is not None:
+            from geosearch.backends.memory import MemoryBackend
 
-            return cls(PostgisBackend.from_settings(Settings(database_url=database_url)))
-        from geosearch.backends.memory import MemoryBackend
+            return cls(MemoryBackend.from_snapshot(snapshot))
+        from geosearch.backends.postgis import PostgisBackend
 
-        return cls(MemoryBackend.from_snapshot(snapshot))
+        return cls(PostgisBackend.from_settings(Settings(database_url=database_url)))
 
     def __enter__(self) -> Geosearch:
         return self
@@ -115,8 +115,8 @@ class Geosearch:
     def nearest(self, lat: float, lon: float, k: int = 10,
                 max_distance_m: float | None = None, **filters) -> list[Hit]:
         """The ``k`` (1..100) nearest spaces that pass the filters."""
-        return self.backend.nearest(NearestQuery(Point(lat, lon), k, max_distance_m,
-                                                 make_filters(**filters)))
+        return list(self.backend.nearest(NearestQuery(Point(lat, lon), k, max_distance_m,
+                                                      make_filters(**filters))))
 
     def polygon(self, area: dict | BaseGeometry, origin: tuple[float, float] | None = None,
                 **filters) -> list[Hit]:

@@ -8,7 +8,7 @@ layer (or a library caller) to a backend.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -345,6 +345,6 @@ class Page:
     dataset version the page was read from.
     """
 
-    hits: list[Hit]
+    hits: Sequence[Hit]
     next_after: tuple | None = None
     version: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -66,10 +67,10 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
         """Settings from the environment, then ``overrides`` (None values are ignored)."""
-        environ = os.environ if environ is None else environ
+        env: Mapping[str, str] = os.environ if environ is None else environ
         values: dict = {}
         for f in fields(cls):
-            raw = environ.get(f"GEOSEARCH_{f.name.upper()}")
+            raw = env.get(f"GEOSEARCH_{f.name.upper()}")
             if raw is None or raw == "":
                 continue
             kind = f.type if isinstance(f.type, str) else f.type.__name__

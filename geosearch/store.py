@@ -178,7 +178,10 @@ def _clone_indexes(cur: psycopg.Cursor, source: str, target: str) -> list[tuple[
     names = []
     for name, definition, constraint in cur.fetchall():
         temporary = f"{name}_next"
-        head, _, on, _, rest = _INDEX.match(definition).groups()
+        parts = _INDEX.match(definition)
+        if parts is None:
+            raise LoadError(f"cannot rebuild index {name} of {source}: {definition}")
+        head, _, on, _, rest = parts.groups()
         cur.execute(f"{head}{temporary}{on}{target}{rest}")
         if constraint == "p":
             cur.execute(f"ALTER TABLE {target} ADD CONSTRAINT {temporary} "
@@ -225,8 +228,11 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
     version, feed = str(meta["dataset_version"]), str(meta.get("feed", ""))
     unchanged = current_version(engine) == version
     raw = engine.raw_connection()
+    driver = raw.driver_connection
     try:
-        with raw.cursor() as cur:
+        if not isinstance(driver, psycopg.Connection):
+            raise LoadError("loads need the psycopg 3 driver (postgresql+psycopg://)")
+        with driver.cursor() as cur:
             cur.execute(NO_TIMEOUT)
             cur.execute(BUILD_MEMORY)
             if not unchanged:

@@ -19,6 +19,10 @@ from geosearch.model import (
 )
 from geosearch.tiles import TileFeatures
 
+# What ``nodes`` reports, one dict per store (a name of its own: backends have a method
+# called ``list``, which hides the builtin inside their class bodies)
+NodeStates = list[dict]
+
 
 class BackendUnavailable(Exception):  # noqa: N818 - reads as a state: "backend unavailable"
     """The store behind a backend cannot be reached now (answer 503, try again later)."""
@@ -86,7 +90,7 @@ class Backend(Protocol):
         """All active spaces as columns id, lat, lon, country, city, amenities (lists)."""
         ...
 
-    def nodes(self) -> list[dict]:
+    def nodes(self) -> NodeStates:
         """The stores behind the backend, for ``/readyz``: each with its ``role``,
         ``healthy``, ``dataset_version`` (None when it has none) and, for replicas, the
         replication lag (``lag_bytes``, ``lag_seconds``)."""

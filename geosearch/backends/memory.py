@@ -29,7 +29,7 @@ import shapely
 from scipy.spatial import cKDTree
 from shapely.strtree import STRtree
 
-from geosearch.backends.base import NoDataset, StaleVersion
+from geosearch.backends.base import NoDataset, NodeStates, StaleVersion
 from geosearch.backends.textindex import TextIndex
 from geosearch.features import Hits, Slices, space_from_head
 from geosearch.geo import ecef, ecef_point, geodesic_from
@@ -341,7 +341,7 @@ class MemoryBackend:
         frame["amenities"] = [list(a) for a in frame["amenities"]]
         return frame
 
-    def nodes(self) -> list[dict]:
+    def nodes(self) -> NodeStates:
         """One store: this process' memory."""
         return [{"role": "memory", "healthy": True, "dataset_version": self._version}]
 

@@ -36,7 +36,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 from shapely.geometry.base import BaseGeometry
 
-from geosearch.backends.base import BackendUnavailable, NoDataset, StaleVersion
+from geosearch.backends.base import BackendUnavailable, NoDataset, NodeStates, StaleVersion
 from geosearch.backends.nodes import CONNECT_TIMEOUT_S, RECONNECT_WAIT_S, Node, Nodes
 from geosearch.features import Hits, space_from_head
 from geosearch.model import (
@@ -65,6 +65,8 @@ from geosearch.tiles import (
 )
 
 Query = RadiusQuery | NearestQuery | PolygonQuery | ListQuery
+PagedQuery = RadiusQuery | PolygonQuery | ListQuery
+Rows = list  # rows of a statement (the methods named ``list`` shadow the builtin)
 ORIGIN = "ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography"
 AREA = "ST_GeomFromWKB(%(area)s, 4326)"
 # ST_DWithin's own spheroid test may differ from ST_Distance in the last bits: widen the
@@ -130,7 +132,8 @@ def _filter_sql(f: Filters, ordered_scan: bool, active: str = "status = 'active'
     when the scan is not ordered).
     """
     text_index = not ordered_scan if text_index is None else text_index
-    parts, params = [active], {}
+    parts: list[str] = [active]
+    params: dict[str, object] = {}
     if f.all_amenities:
         if ordered_scan:
             parts.append("amenity_mask & %(all_mask)s = %(all_mask)s")
@@ -343,7 +346,7 @@ def statement(query: Query, by_text: bool = False) -> tuple[str, dict]:
             params["id0"] = str(after[-1])
         return _id_sql(where, after is not None), params
     if after is not None:
-        params.update(d0=float(after[0]), id0=str(after[1]))
+        params.update(d0=float(after[0]), id0=str(after[-1]))
     return _distance_sql(where, keep, after is not None), params
 
 
@@ -427,7 +430,7 @@ class PostgisBackend:
         raise AssertionError("unreachable")
 
     def _run(self, sql: str, params: dict, rows=None,
-             accept: Callable[[list], bool] | None = None) -> list:
+             accept: Callable[[Rows], bool] | None = None) -> Rows:
         """Run a read on the first node that answers (and whose answer ``accept`` takes);
         a node that cannot answer is taken out of rotation."""
         failure: Exception | None = None
@@ -539,7 +542,7 @@ class PostgisBackend:
                          "WHERE status = 'active' ORDER BY id", {}, rows=dict_row)
         return pd.DataFrame(rows, columns=["id", "lat", "lon", "country", "city", "amenities"])
 
-    def nodes(self) -> list[dict]:
+    def nodes(self) -> NodeStates:
         """Every node: role, health, dataset version, and each replica's lag behind the
         primary (bytes of WAL not yet replayed, seconds since the last replayed commit)."""
         primary_lsn = None
@@ -564,7 +567,7 @@ class PostgisBackend:
             if "lsn" in state:
                 lsn = state.pop("lsn")
                 state["lag_bytes"] = (None if primary_lsn is None or lsn is None
-                                      else max(0, _lsn(primary_lsn) - _lsn(lsn)))
+                                      else max(0, _lsn(str(primary_lsn)) - _lsn(str(lsn))))
         return out
 
     def close(self) -> None:
@@ -573,7 +576,7 @@ class PostgisBackend:
 
     # -- paging -------------------------------------------------------------------------
 
-    def _run_versioned(self, sql: str, params: dict, version: str | None = None) -> list:
+    def _run_versioned(self, sql: str, params: dict, version: str | None = None) -> Rows:
         """Run a statement whose rows start with the dataset version (``_versioned``),
         on a node serving ``version`` when it is given; NoDataset when none is loaded."""
         rows = self._run(sql, params, accept=None if version is None else
@@ -582,7 +585,7 @@ class PostgisBackend:
             raise NoDataset("no dataset was loaded into this database")
         return rows
 
-    def _page(self, query: Query, distances: bool) -> Page:
+    def _page(self, query: PagedQuery, distances: bool) -> Page:
         """Run a paged statement: it fetches limit + 1 rows to know whether more exist,
         and reads the dataset version in the same statement (from a node that serves
         ``query.version`` when the query names one)."""

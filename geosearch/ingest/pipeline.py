@@ -43,7 +43,7 @@ class IngestResult:
 def _locate(record: Record, geocoder: Geocoder, gazetteer: GazetteerGeocoder) -> None:
     """Geocode a row without a point; name the city of a row without one."""
     index = countries()
-    if record.lat is None:
+    if record.lat is None or record.lon is None:  # both or neither (normalise)
         if not record.city and not record.address:
             raise Rejected("ungeocodable", "no coordinates and neither address nor city")
         found = geocoder.geocode(record.address, record.city, record.postcode, record.country)
@@ -133,7 +133,7 @@ def run_pipeline(feed: str | Path, geocoder: Geocoder | None = None,
             report.reject(record, Rejected(
                 "duplicate", f"the same space as {first.id} (row {first.row}), sent again"))
             continue
-        record.cells = latlng_cells(record.lat, record.lon)
+        record.cells = latlng_cells(*record.position())
         report.load(record)
         loaded.append(record)
     report.rejects.sort(key=lambda r: r["row"])

@@ -52,6 +52,12 @@ class Record:
     geocode_precision: str = "input"
     cells: dict[int, str] = field(default_factory=dict)
 
+    def position(self) -> tuple[float, float]:
+        """(lat, lon) of a row that has been located (ValueError before)."""
+        if self.lat is None or self.lon is None:
+            raise ValueError(f"row {self.row} has no position yet")
+        return self.lat, self.lon
+
     def repair(self, code: str, detail: str) -> None:
         """Record a change made to this row."""
         self.repairs.append(Repair(code, detail))

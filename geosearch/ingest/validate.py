@@ -38,7 +38,8 @@ def validate_position(record: Record, index: CountryIndex) -> None:
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise Rejected("invalid_coordinates",
                        f"lat {lat} / lon {lon} out of range (lat -90..90, lon -180..180)")
-    outside_km = index.distance_outside_m(record.country, lat, lon) / 1000
+    outside_m = index.distance_outside_m(record.country, lat, lon)
+    how_far = "" if outside_m is None else f"{outside_m / 1000:.0f} km "
     found = ", ".join(index.countries_at(lat, lon)) or "no country"
-    raise Rejected("outside_country", f"point ({lat}, {lon}) is {outside_km:.0f} km outside "
+    raise Rejected("outside_country", f"point ({lat}, {lon}) is {how_far}outside "
                    f"{record.country} (it lies in {found})")
