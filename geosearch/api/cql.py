@@ -24,12 +24,23 @@ from shapely.geometry.base import BaseGeometry
 
 from geosearch.api.geojson import GeometryError, parse_area
 from geosearch.geo import bbox_area
-from geosearch.model import MAX_CAPACITY, Amenity
+from geosearch.model import MAX_CAPACITY, Amenity, field_schema
 
 SUPPORTED = ("country = or IN, city =, capacity >= or >, A_CONTAINS or A_OVERLAPS on "
              "amenities, S_INTERSECTS(geometry, BBOX or POLYGON), each once, joined by AND")
 # CQL2 text, and the name of its draft that older clients (GDAL before Part 3) send
 LANGUAGES = ("cql2-text", "cql-text")
+
+
+QUERYABLE = ("country", "city", "capacity", "amenities")
+
+
+def _queryable(name: str) -> dict:
+    """A queryable as the Space field defines it (a filter never matches a missing value,
+    so the type is the value's own)."""
+    schema = field_schema(name)
+    kind = schema["type"]
+    return {**schema, "type": kind[0] if isinstance(kind, list) else kind}
 
 
 class FilterError(ValueError):
@@ -44,10 +55,7 @@ def queryables(self_url: str) -> dict:
         "description": f"CQL2 text in the filter parameter; supported: {SUPPORTED}",
         "properties": {
             "geometry": {"format": "geometry-point", "x-ogc-role": "primary-geometry"},
-            "country": {"type": "string", "description": "ISO 3166-1 alpha-2 code"},
-            "city": {"type": "string", "description": "As the record has it, any case"},
-            "capacity": {"type": "integer", "minimum": 0, "description": "Desks"},
-            "amenities": {"type": "array", "items": {"enum": [a.value for a in Amenity]}},
+            **{name: _queryable(name) for name in QUERYABLE},
         },
         "additionalProperties": False,
     }

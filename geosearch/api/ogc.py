@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import shapely
 from flask import Blueprint, Response, current_app, request, url_for
@@ -18,10 +18,9 @@ from shapely.geometry.base import BaseGeometry
 
 from geosearch.api import params
 from geosearch.api.cql import LANGUAGES, SUPPORTED, FilterError, parse_filter, queryables
-from geosearch.api.cursor import decode, encode, fingerprint
+from geosearch.api.cursor import fingerprint
 from geosearch.api.errors import ApiError, ParamError, register
-from geosearch.api.geojson import GEOJSON, VERSION_HEADER, feature
-from geosearch.api.geojson import collection as feature_collection
+from geosearch.api.geojson import GEOJSON, feature
 from geosearch.api.guard import CONTROL_CHARS
 from geosearch.api.openapi import (
     OBJECT,
@@ -33,8 +32,8 @@ from geosearch.api.openapi import (
     documented,
     problem,
 )
+from geosearch.api.paging import ID_KEY, after_of, page_response
 from geosearch.api.params import BBOX, CURSOR, FILTERS, TEXT, Param, Params, Parser, integer
-from geosearch.api.search import next_url, own_url
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import MAX_LIMIT, Filters, ListQuery, Page, PolygonQuery
@@ -180,10 +179,9 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
         text = p[FILTER]
         if text is not None:
             filters, area = _with_filter(filters, area, text, p[FILTER_LANG])
-        fp = fingerprint("ogc", None if area is None else shapely.to_wkb(area, hex=True),
-                         filters.key())
-        cursor = p[CURSOR]
-        after, version = decode(cursor, fp, (str,)) if cursor else (None, None)
+        fp = partial(fingerprint, "ogc", None if area is None
+                     else shapely.to_wkb(area, hex=True), filters.key())
+        after, version = after_of(p[CURSOR], fp, ID_KEY)
         query = (ListQuery(filters, limit, after, version) if area is None
                  else PolygonQuery(area, filters, None, limit, after, version))
         page: Page = (backend.list(query) if isinstance(query, ListQuery)
@@ -191,15 +189,7 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
         # counted on the page's own dataset version (a swap in between: 410, never a
         # count of another dataset), once per query and version, not once per page
         matched = count(replace(query, limit=1, after=None, version=page.version))
-        link = None
-        if page.next_after is not None:  # OGC clients follow the link
-            link = next_url(encode(page.next_after, page.version or "", fp))
-        response = Response(feature_collection(page.hits, own_url(), link,
-                                               links=[_link("collection", f"{name}.collection")],
-                                               matched=matched), mimetype=GEOJSON)
-        if page.version:
-            response.headers[VERSION_HEADER] = page.version
-        return response
+        return page_response(page, fp, [_link("collection", f"{name}.collection")], matched)
 
     @bp.get("/collections/spaces/items/<id>")
     @documented(Operation("One space as an OGC API feature", _GEOJSON, (ITEM_ID,),

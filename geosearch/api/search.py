@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import partial
-from urllib.parse import quote, unquote_plus
 
 import orjson
 import shapely
@@ -17,11 +16,10 @@ from flask import Blueprint, Response, request
 from shapely.geometry.base import BaseGeometry
 
 from geosearch.api import params
-from geosearch.api.cursor import decode, encode, fingerprint
+from geosearch.api.cursor import fingerprint
 from geosearch.api.errors import ApiError, ParamError, register
 from geosearch.api.geojson import (
     GEOJSON,
-    VERSION_HEADER,
     GeometryError,
     collection,
     feature,
@@ -38,6 +36,14 @@ from geosearch.api.openapi import (
     body,
     problem,
     ref,
+)
+from geosearch.api.paging import (
+    DISTANCE_KEY,
+    ID_KEY,
+    after_of,
+    geojson_response,
+    own_url,
+    page_response,
 )
 from geosearch.api.params import (
     BBOX,
@@ -64,7 +70,6 @@ from geosearch.model import (
     Amenity,
     ListQuery,
     NearestQuery,
-    Page,
     Point,
     PolygonQuery,
     RadiusQuery,
@@ -72,43 +77,6 @@ from geosearch.model import (
 from geosearch.settings import Settings
 
 BODY_TYPES = ("application/geo+json", "application/json")
-_DISTANCE_KEY = (float, str)
-_ID_KEY = (str,)
-
-
-def _geojson(body: dict | bytes, version: str | None = None) -> Response:
-    """A GeoJSON response; ``version``: the dataset version that answered, as a header."""
-    data = body if isinstance(body, bytes) else orjson.dumps(body)
-    response = Response(data, mimetype=GEOJSON)
-    if version:
-        response.headers[VERSION_HEADER] = version
-    return response
-
-
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"
-
-
-def own_url(query_string: str | None = None) -> str:
-    """This request's URL, with its own query string or ``query_string``.
-
-    Built from the WSGI environ as the client addressed it (scheme, host, the mount
-    prefix in ``SCRIPT_NAME`` and the path), so links stay right behind a prefix or a
-    proxy that sets them; cheaper than rebuilding it through the URL map.
-    """
-    env = request.environ
-    host = env.get("HTTP_HOST") or f"{env['SERVER_NAME']}:{env['SERVER_PORT']}"
-    path = (env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")).encode("latin-1")
-    query = env.get("QUERY_STRING", "") if query_string is None else query_string
-    return (f"{env['wsgi.url_scheme']}://{host}{quote(path, safe=_PATH_SAFE)}"
-            + (f"?{query}" if query else ""))
-
-
-def next_url(cursor: str) -> str:
-    """This request's URL with ``cursor`` replaced: the ``next`` link (the other
-    parameters exactly as the client sent them)."""
-    kept = [pair for pair in request.environ.get("QUERY_STRING", "").split("&")
-            if pair and unquote_plus(pair.partition("=")[0]) != "cursor"]
-    return own_url("&".join([*kept, f"cursor={cursor}"]))
 
 
 SPACE_ID: Param[str] = Param(
@@ -168,28 +136,6 @@ class SearchViews:
         self.max_body_bytes = max_body_bytes
         self.polygon_op = polygon_operation(max_body_bytes)
 
-    # -- helpers ------------------------------------------------------------------------
-
-    @staticmethod
-    def _after(p: Params, query_fp: Callable[[], str],
-               shape: tuple[type, ...]) -> tuple[tuple | None, str | None]:
-        """The keyset of the request's cursor and the dataset version it belongs to;
-        ``(None, None)`` on a first page. ``query_fp`` makes the query's fingerprint
-        (only paging needs it). The version goes into the query, so that only a store
-        serving it answers the page (410 when none does)."""
-        cursor = p[CURSOR]
-        if not cursor:
-            return None, None
-        return decode(cursor, query_fp(), shape)
-
-    @staticmethod
-    def _page(page: Page, query_fp: Callable[[], str]) -> Response:
-        cursor = link = None
-        if page.next_after is not None:
-            cursor = encode(page.next_after, page.version or "", query_fp())
-            link = next_url(cursor)
-        return _geojson(collection(page.hits, own_url(), link, cursor), page.version)
-
     # -- views --------------------------------------------------------------------------
 
     def radius(self) -> Response:
@@ -197,8 +143,8 @@ class SearchViews:
         p = Params.read(request.args, RADIUS.params).check()
         origin, radius_m, filters = Point(p[LAT], p[LON]), p[RADIUS_M], params.filters(p)
         fp = partial(fingerprint, "radius", origin.lat, origin.lon, radius_m, filters.key())
-        after, version = self._after(p, fp, _DISTANCE_KEY)
-        return self._page(self.backend.radius(
+        after, version = after_of(p[CURSOR], fp, DISTANCE_KEY)
+        return page_response(self.backend.radius(
             RadiusQuery(origin, radius_m, filters, p[LIMIT], after, version)), fp)
 
     def nearest(self) -> Response:
@@ -206,7 +152,7 @@ class SearchViews:
         p = Params.read(request.args, NEAREST.params).check()
         hits = self.backend.nearest(NearestQuery(Point(p[LAT], p[LON]), p[K], p[MAX_DISTANCE],
                                                  params.filters(p)))
-        return _geojson(collection(hits, own_url()))
+        return geojson_response(collection(hits, own_url()))
 
     def _area(self, p: Params, kind: str, area_of: Callable[[], BaseGeometry]) -> Response:
         """A polygon or bbox page: the request's origin, filters and paging, then the area
@@ -216,8 +162,8 @@ class SearchViews:
         area, filters = area_of(), params.filters(p)
         fp = partial(fingerprint, kind, shapely.to_wkb(area, hex=True), filters.key(),
                      None if origin is None else (origin.lat, origin.lon))
-        after, version = self._after(p, fp, _ID_KEY if origin is None else _DISTANCE_KEY)
-        return self._page(self.backend.polygon(
+        after, version = after_of(p[CURSOR], fp, ID_KEY if origin is None else DISTANCE_KEY)
+        return page_response(self.backend.polygon(
             PolygonQuery(area, filters, origin, p[LIMIT], after, version)), fp)
 
     def polygon(self) -> Response:
@@ -276,15 +222,15 @@ class SearchViews:
         p = Params.read(request.args, LIST.params).check()
         filters = params.filters(p)
         fp = partial(fingerprint, "list", filters.key())
-        after, version = self._after(p, fp, _ID_KEY)
-        return self._page(self.backend.list(ListQuery(filters, p[LIMIT], after, version)), fp)
+        after, version = after_of(p[CURSOR], fp, ID_KEY)
+        return page_response(self.backend.list(ListQuery(filters, p[LIMIT], after, version)), fp)
 
     def one(self, id: str) -> Response:
         """GET /spaces/<id>"""
         space = self.backend.get(id)
         if space is None:
             raise ApiError(404, "Not Found", f"no active space has the id {id!r}")
-        return _geojson(feature(space))
+        return geojson_response(feature(space))
 
     def amenities(self) -> Response:
         """GET /amenities"""
