@@ -83,7 +83,12 @@ class Params:
         """Read ``params`` from the query string (path parameters from ``path``)."""
         self = cls(args)
         for param in params:
-            self.take(param, path[param.name] if param.where == "path" else self.raw(param.name))
+            if param.where == "path":
+                self.take(param, path[param.name])
+            elif param.name in args:
+                self.take(param, self.raw(param.name))
+            else:  # most parameters of a request are absent
+                self.take(param, None)
         return self
 
     def raw(self, name: str) -> str | None:

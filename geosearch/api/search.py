@@ -160,8 +160,10 @@ class SearchViews:
         origin = params.optional_origin(p)
         p.check()
         area, filters = area_of(), params.filters(p)
-        fp = partial(fingerprint, kind, shapely.to_wkb(area, hex=True), filters.key(),
-                     None if origin is None else (origin.lat, origin.lon))
+        def fp() -> str:  # only paging needs it
+            return fingerprint(kind, shapely.to_wkb(area, hex=True), filters.key(),
+                               None if origin is None else (origin.lat, origin.lon))
+
         after, version = after_of(p[CURSOR], fp, ID_KEY if origin is None else DISTANCE_KEY)
         return page_response(self.backend.polygon(
             PolygonQuery(area, filters, origin, p[LIMIT], after, version)), fp)
