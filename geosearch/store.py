@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -167,39 +168,82 @@ def _copy(cur: psycopg.Cursor, table: pa.Table, target: str) -> None:
 
 
 _INDEX = re.compile(r"^(CREATE (?:UNIQUE )?INDEX )(\S+)( ON )(\S+)( .*)$")
+# Index builds run on this many connections at once (GiST and GIN builds use one core each)
+BUILDERS = 2
+# pg_advisory_lock key held by a load from its first statement to its last: one at a time
+LOAD_LOCK = 4_711_016
 
 
-def _clone_indexes(cur: psycopg.Cursor, source: str, target: str) -> list[tuple[str, str]]:
-    """Build on ``target`` every index (and the primary key) that ``source`` has, under
-    temporary names; returns (temporary, final) names for the swap."""
+def _index_builds(cur: psycopg.Cursor, source: str, target: str
+                  ) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """How to give ``target`` every index that ``source`` has, under temporary names: the
+    CREATE INDEX statements, the ALTER TABLE that makes the primary key of its index, and
+    the (temporary, final) renames."""
     cur.execute("SELECT i.indexname, i.indexdef, c.contype FROM pg_indexes i "
                 "LEFT JOIN pg_constraint c ON c.conname = i.indexname AND c.contype = 'p' "
                 "WHERE i.schemaname = current_schema() AND i.tablename = %s", (source,))
-    names = []
+    builds, keys, renames = [], [], []
     for name, definition, constraint in cur.fetchall():
         temporary = f"{name}_next"
         parts = _INDEX.match(definition)
         if parts is None:
             raise LoadError(f"cannot rebuild index {name} of {source}: {definition}")
         head, _, on, _, rest = parts.groups()
-        cur.execute(f"{head}{temporary}{on}{target}{rest}")
+        builds.append(f"{head}{temporary}{on}{target}{rest}")
         if constraint == "p":
-            cur.execute(f"ALTER TABLE {target} ADD CONSTRAINT {temporary} "
+            keys.append(f"ALTER TABLE {target} ADD CONSTRAINT {temporary} "
                         f"PRIMARY KEY USING INDEX {temporary}")
-        names.append((temporary, name))
-    return names
+        renames.append((temporary, name))
+    return builds, keys, renames
 
 
-def _stage(cur: psycopg.Cursor, name: str, table: pa.Table) -> tuple[str, list]:
-    """COPY ``table`` into a new table like ``name`` and build its indexes after the
-    data; returns the served table's name and the index renames of the swap."""
+def _longest_first(sql: str) -> int:
+    """GiST builds take longest, then GIN, then B-tree (started first, they end together)."""
+    method = sql.split(" USING ", 1)[1].split(maxsplit=1)[0]
+    return {"gist": 0, "gin": 1}.get(method, 2)
+
+
+def _build(connections: list[psycopg.Connection], statements: list[str]) -> None:
+    """Run the index builds, each in a transaction of its own, on every connection at once
+    (the next statement to whichever connection is free); the first failure is raised."""
+    todo = iter(statements)
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def work(conn: psycopg.Connection) -> None:
+        while not failures:
+            with lock:
+                sql = next(todo, None)
+            if sql is None:
+                return
+            try:
+                with conn.transaction():
+                    conn.execute(NO_TIMEOUT)
+                    conn.execute(BUILD_MEMORY)
+                    conn.execute(sql)
+            except BaseException as exc:  # raised in the loading thread below
+                failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in connections]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+def _stage(conn: psycopg.Connection, name: str, table: pa.Table) -> None:
+    """COPY ``table`` into ``{name}_staging``, a new table like ``name`` without indexes
+    (one left by a load that was killed is dropped first)."""
     staging = f"{name}_staging"
-    cur.execute(f"CREATE TABLE {staging} (LIKE {name} INCLUDING DEFAULTS "
-                "INCLUDING CONSTRAINTS)")
-    _copy(cur, table, staging)
-    renames = _clone_indexes(cur, name, staging)
-    cur.execute(f"ANALYZE {staging}")
-    return name, renames
+    with conn.transaction():
+        conn.execute(NO_TIMEOUT)
+        conn.execute(f"DROP TABLE IF EXISTS {staging}")
+        conn.execute(f"CREATE TABLE {staging} (LIKE {name} INCLUDING DEFAULTS "
+                     "INCLUDING CONSTRAINTS)")
+        with conn.cursor() as cur:
+            _copy(cur, table, staging)
 
 
 def _swap(cur: psycopg.Cursor, name: str, renames: list[tuple[str, str]]) -> None:
@@ -210,6 +254,13 @@ def _swap(cur: psycopg.Cursor, name: str, renames: list[tuple[str, str]]) -> Non
         cur.execute(f"ALTER INDEX {temporary} RENAME TO {final}")
 
 
+def _connect(engine: Engine) -> psycopg.Connection:
+    """A connection of its own to the engine's database (autocommit: transactions are
+    explicit)."""
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return psycopg.connect(url, autocommit=True, connect_timeout=3)
+
+
 def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = None) -> bool:
     """Load the spaces of ``frame`` atomically; returns False when the data is unchanged.
 
@@ -217,29 +268,44 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
     snapshot keeps); ``report`` (the ingest report, by default ``meta``) is kept in
     ``ingest_runs`` with the outcome.
 
-    One transaction: the rows are COPYed (CSV from Arrow) into a new table without
-    indexes, its indexes are built after the data, and then the new table replaces the
-    served one and the dataset version changes with it. Readers see the old dataset until
-    that commit and the new one after, never half of either; a failure or a kill at any
-    point leaves the old dataset in place.
+    The rows are COPYed (CSV from Arrow) into staging tables without indexes, created in
+    the same transaction (``FREEZE``); their indexes are then built after the data, on
+    :data:`BUILDERS` connections at once; one last transaction analyses them and swaps
+    them in for the served tables, and the dataset version changes with it. Readers see
+    the old dataset until that commit and the new one after, never half of either; a
+    failure or a kill at any point leaves the old dataset in place (and at most staging
+    tables, which the next load drops). Loads, migrations included, take turns (an
+    advisory lock).
     """
-    migrate(engine)
     started = datetime.now(UTC)
     version, feed = str(meta["dataset_version"]), str(meta.get("feed", ""))
-    unchanged = current_version(engine) == version
-    raw = engine.raw_connection()
-    driver = raw.driver_connection
+    connections = [_connect(engine) for _ in range(BUILDERS)]
+    main = connections[0]
     try:
-        if not isinstance(driver, psycopg.Connection):
-            raise LoadError("loads need the psycopg 3 driver (postgresql+psycopg://)")
-        with driver.cursor() as cur:
+        main.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK,))  # until it disconnects
+        migrate(engine)
+        unchanged = current_version(engine) == version
+        renames: dict[str, list[tuple[str, str]]] = {}
+        keys: list[str] = []
+        if not unchanged:
+            table, counts, tiles = _load_table(frame, version)
+            builds = []
+            for name, data in (("spaces", table), ("search_words", counts)):
+                _stage(main, name, data)
+                with main.cursor() as cur:
+                    table_builds, table_keys, renames[name] = _index_builds(
+                        cur, name, f"{name}_staging")
+                builds += table_builds
+                keys += table_keys
+            _build(connections, sorted(builds, key=_longest_first))
+        with main.transaction(), main.cursor() as cur:
             cur.execute(NO_TIMEOUT)
-            cur.execute(BUILD_MEMORY)
             if not unchanged:
-                table, counts, tiles = _load_table(frame, version)
-                staged = [_stage(cur, "spaces", table), _stage(cur, "search_words", counts)]
-                for name, renames in staged:
-                    _swap(cur, name, renames)
+                for sql in keys:
+                    cur.execute(sql)
+                for name, name_renames in renames.items():
+                    cur.execute(f"ANALYZE {name}_staging")
+                    _swap(cur, name, name_renames)
                 cur.execute(
                     "INSERT INTO dataset_state (id, version, loaded_at, feed, tile_count, "
                     "tile_sum_x, tile_sum_y, layout) VALUES (1, %s, now(), %s, %s, %s, %s, "
@@ -255,12 +321,9 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
                 (started, feed, version, "unchanged" if unchanged else "loaded",
                  json.dumps(meta if report is None else report, ensure_ascii=False,
                             default=str)))
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
     finally:
-        raw.close()
+        for conn in connections:
+            conn.close()
     return not unchanged
 
 

@@ -169,6 +169,53 @@ def test_a_killed_load_leaves_the_old_dataset(pg_database, feed_result):
     engine.dispose()
 
 
+def _staging_tables(engine) -> list[str]:
+    with engine.connect() as c:
+        return list(c.execute(sa.text(
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE '%staging'")).scalars())
+
+
+def test_the_load_after_a_killed_one_drops_its_leftovers_and_succeeds(pg_database,
+                                                                       feed_result):
+    url = pg_database("after_kill")
+    engine = make_engine(Settings(database_url=url))
+    load(_subset(feed_result, 100).frame, _subset(feed_result, 100).meta(), engine)
+    proc = _start_slow_load(url)  # killed mid-COPY: its staging tables stay behind
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+
+    full = _subset(feed_result, 300)
+    assert load(full.frame, full.meta(), engine)
+
+    assert _state(engine) == (full.report.dataset_version, 300)
+    assert _staging_tables(engine) == []
+    engine.dispose()
+
+
+def test_loads_at_the_same_time_take_turns(engine, feed_result):
+    """Each load holds an advisory lock from its staging to its swap: a second one waits
+    instead of dropping the first one's staging tables."""
+    results = [_subset(feed_result, n) for n in (150, 250, 350)]
+    errors: list[BaseException] = []
+
+    def run(result: IngestResult) -> None:
+        try:
+            load(result.frame, result.meta(), engine)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    version, count = _state(engine)
+    assert (version, count) in {(r.report.dataset_version, len(r.frame)) for r in results}
+    assert _staging_tables(engine) == []
+
+
 def test_readers_see_the_old_dataset_or_the_new_never_half(engine, feed_result):
     small, full = _subset(feed_result, 200), feed_result
     sizes = {small.report.dataset_version: 200, full.report.dataset_version: len(full.frame)}

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from werkzeug.datastructures import MultiDict
 
@@ -53,11 +53,11 @@ class Param(Generic[T_co]):
     OpenAPI document. ``default`` is the value when the parameter is absent."""
 
     name: str
-    parser: Parser[Any]
+    parser: Parser[T_co]
     description: str
     default: T_co | None = None
     required: bool = False
-    where: str = "query"
+    where: Literal["query", "path"] = "query"
 
     def openapi(self) -> dict:
         """The OpenAPI Parameter Object."""
@@ -111,10 +111,6 @@ class Params:
 
     def __getitem__(self, param: Param[T]) -> T:
         return cast(T, self.values[param.name])  # read by ``param``'s own parser
-
-    def given(self, param: Param) -> bool:
-        """Whether the request sent ``param``."""
-        return param.name in self.args
 
     def fail(self, name: str, message: str) -> None:
         """Record an error found across parameters."""
