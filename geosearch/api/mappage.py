@@ -10,6 +10,7 @@ from pathlib import Path
 import shapely
 from flask import Blueprint, Response, jsonify, send_from_directory
 
+from geosearch.api.geojson import GEOJSON
 from geosearch.api.openapi import OBJECT, Operation, body, documented
 from geosearch.reference import countries
 
@@ -49,9 +50,9 @@ def map_blueprint(tile_url: str | None) -> Blueprint:
 
     @bp.get("/map/countries.geojson")
     @documented(Operation("Country outlines for the map's base layer", body(
-        "application/geo+json", OBJECT, "FeatureCollection")))
+        GEOJSON, OBJECT, "FeatureCollection")))
     def outlines():
-        return Response(outlines_geojson(), mimetype="application/geo+json",
+        return Response(outlines_geojson(), mimetype=GEOJSON,
                         headers={"Cache-Control": "public, max-age=86400"})
 
     return bp

@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
+from geosearch.api.geojson import GEOJSON
 from geosearch.api.params import Param
 from geosearch.model import FEATURE_PROPERTIES, field_schema
 
 F = TypeVar("F", bound=Callable[..., Any])
 OBJECT = {"type": "object"}
 ROWS = {"type": "array", "items": OBJECT}
-GEOJSON = "application/geo+json"
 _RULE_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
@@ -51,7 +51,6 @@ UNAVAILABLE = {"503": ERRORS["503"]}
 CLIENT_ERROR = problem("A client error: the problem names the parameter and what is valid")
 SPACES = body(GEOJSON, ref("SpaceCollection"), "A page of spaces as a GeoJSON "
               "FeatureCollection")
-JSON_OBJECT = body("application/json", OBJECT, "JSON")
 
 
 def _space_schema() -> dict:

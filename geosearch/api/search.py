@@ -76,7 +76,7 @@ from geosearch.model import (
 )
 from geosearch.settings import Settings
 
-BODY_TYPES = ("application/geo+json", "application/json")
+BODY_TYPES = (GEOJSON, "application/json")
 
 
 SPACE_ID: Param[str] = Param(

@@ -123,6 +123,8 @@ class MemoryBackend:
         table = _active_by_id(table)
         self._version = version
         self._table = table
+        # one array: a take from a chunked column joins every chunk first (3 ms at 1M)
+        self._names = table["name"].combine_chunks()
         self.size = n = table.num_rows
         self.ids = np.asarray(table["id"].to_numpy(zero_copy_only=False), dtype=str)
         self.lat = table["lat"].to_numpy().astype(float)
@@ -291,7 +293,7 @@ class MemoryBackend:
             world_x[at], world_y[at] = self._tiles.x[chosen], self._tiles.y[chosen]
             for i, space_id, name, mask in zip(
                     at.tolist(), self.ids[chosen].tolist(),
-                    self._table["name"].take(chosen).to_pylist(),
+                    self._names.take(chosen).to_pylist(),
                     self.mask[chosen].tolist(), strict=True):
                 ids[i], names[i], amenities[i] = space_id, name, self._amenities_text(mask)
         return TileFeatures(query.z, query.x, query.y, world_x, world_y, count, ids, names,
