@@ -86,8 +86,8 @@ def amenity_masks(amenities: pd.Series) -> np.ndarray:
 
 
 def search_words(frame: pd.DataFrame) -> list[list[str]]:
-    """Each row's text-search words (:func:`geosearch.text.space_words` of its name,
-    address and city); a field value seen before is not folded again."""
+    """Each row's text-search words: the distinct :func:`geosearch.text.words` of its
+    name, address and city, sorted; a field value seen before is not folded again."""
     cache: dict[str, list[str]] = {}
 
     def of(value: object) -> list[str]:
@@ -103,19 +103,21 @@ def search_words(frame: pd.DataFrame) -> list[list[str]]:
     return [sorted(set(of(a)).union(of(b), of(c))) for a, b, c in zip(*columns, strict=True)]
 
 
-_SERVING: dict[str, Callable[[pd.DataFrame], object]] = {
+_DERIVE: dict[str, Callable[[pd.DataFrame], object]] = {
     "feature": frame_heads,
     "amenity_mask": lambda frame: amenity_masks(frame["amenities"]),
     "city_key": lambda frame: frame["city"].fillna("").str.strip().str.casefold(),
     "search_words": search_words,
 }
+# The columns derived once per dataset for serving (a snapshot carries them).
+SERVING_COLUMNS = tuple(_DERIVE)
 
 
 def serving_columns(frame: pd.DataFrame) -> dict[str, object]:
     """The columns derived once per dataset for serving that ``frame`` lacks: ``feature``
     (the heads), ``amenity_mask`` (the amenities as bits), ``city_key`` (the city as
     compared) and ``search_words`` (the words text search matches)."""
-    return {name: derive(frame) for name, derive in _SERVING.items() if name not in frame}
+    return {name: derive(frame) for name, derive in _DERIVE.items() if name not in frame}
 
 
 def space_from_head(data: bytes, status: str = "active") -> Space:

@@ -19,16 +19,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from geosearch.features import serving_columns
+from geosearch.features import SERVING_COLUMNS, serving_columns
 
 SNAPSHOT_FILE = "spaces.parquet"
 SNAPSHOT_MODE = 0o644
-# Columns a snapshot carries for serving, derived from the spaces' own columns.
-SERVING = ("feature", "amenity_mask", "city_key", "search_words")
 # What a backend reads of a snapshot: the serving columns, what its filters and the
 # coverage reports need (everything else is inside the feature bytes).
 SERVED_COLUMNS = ("id", "name", "lat", "lon", "status", "country", "city", "amenities", "capacity",
-                  *SERVING)
+                  *SERVING_COLUMNS)
 _META_KEY = b"geosearch"
 
 
@@ -108,13 +106,14 @@ def read_meta(path: str | Path) -> dict:
 def read_snapshot(path: str | Path) -> Snapshot:
     """Load a snapshot written by :func:`write_snapshot` (the spaces' own columns)."""
     frame = _read(gpd.read_parquet, path)
-    return Snapshot(frame.drop(columns=[c for c in SERVING if c in frame]), read_meta(path))
+    return Snapshot(frame.drop(columns=[c for c in SERVING_COLUMNS if c in frame]), read_meta(path))
 
 
 def table_from_frame(frame: pd.DataFrame) -> pa.Table:
     """The Arrow table a backend serves from: the frame's columns and the derived serving
     columns (feature bytes, amenity mask, city key)."""
-    plain = pd.DataFrame(frame.drop(columns=[c for c in ("geometry", *SERVING) if c in frame]))
+    dropped = [c for c in ("geometry", *SERVING_COLUMNS) if c in frame]
+    plain = pd.DataFrame(frame.drop(columns=dropped))
     return pa.Table.from_pandas(plain.assign(**serving_columns(plain)), preserve_index=False)
 
 
@@ -126,7 +125,7 @@ def serving_table(path: str | Path) -> tuple[pa.Table, dict]:
     """
     names = set(_read(pq.read_schema, path).names)
     meta = read_meta(path)
-    if not set(SERVING) <= names:
+    if not set(SERVING_COLUMNS) <= names:
         table = _read(pq.read_table, path)
         return table_from_frame(table.drop_columns(
             [c for c in ("geometry",) if c in names]).to_pandas()), meta

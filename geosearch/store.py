@@ -7,6 +7,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -205,13 +206,14 @@ def _longest_first(sql: str) -> int:
 
 def _build(connections: list[psycopg.Connection], statements: list[str]) -> None:
     """Run the index builds, each in a transaction of its own, on every connection at once
-    (the next statement to whichever connection is free); the first failure is raised."""
+    (the next statement to whichever connection is free); a failure stops the others
+    from starting more and is raised."""
     todo = iter(statements)
     lock = threading.Lock()
-    failures: list[BaseException] = []
+    failed = threading.Event()
 
     def work(conn: psycopg.Connection) -> None:
-        while not failures:
+        while not failed.is_set():
             with lock:
                 sql = next(todo, None)
             if sql is None:
@@ -221,16 +223,13 @@ def _build(connections: list[psycopg.Connection], statements: list[str]) -> None
                     conn.execute(NO_TIMEOUT)
                     conn.execute(BUILD_MEMORY)
                     conn.execute(sql)
-            except BaseException as exc:  # raised in the loading thread below
-                failures.append(exc)
+            except BaseException:
+                failed.set()
+                raise
 
-    threads = [threading.Thread(target=work, args=(c,)) for c in connections]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
+    with ThreadPoolExecutor(len(connections)) as pool:
+        for done in [pool.submit(work, conn) for conn in connections]:
+            done.result()
 
 
 def _stage(conn: psycopg.Connection, name: str, table: pa.Table) -> None:
@@ -279,8 +278,8 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
     """
     started = datetime.now(UTC)
     version, feed = str(meta["dataset_version"]), str(meta.get("feed", ""))
-    connections = [_connect(engine) for _ in range(BUILDERS)]
-    main = connections[0]
+    main = _connect(engine)
+    connections = [main]
     try:
         main.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK,))  # until it disconnects
         migrate(engine)
@@ -297,6 +296,7 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
                         cur, name, f"{name}_staging")
                 builds += table_builds
                 keys += table_keys
+            connections += [_connect(engine) for _ in range(BUILDERS - 1)]
             _build(connections, sorted(builds, key=_longest_first))
         with main.transaction(), main.cursor() as cur:
             cur.execute(NO_TIMEOUT)

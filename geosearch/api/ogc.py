@@ -34,6 +34,7 @@ from geosearch.api.openapi import (
 )
 from geosearch.api.paging import ID_KEY, after_of, page_response
 from geosearch.api.params import BBOX, CURSOR, FILTERS, TEXT, Param, Params, Parser, integer
+from geosearch.api.search import space_or_404
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import MAX_LIMIT, Filters, ListQuery, Page, PolygonQuery
@@ -195,10 +196,7 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
     @documented(Operation("One space as an OGC API feature", _GEOJSON, (ITEM_ID,),
                           {"404": problem("No such collection or item"), **UNAVAILABLE}))
     def item(id: str):
-        space = backend.get(id)
-        if space is None:
-            raise ApiError(404, "Not Found", f"no active space has the id {id!r}")
-        doc = feature(space)
+        doc = feature(space_or_404(backend, id))
         doc["links"] = [_link("self", f"{name}.item", GEOJSON, id=id),
                         _link("collection", f"{name}.collection")]
         return _json(doc, GEOJSON)

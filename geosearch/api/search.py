@@ -73,10 +73,19 @@ from geosearch.model import (
     Point,
     PolygonQuery,
     RadiusQuery,
+    Space,
 )
 from geosearch.settings import Settings
 
 BODY_TYPES = (GEOJSON, "application/json")
+
+
+def space_or_404(backend: Backend, space_id: str) -> Space:
+    """The active space with this id; 404 when there is none."""
+    space = backend.get(space_id)
+    if space is None:
+        raise ApiError(404, "Not Found", f"no active space has the id {space_id!r}")
+    return space
 
 
 SPACE_ID: Param[str] = Param(
@@ -229,10 +238,7 @@ class SearchViews:
 
     def one(self, id: str) -> Response:
         """GET /spaces/<id>"""
-        space = self.backend.get(id)
-        if space is None:
-            raise ApiError(404, "Not Found", f"no active space has the id {id!r}")
-        return geojson_response(feature(space))
+        return geojson_response(feature(space_or_404(self.backend, id)))
 
     def amenities(self) -> Response:
         """GET /amenities"""
