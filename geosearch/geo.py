@@ -20,6 +20,12 @@ WGS84 = Geod(ellps="WGS84")
 _A = 6_378_137.0  # WGS84 semi-major axis, metres
 _F = 1 / 298.257223563
 _E2 = _F * (2 - _F)
+# the radii of curvature of the ellipsoid lie between b²/a (across the equator) and a²/b
+# (at the poles), rounded outwards
+_R_LOW = 6_335_439.0
+_R_HIGH = 6_399_594.0
+_LONGEST = 20_003_932.0  # metres: the longest geodesic (half a meridian), rounded up
+_LONG_CHORD = 12_000_000.0
 H3_RESOLUTIONS = (7, 8, 9)
 
 
@@ -45,6 +51,65 @@ def geodesic_from(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray) ->
     n = len(lats)
     _, _, dist = WGS84.inv(np.full(n, lon), np.full(n, lat), lons, lats)
     return dist
+
+
+def chords_from(centre: np.ndarray, xyz: np.ndarray) -> np.ndarray:
+    """Straight-line distances in metres from an Earth-centred point to each of many."""
+    d = xyz - centre
+    return np.sqrt(np.einsum("ij,ij->i", d, d))
+
+
+def chord_at_most(geodesic_m: float) -> float:
+    """The longest chord between two points of the WGS84 ellipsoid whose geodesic is at
+    most ``geodesic_m`` metres: the chord ball of this radius holds every point within
+    that geodesic, and is tight to a few parts in a thousand at any length.
+
+    A geodesic curves in space as the surface does along it, never less than a circle
+    of radius a²/b; by Schur's comparison theorem its chord is then at most that of an
+    arc of this circle as long as it (every geodesic is shorter than half the circle).
+    A micrometre is added for rounding.
+    """
+    return 2 * _R_HIGH * math.sin(min(geodesic_m + 1e-6, math.pi * _R_HIGH) / (2 * _R_HIGH))
+
+
+def geodesic_at_most(chord: np.ndarray) -> np.ndarray:
+    """An upper bound of the WGS84 geodesic for each chord (metres): exceeds it by less
+    than chord³ / (24 R²) near by, by less than 0.5% to 12,000 km of chord, and is the
+    longest geodesic beyond.
+
+    A geodesic curves in space at most as a circle of radius b²/a does; by Schur's
+    theorem its chord is at least that of an arc of this circle as long as it, for arcs
+    up to half the circle (19,903 km). On the ellipsoid, which departs from a sphere by
+    0.34%, a chord under 12,000 km (15,500 km of arc on a sphere) has a geodesic far
+    shorter than that; longer chords get the longest geodesic.
+    """
+    chord = np.asarray(chord, dtype=float)
+    arc = 2 * _R_LOW * np.arcsin(np.minimum(chord / (2 * _R_LOW), 1.0))
+    return np.where(chord < _LONG_CHORD, arc * (1 + 1e-12) + 1e-6, _LONGEST)
+
+
+def geodesic_estimate(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Geodesic metres from one point to each of many by Lambert's formula (first order in
+    the flattening), and how far each may be from the true geodesic: a fraction of it
+    (2e-4, ten times the largest error seen over millions of pairs up to 19,000 km) plus
+    a metre; an infinite margin for nearly antipodal pairs, where the formula fails.
+
+    Twenty times cheaper than the exact geodesic: it rules out far candidates before
+    they are measured.
+    """
+    b1 = math.atan((1 - _F) * math.tan(math.radians(lat)))
+    b2 = np.arctan((1 - _F) * np.tan(np.radians(lats)))
+    half_dlon = np.radians(lons - lon) / 2
+    h = np.sin((b2 - b1) / 2) ** 2 + math.cos(b1) * np.cos(b2) * np.sin(half_dlon) ** 2
+    sigma = 2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+    p, q = (b1 + b2) / 2, (b2 - b1) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (sigma - np.sin(sigma)) * (np.sin(p) * np.cos(q) / np.cos(sigma / 2)) ** 2
+        y = (sigma + np.sin(sigma)) * (np.cos(p) * np.sin(q) / np.sin(sigma / 2)) ** 2
+    estimate = _A * (sigma - _F / 2 * (np.nan_to_num(x) + np.nan_to_num(y)))
+    margin = np.where(sigma < 3.0, 2e-4 * estimate + 1.0, np.inf)
+    return estimate, margin
 
 
 def ecef_point(lat: float, lon: float) -> np.ndarray:

@@ -159,3 +159,40 @@ def test_postgis_nearest_with_q_is_right_every_way_it_can_run(postgis_text, fram
                 assert [h.space.id for h in got] == [i for i, _ in want], (q, origin)
     finally:
         postgis._nearest_sql.cache_clear()
+
+
+@pytest.mark.parametrize("dataset", ["text", "synthetic"])
+@pytest.mark.parametrize("tree_rows", [1, 10**9], ids=["word-trees", "word-scans"])
+def test_memory_nearest_with_q_matches_the_oracle_anywhere(request, monkeypatch, dataset,
+                                                          tree_rows):
+    """The memory backend's nearest with ``q`` searches the rarest term's words (k-d
+    trees of the words with many spaces, a scan of the others): from origins all over
+    the globe (the poles, ±180°, far from every match), with more filters, a distance
+    cap and a k beyond the matches, it gives the oracle's ids and distances."""
+    import random
+
+    from geosearch.backends import memory, textindex
+
+    monkeypatch.setattr(textindex, "TREE_ROWS", tree_rows)
+    monkeypatch.setattr(memory, "_MEASURED_PER_K", 1)  # more queries take the far path
+    result = request.getfixturevalue(f"{dataset}_result")
+    backend = memory.MemoryBackend.from_frame(result.frame, "q")
+    spaces = result.frame[result.frame["status"] == "active"].reset_index(drop=True)
+    rng = random.Random(12)
+    origins = [Point(90, 0), Point(-89.99, 45), Point(-17.7, 179.99), Point(64, -179.98),
+               Point(0, 0), BERLIN, *(Point(rng.uniform(-90, 90), rng.uniform(-180, 180))
+                                      for _ in range(14))]
+    queries = ["cafe", "a", "munch", "東京", "work club", "suva", "mcm", "longy", "berl",
+               "space 1", "street", "zzz"]
+    wifi = frozenset({Amenity.WIFI})
+    for q in queries:
+        terms = query_terms(q)
+        matching = spaces[oracle.passes(spaces, Filters(text=terms))]  # the oracle's, once
+        for origin in origins:
+            k, cap = rng.choice([1, 6, 40]), rng.choice([None, None, 300_000.0])
+            f = Filters(all_amenities=wifi if rng.random() < 0.3 else frozenset(), text=terms)
+            got = backend.nearest(NearestQuery(origin, k, cap, f))
+            want = oracle.nearest(matching, origin.lat, origin.lon, k, cap, f)
+            assert [h.space.id for h in got] == [i for i, _ in want], (origin, q, k, cap)
+            assert [h.distance_m for h in got] == pytest.approx([d for _, d in want],
+                                                                abs=1e-6), (origin, q)

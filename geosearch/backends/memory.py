@@ -20,6 +20,7 @@ workers forked after the load share them page for page.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,15 @@ from shapely.strtree import STRtree
 from geosearch.backends.base import NoDataset, NodeStates, StaleVersion
 from geosearch.backends.textindex import TextIndex
 from geosearch.features import Hits, Slices, space_from_head
-from geosearch.geo import ecef, ecef_point, geodesic_from
+from geosearch.geo import (
+    chord_at_most,
+    chords_from,
+    ecef,
+    ecef_point,
+    geodesic_at_most,
+    geodesic_estimate,
+    geodesic_from,
+)
 from geosearch.model import (
     POINT_ZOOM,
     Amenity,
@@ -52,13 +61,18 @@ from geosearch.tiles import TileFeatures, TileIndex, cell_shift
 # The chord-to-geodesic ratio is 1 - O(d^2/R^2): a relative margin keeps the ball safe.
 _BALL_MARGIN = 1e-9
 _NO_ROWS = np.empty(0, dtype=np.int64)
-_R_MIN = 6.3e6  # metres: below the smallest WGS84 radius of curvature (6,335,439 m)
 # A text term whose words hold more than 1/8 of the rows is checked on candidates rather
 # than answered from its rows (gathering them would cost more than the search).
 _SELECTIVE = 8
 # Nearest: a posting list is scanned instead of asking the k-d tree for more neighbours
 # when it is at most this many times their number (a row of a list costs a chord).
 _POSTING_PER_NEIGHBOUR = 16
+# Nearest with ``q``: a term that is a prefix of at most this many words is searched in
+# its words' spatially ordered rows (more words: their rows are checked on neighbours).
+_NEAR_WORDS = 8
+# ... and when more than this many times k of its rows may be nearer than the bound the
+# chords give, the k nearest by chord are measured first for a tighter one.
+_MEASURED_PER_K = 4
 
 
 def _codes(values: pa.ChunkedArray) -> tuple[np.ndarray, dict[str, int]]:
@@ -73,17 +87,6 @@ def _postings(codes: np.ndarray, count: int) -> list[np.ndarray]:
     order = np.argsort(codes, kind="stable").astype(np.int32)
     bounds = np.searchsorted(codes[order], np.arange(count + 1))
     return [order[bounds[c]:bounds[c + 1]] for c in range(count)]
-
-
-def _geodesic_at_most(chord: np.ndarray) -> np.ndarray:
-    """An upper bound of the WGS84 geodesic for each chord length (metres).
-
-    The chord is never longer than the geodesic, and the geodesic exceeds it by less than
-    chord³ / (24 R²) with R the smallest radius of curvature; the bound doubles that term
-    and adds a micrometre for rounding (checked against pyproj over 400,000 random pairs
-    up to 200 km: the true excess stays under 4 nm).
-    """
-    return chord * (1.0 + chord * chord / (12.0 * _R_MIN * _R_MIN)) + 1e-6
 
 
 def _ball_reach(radius_m: float) -> float:
@@ -144,7 +147,7 @@ class MemoryBackend:
         self._by_city = _postings(self.city, len(self._city_code))
         self._by_amenity = {a: np.flatnonzero(self.mask & a.bit).astype(np.int32)
                             for a in Amenity}
-        self._text = TextIndex(table["search_words"], n)
+        self._text = TextIndex(table["search_words"], n, self._xyz)
         self._tiles = TileIndex(self.lat, self.lon, None, np.ones(n, dtype=bool))  # id order
         self._amenity_text: dict[int, str] = {}
 
@@ -189,7 +192,7 @@ class MemoryBackend:
         """The candidates of a radius query that can be among its first ``want`` rows
         (within ``r``, after the cursor), decided on chords alone."""
         chord = self._chords(idx, ecef_point(lat, lon))
-        upper = _geodesic_at_most(chord)
+        upper = geodesic_at_most(chord)
         d0 = None if after is None else float(after[0])
         possible = chord <= r if d0 is None else (chord <= r) & (upper >= d0)
         idx, chord, upper = idx[possible], chord[possible], upper[possible]
@@ -204,6 +207,10 @@ class MemoryBackend:
     def nearest(self, query: NearestQuery) -> Hits:
         """The k nearest spaces that pass the filters (within ``max_distance_m``)."""
         lat, lon, k = query.origin.lat, query.origin.lon, query.k
+        if query.filters.text:
+            found = self._nearest_matches(lat, lon, k, query.filters, query.max_distance_m)
+            if found is not None:
+                return self._hits(*found)
         bound, pool = self._kth_distance_bound(lat, lon, k, query.filters)
         if bound is None:
             return Hits([], [], [])
@@ -402,7 +409,7 @@ class MemoryBackend:
                          else parts[0] if parts else _NO_ROWS)
         lists += [self._by_amenity[a] for a in filters.all_amenities]
         if filters.text:  # the rarest term's rows, when selective and the shortest list
-            term, rows = self._text.rarest(filters.text)
+            term, _, rows = self._text.rarest(filters.text)
             most = self.size // _SELECTIVE if text_at_most is None else text_at_most
             if rows <= most and (not lists or rows < min(map(len, lists))):
                 lists.append(self._text.rows(term))
@@ -419,7 +426,7 @@ class MemoryBackend:
 
     def _chords(self, idx: np.ndarray, centre: np.ndarray) -> np.ndarray:
         """Straight-line (ECEF) distances in metres from ``centre`` to the rows ``idx``."""
-        return np.linalg.norm(self._xyz[idx] - centre, axis=1)
+        return chords_from(centre, self._xyz[idx])
 
     def _distances(self, lat: float, lon: float, idx: np.ndarray) -> np.ndarray:
         if idx.size == 0:
@@ -443,7 +450,7 @@ class MemoryBackend:
         centre = ecef_point(lat, lon)
         want = k if filters.is_empty else 4 * k
         if filters.text:  # as many neighbours as should hold k matches of the rarest term
-            share = self._text.rarest(filters.text)[1] / max(self.size, 1)
+            share = self._text.rarest(filters.text)[2] / max(self.size, 1)
             want = min(self.size, max(want, int(2 * k / max(share, 1e-9))))
         # a term's rows are gathered only when they would be scanned
         rows = self._posting(filters, text_at_most=_POSTING_PER_NEIGHBOUR * want)
@@ -469,6 +476,61 @@ class MemoryBackend:
         if pool is None and _ball_reach(bound) < reach:
             pool = passing  # the neighbourhood holds the ball of the bound: no new search
         return bound, pool
+
+    def _nearest_matches(self, lat: float, lon: float, k: int, filters: Filters,
+                         max_distance_m: float | None
+                         ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The k nearest spaces that pass the filters, found among the rows of the rarest
+        ``q`` term nearest the origin (rows and distances); None when that term is not
+        the way: a prefix of many words, or another filter's posting list is shorter.
+
+        The term's rows nearest by chord come from its words' k-d trees
+        (:meth:`TextIndex.nearest`), more of them until k pass the other filters. The k
+        nearest of those by geodesic bound the answer; when the chord ball that holds
+        every space within that bound reaches beyond the rows found, the rows in that
+        ball are gathered (:meth:`TextIndex.within`).
+        """
+        term, words, estimate = self._text.rarest(filters.text)
+        if words[0] == words[1]:  # a term no word starts with
+            return _NO_ROWS, np.empty(0)
+        if words[1] - words[0] > _NEAR_WORDS:
+            return None
+        rest = replace(filters, text=tuple(t for t in filters.text if t != term))
+        if not rest.is_empty:
+            other = self._posting(rest)
+            if other is not None and len(other) < estimate:
+                return None
+        centre = ecef_point(lat, lon)
+        want = 2 * k
+        while True:
+            rows, chord, reach = self._text.nearest(words, centre, want)
+            if not rest.is_empty:
+                ok = self._passes(rest, rows)
+                rows, chord = rows[ok], chord[ok]
+            if len(rows) >= k or reach == math.inf:
+                break
+            want *= 4
+        limit = math.inf if max_distance_m is None else max_distance_m
+        if len(rows) > _MEASURED_PER_K * k:  # many: the k nearest by chord bound the limit
+            near = rows[np.argpartition(chord, k - 1)[:k]]
+            limit = min(limit, float(self._distances(lat, lon, near).max()))
+            keep = chord <= chord_at_most(limit)
+            rows, chord = rows[keep], chord[keep]
+        dist = self._distances(lat, lon, rows)
+        if len(rows) >= k:
+            limit = min(limit, float(np.partition(dist, k - 1)[k - 1]))
+        if chord_at_most(limit) >= reach:  # matches within the limit may not be in hand
+            rows = self._text.within(words, centre, chord_at_most(limit))
+            if not rest.is_empty:
+                rows = rows[self._passes(rest, rows)]
+            if len(rows) > _MEASURED_PER_K * k:  # far: the chord bounds loosely
+                guess, error = geodesic_estimate(lat, lon, self.lat[rows], self.lon[rows])
+                rows = rows[guess - error <= limit]
+            dist = self._distances(lat, lon, rows)
+        keep = dist <= limit
+        rows, dist = rows[keep], dist[keep]
+        order = np.lexsort((rows, dist))[:k]
+        return rows[order], dist[order]
 
     def _distance_page(self, idx: np.ndarray, dist: np.ndarray, limit: int,
                        after: tuple | None) -> Page:
