@@ -196,3 +196,39 @@ def test_memory_nearest_with_q_matches_the_oracle_anywhere(request, monkeypatch,
             assert [h.space.id for h in got] == [i for i, _ in want], (origin, q, k, cap)
             assert [h.distance_m for h in got] == pytest.approx([d for _, d in want],
                                                                 abs=1e-6), (origin, q)
+
+
+def test_postgis_term_counts_are_the_tables_and_follow_a_new_load(pg_database, text_result,
+                                                                  synthetic_result,
+                                                                  monkeypatch):
+    """The process's copy of ``search_words`` gives each term the sum of its words'
+    spaces, as the table does (and the spaces of the map's square as the dataset's size),
+    and reads the table again once a load changed the dataset."""
+    from geosearch.backends import termcounts
+    from geosearch.backends.base import NoDataset
+    from geosearch.backends.postgis import PostgisBackend
+    from geosearch.settings import Settings
+    from geosearch.store import load, make_engine
+
+    url = pg_database("counts")
+    engine = make_engine(Settings(database_url=url))
+    backend = PostgisBackend(Settings(database_url=url))
+    try:
+        monkeypatch.setattr(termcounts, "CHECK_EVERY_S", 0.0)
+        with pytest.raises(NoDataset):  # as the query itself would
+            backend._term_counts.rarest(("cafe",))
+        for result, terms in ((text_result, ("cafe", "mun", "東", "zzz", "a")),
+                              (synthetic_result, ("space", "suva", "1", "zzz"))):
+            load(result.frame, result.meta(), engine)
+            total = backend._run("SELECT tile_count FROM dataset_state", {})[0][0]
+            for term in terms:
+                low, high = term, term[:-1] + chr(ord(term[-1]) + 1)
+                rows = backend._run("SELECT coalesce(sum(spaces), 0) FROM search_words "
+                                    "WHERE word >= %(low)s AND word < %(high)s",
+                                    {"low": low, "high": high})
+                assert backend._term_counts.rarest((term,)) == (int(rows[0][0]), total), term
+            both = backend._term_counts.rarest(terms[:2])[0]
+            assert both == min(backend._term_counts.rarest((t,))[0] for t in terms[:2])
+    finally:
+        backend.close()
+        engine.dispose()

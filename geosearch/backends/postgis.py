@@ -38,6 +38,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geosearch.backends.base import BackendUnavailable, NoDataset, NodeStates, StaleVersion
 from geosearch.backends.nodes import CONNECT_TIMEOUT_S, RECONNECT_WAIT_S, Node, Nodes
+from geosearch.backends.termcounts import TermCounts
 from geosearch.features import Hits, space_from_head
 from geosearch.model import (
     POINT_ZOOM,
@@ -53,7 +54,7 @@ from geosearch.model import (
     amenity_mask,
 )
 from geosearch.settings import Settings
-from geosearch.text import prefix_bounds, tsquery
+from geosearch.text import tsquery
 from geosearch.tiles import (
     EXTENT,
     EXTENT_BITS,
@@ -76,10 +77,6 @@ DWITHIN_MARGIN_M = 0.01
 # text index (ranking them costs less than walking outwards past every other space).
 TEXT_DRIVEN_MAX = 2_000
 WALK_MAX = 5_000
-TERM_SPACES_SQL = (
-    "SELECT min(coalesce((SELECT sum(spaces) FROM search_words WHERE word >= t.low "
-    "AND word < t.high), 0)), (SELECT tile_count FROM dataset_state) "
-    "FROM unnest(%(low)s::text[], %(high)s::text[]) AS t(low, high)")
 # The WGS84 geodesic exceeds the sphere's great-circle distance (<->) by under 0.6%.
 SPHERE_MARGIN = 1.01
 # Serving statements are short: compiling them (JIT) costs more than it saves (about
@@ -375,6 +372,7 @@ class PostgisBackend:
 
         self.cluster = Nodes(node(settings.database_url, "primary"),
                              [node(url, "replica") for url in settings.replica_urls])
+        self._term_counts = TermCounts(self._run)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PostgisBackend:
@@ -476,12 +474,9 @@ class PostgisBackend:
         outwards meets a share s of matches, about k / s spaces for k of them, against
         the n = s N spaces it has; the walk is cheaper past n = sqrt(k N) (with room for
         its dearer rows), and never tried below TEXT_DRIVEN_MAX. A walk that meets too
-        few (the matches are far away) gives way to the text index after WALK_MAX."""
-        lows, highs = zip(*map(prefix_bounds, terms), strict=True)
-        rows = self._run(TERM_SPACES_SQL, {"low": list(lows), "high": list(highs)})
-        if not rows:
-            return False
-        matches, total = int(rows[0][0] or 0), int(rows[0][1] or 0)
+        few (the matches are far away) gives way to the text index after WALK_MAX. The
+        counts are the process's copy (:class:`TermCounts`)."""
+        matches, total = self._term_counts.rarest(terms)
         return matches <= max(TEXT_DRIVEN_MAX, 4 * math.sqrt(k * total))
 
     def polygon(self, query: PolygonQuery) -> Page:
