@@ -144,9 +144,10 @@ def bbox_area(minlon: float, minlat: float, maxlon: float, maxlat: float) -> Bas
     >>> bbox_area(170, -10, -170, 10).geom_type
     'MultiPolygon'
     """
-    if minlon <= maxlon:
-        return box(minlon, minlat, maxlon, maxlat)
-    return MultiPolygon([box(minlon, minlat, 180.0, maxlat), box(-180.0, minlat, maxlon, maxlat)])
+    if minlon <= maxlon:  # shapely.box: five times faster than shapely.geometry.box
+        return shapely.box(minlon, minlat, maxlon, maxlat)
+    return MultiPolygon([shapely.box(minlon, minlat, 180.0, maxlat),
+                         shapely.box(-180.0, minlat, maxlon, maxlat)])
 
 
 def polygon_parts(geom: BaseGeometry) -> list[Polygon]:
