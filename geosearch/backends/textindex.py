@@ -17,7 +17,7 @@ from geosearch.text import prefix_bounds
 TREE_ROWS = 1024
 
 
-def spans(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+def _spans(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     """The positions ``starts[i]`` to ``stops[i] - 1`` of every i, one after the other."""
     counts = (stops - starts).ravel()
     return np.repeat(starts.ravel() - np.cumsum(counts) + counts, counts) \
@@ -126,7 +126,7 @@ class TextIndex:
         starts, stops = self.row_start[idx], self.row_start[idx + 1]
         # every word number of the rows, row after row, and the row each belongs to
         owner = np.repeat(np.arange(len(idx)), stops - starts)
-        flat = self.row_words[spans(starts, stops)]
+        flat = self.row_words[_spans(starts, stops)]
         ok = np.ones(len(idx), dtype=bool)
         for term in terms:
             low, high = self.words_of(term)
