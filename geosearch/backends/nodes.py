@@ -15,8 +15,8 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import psycopg
@@ -70,11 +70,11 @@ class Node:
                     self._pid = os.getpid()
         return self._pool
 
-    @contextmanager
-    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
-        """A connection of this node's pool (waiting at most ``timeout`` seconds)."""
-        with self.pool().connection(timeout=timeout) as conn:
-            yield conn
+    def connection(self, timeout: float | None = None
+                   ) -> AbstractContextManager[psycopg.Connection]:
+        """A connection of this node's pool (waiting at most ``timeout`` seconds), as a
+        context manager."""
+        return self.pool().connection(timeout=timeout)
 
     def close(self) -> None:
         """Close this process' pool."""

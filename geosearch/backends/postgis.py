@@ -22,8 +22,7 @@ parameter); so is ``jit``, off for serving.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
 
@@ -103,6 +102,14 @@ class _FeatureHead(Loader):
 
     def load(self, data: bytes | bytearray | memoryview) -> bytes:
         return bytes(data[:-2])
+
+
+def _fetch(conn: psycopg.Connection, sql: str, params: dict, rows, prepare: bool | None
+           ) -> list:
+    """A statement's rows (``rows``: a row factory, None for tuples)."""
+    with conn.cursor(row_factory=rows) as cur:
+        cur.execute(sql, params, prepare=prepare)
+        return cur.fetchall()
 
 
 def dsn(url: str) -> str:
@@ -394,17 +401,16 @@ class PostgisBackend:
                                  f"-c jit={SESSION_JIT}")
         return kwargs
 
-    @contextmanager
-    def _session(self, node: Node, timeout: float | None) -> Iterator[psycopg.Connection]:
-        with node.connection(timeout) as conn:
-            if not self.pooled:
-                yield conn
-                return
+    def _execute(self, conn: psycopg.Connection, sql: str, params: dict, rows=None) -> list:
+        """One statement's rows; behind a transaction pooler, in a transaction of its own
+        that sets the statement timeout (pgbouncer refuses it as a startup option)."""
+        if self.pooled:
             with conn.transaction():
                 conn.execute("SELECT set_config('statement_timeout', %s, true), "
                              "set_config('jit', %s, true)",
                              (str(int(self.settings.statement_timeout_ms)), SESSION_JIT))
-                yield conn
+                return _fetch(conn, sql, params, rows, prepare=None)  # none survive it
+        return _fetch(conn, sql, params, rows, prepare=True)
 
     def _on(self, node: Node, sql: str, params: dict, rows=None) -> list:
         """Run one statement on one node; a connection that turns out broken is replaced
@@ -412,9 +418,8 @@ class PostgisBackend:
         for attempt in (1, 2):
             try:
                 wait = None if attempt == 1 else RECONNECT_WAIT_S
-                with self._session(node, wait) as conn, conn.cursor(row_factory=rows) as cur:
-                    cur.execute(sql, params, prepare=None if self.pooled else True)
-                    return cur.fetchall()
+                with node.connection(wait) as conn:
+                    return self._execute(conn, sql, params, rows)
             except psycopg.errors.UndefinedTable as exc:
                 raise NoDataset("the schema is missing: run geosearch ingest --database") \
                     from exc
