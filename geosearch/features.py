@@ -34,8 +34,9 @@ def _column(frame: pd.DataFrame, name: str) -> list:
     """A column as plain Python values for JSON: missing markers become None, integers
     and floats Python's own, amenity lists lists of str."""
     series = frame[name]
-    if name == "amenities":
-        return [[str(a) for a in v] if v is not None else [] for v in series.tolist()]
+    if name == "amenities":  # lists of str as they are, arrays (from Parquet) as lists
+        return [[] if v is None else v if isinstance(v, list) else list(v)
+                for v in series.tolist()]
     if name == "capacity":
         return [None if v is None else int(v)
                 for v in series.astype("Int64").to_numpy(dtype=object, na_value=None)]
@@ -85,22 +86,34 @@ def amenity_masks(amenities: pd.Series) -> np.ndarray:
     return masks
 
 
-def search_words(frame: pd.DataFrame) -> list[list[str]]:
+def search_words(frame: pd.DataFrame) -> pd.Series:
     """Each row's text-search words: the distinct :func:`geosearch.text.words` of its
-    name, address and city, sorted; a field value seen before is not folded again."""
-    cache: dict[str, list[str]] = {}
-
-    def of(value: object) -> list[str]:
-        if not isinstance(value, str):
-            return []
-        found = cache.get(value)
-        if found is None:
-            # no term is longer than MAX_Q_CHARS: a longer word matches as its start does
-            found = cache[value] = [w[:MAX_Q_CHARS] for w in words(value)]
-        return found
-
-    columns = [frame[name].tolist() for name in TEXT_FIELDS]
-    return [sorted(set(of(a)).union(of(b), of(c))) for a, b, c in zip(*columns, strict=True)]
+    name, address and city, sorted. Each distinct field value is folded once; the rows'
+    lists are assembled column-wise."""
+    rows, found = [], []
+    for name in TEXT_FIELDS:
+        codes, values = pd.factorize(frame[name], use_na_sentinel=True)
+        # no term is longer than MAX_Q_CHARS: a longer word matches as its start does
+        per_value = pa.array([[w[:MAX_Q_CHARS] for w in words(v)] if isinstance(v, str)
+                              else [] for v in values] + [[]], pa.list_(pa.string()))
+        taken = per_value.take(pa.array(np.where(codes < 0, len(values), codes)))
+        rows.append(pc.list_parent_indices(taken).to_numpy())
+        found.append(pc.list_flatten(taken))
+    flat = pa.chunked_array(found, pa.string()).combine_chunks().dictionary_encode()
+    vocabulary = flat.dictionary.to_pylist()
+    order = sorted(range(len(vocabulary)), key=vocabulary.__getitem__)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    # (row, word) once each, by row and then by word
+    key = np.sort(np.concatenate(rows).astype(np.int64) * max(len(order), 1)
+                  + rank[flat.indices.to_numpy()])
+    key = key[np.concatenate(([True], key[1:] != key[:-1]))] if key.size else key
+    row, word = np.divmod(key, max(len(order), 1))
+    offsets = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=len(frame)))))
+    lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
+                                     pa.array([vocabulary[i] for i in order],
+                                              pa.string()).take(pa.array(word)))
+    return lists.to_pandas().set_axis(frame.index)  # each row's words as an array
 
 
 _DERIVE: dict[str, Callable[[pd.DataFrame], object]] = {

