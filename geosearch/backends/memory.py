@@ -10,7 +10,8 @@ PostGIS' ``ST_Covers`` on geometry). Rows are sorted by id, so index order is id
 Every query costs what its candidates cost, never the size of the dataset: filters are
 checked on candidates only, and a selective filter (a country, a city, a rare amenity)
 is answered from its posting list (the sorted row numbers that have it) when that list is
-smaller than the search around the origin would be.
+smaller than the search around the origin would be. Nearest with ``q`` searches the
+rarest term's words, which keep k-d trees of their own (:class:`TextIndex`).
 
 The columns are numpy arrays and one buffer of feature bytes (:mod:`geosearch.features`),
 read from the snapshot's Arrow columns without a Python object per row, so that gunicorn
@@ -68,10 +69,11 @@ _SELECTIVE = 8
 # when it is at most this many times their number (a row of a list costs a chord).
 _POSTING_PER_NEIGHBOUR = 16
 # Nearest with ``q``: a term that is a prefix of at most this many words is searched in
-# its words' spatially ordered rows (more words: their rows are checked on neighbours).
+# its words' k-d trees and rows (more words: their rows are checked on neighbours).
 _NEAR_WORDS = 8
-# ... and when more than this many times k of its rows may be nearer than the bound the
-# chords give, the k nearest by chord are measured first for a tighter one.
+# ... with more than this many times k rows in hand, the k nearest by chord are measured
+# first (their farthest bounds the rest), and more in a ball are thinned by Lambert's
+# estimate before they are measured.
 _MEASURED_PER_K = 4
 
 
