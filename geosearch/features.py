@@ -99,21 +99,32 @@ def search_words(frame: pd.DataFrame) -> pd.Series:
         taken = per_value.take(pa.array(np.where(codes < 0, len(values), codes)))
         rows.append(pc.list_parent_indices(taken).to_numpy())
         found.append(pc.list_flatten(taken))
-    flat = pa.chunked_array(found, pa.string()).combine_chunks().dictionary_encode()
-    vocabulary = flat.dictionary.to_pylist()
-    order = sorted(range(len(vocabulary)), key=vocabulary.__getitem__)
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
+    vocabulary, numbers = ranked_words(pa.chunked_array(found, pa.string()).combine_chunks())
+    size = max(len(vocabulary), 1)
     # (row, word) once each, by row and then by word
-    key = np.sort(np.concatenate(rows).astype(np.int64) * max(len(order), 1)
-                  + rank[flat.indices.to_numpy()])
+    key = np.sort(np.concatenate(rows).astype(np.int64) * size + numbers)
     key = key[np.concatenate(([True], key[1:] != key[:-1]))] if key.size else key
-    row, word = np.divmod(key, max(len(order), 1))
+    row, word = np.divmod(key, size)
     offsets = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=len(frame)))))
     lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
-                                     pa.array([vocabulary[i] for i in order],
-                                              pa.string()).take(pa.array(word)))
+                                     pa.array(vocabulary, pa.string()).take(pa.array(word)))
     return lists.to_pandas().set_axis(frame.index)  # each row's words as an array
+
+
+def ranked_words(words: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct words, sorted (code point order), and each word's number in them.
+
+    >>> ranked_words(pa.array(["munchen", "cafe", "munchen"]))
+    (array(['cafe', 'munchen'], dtype='<U7'), array([1, 0, 1]))
+    """
+    if not len(words):
+        return np.array([], dtype=str), np.empty(0, dtype=np.int64)
+    encoded = words.dictionary_encode()
+    vocabulary = np.array(encoded.dictionary.to_pylist(), dtype=str)
+    order = np.argsort(vocabulary, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return vocabulary[order], rank[encoded.indices.to_numpy()]
 
 
 _DERIVE: dict[str, Callable[[pd.DataFrame], object]] = {

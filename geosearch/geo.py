@@ -20,10 +20,11 @@ WGS84 = Geod(ellps="WGS84")
 _A = 6_378_137.0  # WGS84 semi-major axis, metres
 _F = 1 / 298.257223563
 _E2 = _F * (2 - _F)
+_B = _A * (1 - _F)  # semi-minor axis
 # the radii of curvature of the ellipsoid lie between b²/a (across the equator) and a²/b
-# (at the poles), rounded outwards
-_R_LOW = 6_335_439.0
-_R_HIGH = 6_399_594.0
+# (at the poles)
+_R_LOW = _B * _B / _A
+_R_HIGH = _A * _A / _B
 _LONGEST = 20_003_932.0  # metres: the longest geodesic (half a meridian), rounded up
 _LONG_CHORD = 12_000_000.0
 H3_RESOLUTIONS = (7, 8, 9)

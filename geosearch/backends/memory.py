@@ -59,8 +59,6 @@ from geosearch.model import (
 from geosearch.snapshot import serving_table, table_from_frame
 from geosearch.tiles import TileFeatures, TileIndex, cell_shift
 
-# The chord-to-geodesic ratio is 1 - O(d^2/R^2): a relative margin keeps the ball safe.
-_BALL_MARGIN = 1e-9
 _NO_ROWS = np.empty(0, dtype=np.int64)
 # A text term whose words hold more than 1/8 of the rows is checked on candidates rather
 # than answered from its rows (gathering them would cost more than the search).
@@ -91,9 +89,14 @@ def _postings(codes: np.ndarray, count: int) -> list[np.ndarray]:
     return [order[bounds[c]:bounds[c + 1]] for c in range(count)]
 
 
-def _ball_reach(radius_m: float) -> float:
-    """The chord within which every space at a geodesic ``radius_m`` or less lies."""
-    return radius_m * (1 + _BALL_MARGIN) + 1e-6
+def _k_nearest(idx: np.ndarray, dist: np.ndarray, limit: float, k: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The k rows nearest by (distance, row) among those within ``limit``, with their
+    distances (row order is id order: ties go by id)."""
+    keep = dist <= limit
+    idx, dist = idx[keep], dist[keep]
+    order = np.lexsort((idx, dist))[:k]
+    return idx[order], dist[order]
 
 
 def _active_by_id(table: pa.Table) -> pa.Table:
@@ -222,12 +225,8 @@ class MemoryBackend:
             idx = self._ball(lat, lon, bound)
             idx = idx[self._passes(query.filters, idx)]
         else:  # every match is in the pool: measure those the chord does not rule out
-            idx = pool[self._chords(pool, ecef_point(lat, lon)) <= _ball_reach(bound)]
-        dist = self._distances(lat, lon, idx)
-        keep = dist <= bound
-        idx, dist = idx[keep], dist[keep]
-        order = np.lexsort((idx, dist))[:k]
-        return self._hits(idx[order], dist[order])
+            idx = pool[self._chords(pool, ecef_point(lat, lon)) <= chord_at_most(bound)]
+        return self._hits(*_k_nearest(idx, self._distances(lat, lon, idx), bound, k))
 
     def polygon(self, query: PolygonQuery) -> Page:
         """Spaces covered by the area (boundary included)."""
@@ -418,11 +417,12 @@ class MemoryBackend:
         return min(lists, key=len) if lists else None
 
     def _ball(self, lat: float, lon: float, radius_m: float) -> np.ndarray:
-        """Indices of every space whose chord distance is <= radius (a superset)."""
+        """Indices of every space within the geodesic ``radius_m`` (and a few beyond:
+        the chord ball that holds them)."""
         if self._kdtree is None:
             return _NO_ROWS
         centre = ecef_point(lat, lon)
-        found = self._kdtree.query_ball_point(centre, _ball_reach(radius_m),
+        found = self._kdtree.query_ball_point(centre, chord_at_most(radius_m),
                                               return_sorted=False)
         return np.asarray(found, dtype=np.int64)
 
@@ -475,7 +475,7 @@ class MemoryBackend:
         if take.size == 0:
             return None, None
         bound = float(self._distances(lat, lon, take).max())
-        if pool is None and _ball_reach(bound) < reach:
+        if pool is None and chord_at_most(bound) < reach:
             pool = passing  # the neighbourhood holds the ball of the bound: no new search
         return bound, pool
 
@@ -521,18 +521,16 @@ class MemoryBackend:
         dist = self._distances(lat, lon, rows)
         if len(rows) >= k:
             limit = min(limit, float(np.partition(dist, k - 1)[k - 1]))
-        if chord_at_most(limit) >= reach:  # matches within the limit may not be in hand
-            rows = self._text.within(words, centre, chord_at_most(limit))
+        ball = chord_at_most(limit)
+        if ball >= reach:  # matches within the limit may not be in hand
+            rows = self._text.within(words, centre, ball)
             if not rest.is_empty:
                 rows = rows[self._passes(rest, rows)]
             if len(rows) > _MEASURED_PER_K * k:  # far: the chord bounds loosely
                 guess, error = geodesic_estimate(lat, lon, self.lat[rows], self.lon[rows])
                 rows = rows[guess - error <= limit]
             dist = self._distances(lat, lon, rows)
-        keep = dist <= limit
-        rows, dist = rows[keep], dist[keep]
-        order = np.lexsort((rows, dist))[:k]
-        return rows[order], dist[order]
+        return _k_nearest(rows, dist, limit, k)
 
     def _distance_page(self, idx: np.ndarray, dist: np.ndarray, limit: int,
                        after: tuple | None) -> Page:

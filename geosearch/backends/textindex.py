@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.spatial import cKDTree
 
+from geosearch.features import ranked_words
 from geosearch.geo import chords_from
 from geosearch.text import prefix_bounds
 
@@ -39,25 +40,21 @@ class TextIndex:
                  xyz: np.ndarray) -> None:
         if isinstance(row_words, pa.ChunkedArray):
             row_words = row_words.combine_chunks()
-        flat = pc.list_flatten(row_words)
         parent = pc.list_parent_indices(row_words).to_numpy().astype(np.int64)
-        encoded = flat.dictionary_encode() if len(flat) else pa.array([], pa.string())
-        vocabulary = np.array(encoded.dictionary.to_pylist() if len(flat) else [], dtype=str)
-        order = np.argsort(vocabulary, kind="stable")
-        self.vocabulary = vocabulary[order]
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        word = rank[encoded.indices.to_numpy()] if len(flat) else np.empty(0, np.int64)
+        self.vocabulary, word = ranked_words(pc.list_flatten(row_words))
         self.row_words = word  # grouped by row, in row order
         self.row_start = np.searchsorted(parent, np.arange(rows + 1))
         by_word = np.argsort(word, kind="stable")  # rows stay in order within a word
         self.word_rows = parent[by_word]
-        self.word_start = np.searchsorted(word[by_word], np.arange(len(order) + 1))
+        self.word_start = np.searchsorted(word[by_word], np.arange(len(self.vocabulary) + 1))
         self._xyz = xyz
         sizes = np.diff(self.word_start)
-        self._trees = {int(w): cKDTree(xyz[self.word_rows[self.word_start[w]:
-                                                          self.word_start[w + 1]]])
-                       for w in np.flatnonzero(sizes >= TREE_ROWS)}
+        self._trees = {w: cKDTree(xyz[self._rows_of(w)])
+                       for w in np.flatnonzero(sizes >= TREE_ROWS).tolist()}
+
+    def _rows_of(self, word: int) -> np.ndarray:
+        """The rows that have the word numbered ``word``, in row order."""
+        return self.word_rows[self.word_start[word]:self.word_start[word + 1]]
 
     def words_of(self, term: str) -> tuple[int, int]:
         """The range of word numbers that ``term`` is a prefix of."""
@@ -91,7 +88,7 @@ class TextIndex:
         for w in range(*words):
             tree = self._trees.get(w)
             if tree is None:  # few rows: all of them
-                rows = self.word_rows[self.word_start[w]:self.word_start[w + 1]]
+                rows = self._rows_of(w)
                 found.append(rows)
                 chords.append(chords_from(centre, self._xyz[rows]))
                 continue
@@ -113,7 +110,7 @@ class TextIndex:
         for w in range(*words):
             tree = self._trees.get(w)
             if tree is None:
-                rows = self.word_rows[self.word_start[w]:self.word_start[w + 1]]
+                rows = self._rows_of(w)
                 found.append(rows[chords_from(centre, self._xyz[rows]) <= reach])
             else:
                 at = np.asarray(tree.query_ball_point(centre, reach), dtype=np.int64)
