@@ -23,11 +23,16 @@ _E2 = _F * (2 - _F)
 _B = _A * (1 - _F)  # semi-minor axis
 # the radii of curvature of the ellipsoid lie between b²/a (across the equator) and a²/b
 # (at the poles)
-_R_LOW = _B * _B / _A
+R_LOW = _B * _B / _A
 _R_HIGH = _A * _A / _B
 _LONGEST = 20_003_932.0  # metres: the longest geodesic (half a meridian), rounded up
 _LONG_CHORD = 12_000_000.0
 H3_RESOLUTIONS = (7, 8, 9)
+# lon_lat_boxes: a strip per this many degrees of latitude, at most _MAX_STRIPS; boxes are
+# widened by _BOX_PAD degrees (rounding, here and in the coordinates boxes are tested on)
+_STRIP_DEG = 2.0
+_MAX_STRIPS = 16
+_BOX_PAD = 1e-6
 
 
 def geodesic_m(lat1, lon1, lat2, lon2) -> np.ndarray:
@@ -85,7 +90,7 @@ def geodesic_at_most(chord: np.ndarray) -> np.ndarray:
     shorter than that; longer chords get the longest geodesic.
     """
     chord = np.asarray(chord, dtype=float)
-    arc = 2 * _R_LOW * np.arcsin(np.minimum(chord / (2 * _R_LOW), 1.0))
+    arc = 2 * R_LOW * np.arcsin(np.minimum(chord / (2 * R_LOW), 1.0))
     return np.where(chord < _LONG_CHORD, arc * (1 + 1e-12) + 1e-6, _LONGEST)
 
 
@@ -111,6 +116,65 @@ def geodesic_estimate(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray
     estimate = _A * (sigma - _F / 2 * (np.nan_to_num(x) + np.nan_to_num(y)))
     margin = np.where(sigma < 3.0, 2e-4 * estimate + 1.0, np.inf)
     return estimate, margin
+
+
+def parallel(lat: float) -> tuple[float, float]:
+    """The radius (distance from the axis) and height, in metres, of the WGS84 parallel
+    at geodetic latitude ``lat`` (degrees)."""
+    phi = math.radians(lat)
+    n = _A / math.sqrt(1 - _E2 * math.sin(phi) ** 2)
+    return n * math.cos(phi), n * (1 - _E2) * math.sin(phi)
+
+
+def lon_lat_boxes(lat: float, lon: float, reach: float
+                  ) -> list[tuple[float, float, float, float]]:
+    """Longitude-latitude boxes ``(west, south, east, north)`` in degrees, west <= east
+    within ±180, that together hold every point within ``reach`` metres (geodesic) of
+    ``(lat, lon)``, at the poles and across ±180° too; ``reach`` may be infinite.
+
+    A latitude band, cut into strips, each as wide as its points within the chord of
+    ``reach`` (:func:`chord_at_most`) can be:
+
+    - the band: a geodesic is at least as long as the meridian arc between the parallels
+      of its ends, and a meridian curves at most as a circle of radius b²/a does;
+    - a strip: a point of the parallel of radius ρ and height z is at the chord
+      c² = (ρ0 - ρ)² + (z0 - z)² + 4 ρ0 ρ sin²(Δλ/2) from the origin (ρ0, z0); over the
+      strip, the least (ρ0 - ρ)² and (z0 - z)² and the least ρ bound its Δλ.
+
+    Far from the poles and ±180° a small reach gives one box; a continent-sized one,
+    several strips that follow its cap, where a single box would hold most of the Earth.
+    """
+    chord = chord_at_most(reach)
+    band = math.degrees(reach / R_LOW) + _BOX_PAD
+    south, north = max(-90.0, lat - band), min(90.0, lat + band)
+    count = min(_MAX_STRIPS, max(1, math.ceil((north - south) / _STRIP_DEG)))
+    edges = np.linspace(south, north, count + 1)
+    rho0, z0 = parallel(lat)
+    boxes: list[tuple[float, float, float, float]] = []
+    for a, b in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+        (rho_a, z_a), (rho_b, z_b) = parallel(a), parallel(b)
+        rho_low, rho_high = min(rho_a, rho_b), _A if a <= 0 <= b else max(rho_a, rho_b)
+        d_rho = 0.0 if rho_low <= rho0 <= rho_high else min(abs(rho0 - rho_low),
+                                                             abs(rho0 - rho_high))
+        d_z = 0.0 if z_a <= z0 <= z_b else min(abs(z0 - z_a), abs(z0 - z_b))
+        room = chord * chord - d_rho * d_rho - d_z * d_z
+        if room < 0:
+            continue  # no point of the strip is that near
+        h = room / (4 * rho0 * rho_low) if rho0 * rho_low > 0 else math.inf
+        if h >= 1:  # the whole parallel: one box with the strip before when it was too
+            if boxes and boxes[-1] == (-180.0, boxes[-1][1], 180.0, a):
+                boxes[-1] = (-180.0, boxes[-1][1], 180.0, b)
+            else:
+                boxes.append((-180.0, a, 180.0, b))
+            continue
+        half = math.degrees(2 * math.asin(math.sqrt(h))) + _BOX_PAD
+        west, east = lon - half, lon + half
+        boxes.append((max(west, -180.0), a, min(east, 180.0), b))
+        if west < -180:
+            boxes.append((west + 360, a, 180.0, b))
+        if east > 180:
+            boxes.append((-180.0, a, east - 360, b))
+    return boxes
 
 
 def ecef_point(lat: float, lon: float) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The bounds between chords and WGS84 geodesics that the memory backend's searches rely
-on, and Lambert's estimate with its stated error, against pyproj's exact geodesic over
-random pairs of every length: neighbours, cities apart, continents apart, near the
-poles, across ±180° and nearly antipodal."""
+on, Lambert's estimate with its stated error, and the longitude-latitude boxes of a
+geodesic disk (PostGIS's word plane), against pyproj's exact geodesic over random pairs
+of every length: neighbours, cities apart, continents apart, near the poles, across ±180°
+and nearly antipodal."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from geosearch.geo import (
     geodesic_at_most,
     geodesic_estimate,
     geodesic_m,
+    lon_lat_boxes,
 )
 
 
@@ -61,6 +63,46 @@ def test_lamberts_estimate_stays_within_its_stated_error(pairs):
         exact = geodesic_m(lat, lon, lat2, lon2)
         assert (np.abs(estimate - exact) <= error).all(), (lat, lon)
         assert np.isfinite(error).mean() > 0.9  # only the nearly antipodal go unbounded
+
+
+def _inside(boxes, lat, lon) -> np.ndarray:
+    return np.any([(w <= lon) & (lon <= e) & (s <= lat) & (lat <= n) for w, s, e, n in boxes],
+                  axis=0)
+
+
+def test_every_point_within_the_reach_is_in_a_box_of_its_disk():
+    """From origins anywhere (at and near the poles, beside ±180°), points pyproj puts at
+    any distance up to the reach, in every direction, on the edge too, lie in one of the
+    boxes, for a reach of a metre to beyond half the globe."""
+    from geosearch.geo import WGS84
+
+    rng = np.random.default_rng(21)
+    origins = [(90.0, 0.0), (-90.0, 33.0), (89.9999, -179.99), (-17.7, 179.999),
+               (64.0, -179.98), (0.0, 0.0), (52.52, 13.4)]
+    origins += [(float(np.degrees(np.arcsin(u))), float(v)) for u, v in
+                zip(rng.uniform(-1, 1, 40), rng.uniform(-180, 180, 40), strict=True)]
+    n = 4_000
+    for lat, lon in origins:
+        for reach in (1.0, 75.0, 2_000.0, 40_000.0, 900_000.0, 6e6, 1.3e7, 2.1e7):
+            boxes = lon_lat_boxes(lat, lon, reach)
+            distance = np.concatenate([rng.uniform(0, reach, n - 500), np.full(500, reach)])
+            lon2, lat2, _ = WGS84.fwd(np.full(n, lon), np.full(n, lat),
+                                      rng.uniform(-180, 180, n), distance)
+            assert _inside(boxes, lat2, lon2).all(), (lat, lon, reach)
+
+
+def test_a_small_disk_has_boxes_not_much_larger_than_it():
+    """The boxes follow the disk: for a city-sized reach away from the poles, their area
+    (on the sphere) is under twice the disk's; for a continent-sized one, under three
+    times (a single box would be most of the globe)."""
+    def sphere_area(boxes):
+        return sum(np.radians(e - w) * (np.sin(np.radians(n)) - np.sin(np.radians(s)))
+                   for w, s, e, n in boxes) * 6_371_008.8 ** 2
+
+    for lat, lon in ((48.85, 2.35), (-33.9, 151.2), (64.1, -21.9), (1.3, 103.8)):
+        for reach, most in ((2_000.0, 2.0), (50_000.0, 2.0), (3e6, 3.0)):
+            cap = 2 * np.pi * 6_371_008.8 ** 2 * (1 - np.cos(reach / 6_371_008.8))
+            assert sphere_area(lon_lat_boxes(lat, lon, reach)) < most * cap, (lat, reach)
 
 
 def test_the_loaders_point_ewkb_is_shapelys():
