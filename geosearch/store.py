@@ -6,6 +6,7 @@ import io
 import json
 import re
 import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
+from geosearch import wordplane
 from geosearch.features import serving_columns
 from geosearch.model import SPACE_FIELDS
 from geosearch.settings import Settings
@@ -37,10 +39,11 @@ BUILD_MEMORY = "SET LOCAL maintenance_work_mem = '512MB'"
 # A space's fields, then what the loader derives from them.
 LOAD_COLUMNS = (*SPACE_FIELDS, "feed_row", "city_key", "geog", "geom", "amenity_mask",
                 "dataset_version", "feature", "tile_key", "tile_x", "tile_y", "tile_rank",
-                "tile_sum_x", "tile_sum_y", "search")
+                "tile_sum_x", "tile_sum_y", "search", "place")
 # The layout of the rows a load writes: a dataset loaded with an older one is loaded again.
-LAYOUT = 2
+LAYOUT = 3
 COPY_CHUNK_ROWS = 50_000
+COPY_CHUNK_BYTES = 1 << 22
 
 
 def normalise_url(url: str) -> str:
@@ -111,10 +114,17 @@ def _search_text(words: pa.ListArray) -> pa.Array:
     return pc.if_else(pc.equal(pc.list_value_length(words), 0), "", quoted)
 
 
-def _word_counts(words: pa.ListArray, active: np.ndarray) -> pa.Table:
-    """How many active spaces have each text-search word (table ``search_words``)."""
+def _word_tables(words: pa.ListArray, active: np.ndarray, lon: np.ndarray,
+                 lat: np.ndarray) -> tuple[pa.Table, bytes]:
+    """How many active spaces have each text-search word and its tile in the word plane
+    (table ``search_words``), and the plane's points (``word_points``, binary COPY)."""
     counts = pc.value_counts(pc.list_flatten(words.filter(pa.array(active))))
-    return pa.table({"word": counts.field("values"), "spaces": counts.field("counts")})
+    counts = pa.table({"word": counts.field("values"), "spaces": counts.field("counts")})
+    counts = counts.take(pc.sort_indices(counts["word"]))  # code point order
+    tile = wordplane.tiles(counts["spaces"].to_numpy(), int(active.sum()))
+    tiled = counts["word"].filter(pc.is_valid(tile))
+    return (counts.append_column("tile", tile),
+            wordplane.points_copy(words, active, lon, lat, tiled.combine_chunks()))
 
 
 # EWKB of a point with an SRID, little-endian: byte order, type (point | SRID flag), SRID
@@ -139,13 +149,16 @@ def ewkb_points(lon: np.ndarray, lat: np.ndarray) -> pa.StringArray:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text.tobytes()))
 
 
-def _load_table(frame: pd.DataFrame, version: str) -> tuple[pa.Table, pa.Table, TileIndex]:
-    """The rows to COPY, as an Arrow table in :data:`LOAD_COLUMNS` order (built column by
-    column: no Python work per row beyond the feature bytes, when the frame lacks them),
-    the counts of their words, and the dataset's tile index."""
+def _load_tables(frame: pd.DataFrame, version: str
+                 ) -> tuple[dict[str, pa.Table | bytes], TileIndex]:
+    """The rows to COPY, by table, in the order to COPY them: ``word_points`` (binary COPY)
+    and ``search_words``, then ``spaces`` as an Arrow table in :data:`LOAD_COLUMNS` order
+    (built column by column: no Python work per row beyond the feature bytes, when the
+    frame lacks them); and the dataset's tile index."""
     frame = pd.DataFrame(frame.drop(columns="geometry", errors="ignore"))
     frame = frame.assign(**serving_columns(frame))
-    ewkb = ewkb_points(frame["lon"].to_numpy(float), frame["lat"].to_numpy(float))
+    lon, lat = frame["lon"].to_numpy(float), frame["lat"].to_numpy(float)
+    ewkb = ewkb_points(lon, lat)
     amenities = pa.array(frame["amenities"].tolist(), pa.list_(pa.string()))
     feature = pa.array(frame["feature"].tolist(), pa.binary()).cast(pa.string())
     words = pa.array(frame["search_words"], pa.list_(pa.string()))
@@ -161,11 +174,13 @@ def _load_table(frame: pd.DataFrame, version: str) -> tuple[pa.Table, pa.Table, 
         "feature": pc.binary_join_element_wise(feature, "}}", ""),
         "search": _search_text(words),
         "dataset_version": pa.array([version] * len(frame), pa.string()),
+        "place": pa.array(np.arange(len(frame)), pa.int32()),  # word_points name it
     }
+    counts, plane = _word_tables(words, (frame["status"] == "active").to_numpy(), lon, lat)
     # In the frame's order: rows sorted by tile key made the geography GiST index, built
     # by insertion, several times slower to search (a 2 km radius at 1M: 64 ms, not 1)
-    return (pa.table({name: columns[name] for name in LOAD_COLUMNS}),
-            _word_counts(words, (frame["status"] == "active").to_numpy()), index)
+    spaces = pa.table({name: columns[name] for name in LOAD_COLUMNS})
+    return {"word_points": plane, "search_words": counts, "spaces": spaces}, index
 
 
 def _csv_chunks(table: pa.Table) -> Iterator[memoryview]:
@@ -223,37 +238,53 @@ def _longest_first(sql: str) -> int:
     return {"gist": 0, "gin": 1}.get(method, 2)
 
 
-def _build(connections: list[psycopg.Connection], statements: list[str]) -> None:
-    """Run the index builds, each in a transaction of its own, on every connection at once
-    (the next statement to whichever connection is free); a failure stops the others
-    from starting more and is raised."""
-    todo = iter(statements)
-    lock = threading.Lock()
-    failed = threading.Event()
+class _Builds:
+    """Index builds, taken in turn by connections of their own as the load stages tables:
+    a table's indexes start building while the next table is copied. A failure stops
+    every connection from taking more; :meth:`run` raises it."""
 
-    def work(conn: psycopg.Connection) -> None:
-        while not failed.is_set():
-            with lock:
-                sql = next(todo, None)
-            if sql is None:
-                return
+    def __init__(self) -> None:
+        self._todo: deque[str] = deque()
+        self._more = True
+        self._failed = False
+        self._ready = threading.Condition()
+
+    def add(self, statements: list[str]) -> None:
+        """Queue a table's builds (GiST first: they take longest)."""
+        with self._ready:
+            self._todo.extend(sorted(statements, key=_longest_first))
+            self._ready.notify_all()
+
+    def close(self, failed: bool = False) -> None:
+        """No more builds will come (or the load failed: stop)."""
+        with self._ready:
+            self._more, self._failed = False, self._failed or failed
+            self._ready.notify_all()
+
+    def run(self, conn: psycopg.Connection) -> None:
+        """Build on ``conn``, each index in a transaction of its own, until the queue is
+        closed and empty (or something failed)."""
+        while True:
+            with self._ready:
+                while not self._todo and self._more and not self._failed:
+                    self._ready.wait()
+                if self._failed or not self._todo:
+                    return
+                sql = self._todo.popleft()
             try:
                 with conn.transaction():
                     conn.execute(NO_TIMEOUT)
                     conn.execute(BUILD_MEMORY)
                     conn.execute(sql)
             except BaseException:
-                failed.set()
+                self.close(failed=True)
                 raise
 
-    with ThreadPoolExecutor(len(connections)) as pool:
-        for done in [pool.submit(work, conn) for conn in connections]:
-            done.result()
 
-
-def _stage(conn: psycopg.Connection, name: str, table: pa.Table) -> None:
-    """COPY ``table`` into ``{name}_staging``, a new table like ``name`` without indexes
-    (one left by a load that was killed is dropped first)."""
+def _stage(conn: psycopg.Connection, name: str, data: pa.Table | bytes) -> None:
+    """COPY ``data`` (an Arrow table, or rows of every column in binary COPY format) into
+    ``{name}_staging``, a new table like ``name`` without indexes (one left by a load that
+    was killed is dropped first)."""
     staging = f"{name}_staging"
     with conn.transaction():
         conn.execute(NO_TIMEOUT)
@@ -261,7 +292,13 @@ def _stage(conn: psycopg.Connection, name: str, table: pa.Table) -> None:
         conn.execute(f"CREATE TABLE {staging} (LIKE {name} INCLUDING DEFAULTS "
                      "INCLUDING CONSTRAINTS)")
         with conn.cursor() as cur:
-            _copy(cur, table, staging)
+            if isinstance(data, pa.Table):
+                _copy(cur, data, staging)
+                return
+            with cur.copy(f"COPY {staging} FROM STDIN (FORMAT binary, FREEZE)") as copy:
+                view = memoryview(data)
+                for start in range(0, len(view), COPY_CHUNK_BYTES):
+                    copy.write(view[start:start + COPY_CHUNK_BYTES])
 
 
 def _swap(cur: psycopg.Cursor, name: str, renames: list[tuple[str, str]]) -> None:
@@ -286,9 +323,11 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
     snapshot keeps); ``report`` (the ingest report, by default ``meta``) is kept in
     ``ingest_runs`` with the outcome.
 
-    The rows are COPYed (CSV from Arrow) into staging tables without indexes, created in
-    the same transaction (``FREEZE``); their indexes are then built after the data, on
-    :data:`BUILDERS` connections at once; one last transaction analyses them and swaps
+    The rows are COPYed (CSV from Arrow; the word plane's points in binary) into staging
+    tables without indexes, created in the same transaction (``FREEZE``); a table's
+    indexes are built after its data, on :data:`BUILDERS` connections at once, the first
+    while the next table is copied (the word plane's GiST index while the spaces are);
+    one last transaction analyses them and swaps
     them in for the served tables, and the dataset version changes with it. Readers see
     the old dataset until that commit and the new one after, never half of either; a
     failure or a kill at any point leaves the old dataset in place (and at most staging
@@ -306,17 +345,27 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
         renames: dict[str, list[tuple[str, str]]] = {}
         keys: list[str] = []
         if not unchanged:
-            table, counts, tiles = _load_table(frame, version)
-            builds = []
-            for name, data in (("spaces", table), ("search_words", counts)):
-                _stage(main, name, data)
-                with main.cursor() as cur:
-                    table_builds, table_keys, renames[name] = _index_builds(
-                        cur, name, f"{name}_staging")
-                builds += table_builds
-                keys += table_keys
-            connections += [_connect(engine) for _ in range(BUILDERS - 1)]
-            _build(connections, sorted(builds, key=_longest_first))
+            tables, tiles = _load_tables(frame, version)
+            builds = _Builds()
+            helpers = [_connect(engine) for _ in range(BUILDERS - 1)]
+            connections += helpers
+            with ThreadPoolExecutor(max(1, len(helpers))) as pool:
+                building = [pool.submit(builds.run, conn) for conn in helpers]
+                try:
+                    for name, data in tables.items():
+                        _stage(main, name, data)
+                        with main.cursor() as cur:
+                            table_builds, table_keys, renames[name] = _index_builds(
+                                cur, name, f"{name}_staging")
+                        builds.add(table_builds)
+                        keys += table_keys
+                except BaseException:
+                    builds.close(failed=True)
+                    raise
+                builds.close()
+                builds.run(main)  # the main connection builds too, once it has copied
+                for done in building:
+                    done.result()
         with main.transaction(), main.cursor() as cur:
             cur.execute(NO_TIMEOUT)
             if not unchanged:

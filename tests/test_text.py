@@ -232,3 +232,92 @@ def test_postgis_term_counts_are_the_tables_and_follow_a_new_load(pg_database, t
     finally:
         backend.close()
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def plane_backends(pg_database, text_result, synthetic_result):
+    """PostGIS over the text and the synthetic datasets loaded with every word in the word
+    plane (none is common enough to be left out), so that each term can be searched
+    there."""
+    from geosearch import wordplane
+    from geosearch.backends.postgis import PostgisBackend
+    from geosearch.settings import Settings
+    from geosearch.store import load, make_engine
+
+    backends = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(wordplane, "MAX_SHARE", 1.01)
+        for name, result in (("text", text_result), ("synthetic", synthetic_result)):
+            url = pg_database(f"plane_{name}")
+            engine = make_engine(Settings(database_url=url))
+            load(result.frame, result.meta(), engine)
+            engine.dispose()
+            backends[name] = (PostgisBackend(Settings(database_url=url)), result)
+    yield backends
+    for backend, _ in backends.values():
+        backend.close()
+
+
+@pytest.mark.parametrize("box_reach", [0.0, 500_000.0, float("inf")],
+                         ids=["strips", "box-or-strips", "box"])
+@pytest.mark.parametrize("dataset", ["text", "synthetic"])
+def test_postgis_nearest_with_q_in_the_word_plane_matches_the_oracle_anywhere(
+        plane_backends, monkeypatch, dataset, box_reach):
+    """PostGIS searches the rarest term's words in the word plane (each word's nearest
+    matches in its tile bound the k-th distance; the one box of that disk, or the strips
+    of its cap, are read): from origins all over the globe (the poles, ±180°, far from
+    every match), with terms of one word or hundreds, more filters, a distance cap and a
+    k beyond the matches, the ids and distances are the oracle's."""
+    import random
+
+    from geosearch.backends import postgis, termcounts
+
+    monkeypatch.setattr(termcounts, "PLANE_WORDS", 10**6)
+    monkeypatch.setattr(postgis, "BOX_REACH_M", box_reach)
+    backend, result = plane_backends[dataset]
+    spaces = result.frame[result.frame["status"] == "active"].reset_index(drop=True)
+    rng = random.Random(13)
+    origins = [Point(90, 0), Point(-89.99, 45), Point(-17.7, 179.99), Point(64, -179.98),
+               Point(0, 0), BERLIN, *(Point(rng.uniform(-90, 90), rng.uniform(-180, 180))
+                                      for _ in range(10))]
+    wifi = frozenset({Amenity.WIFI})
+    for q in ["cafe", "a", "munch", "東京", "work club", "suva", "mcm", "longy", "berl",
+              "space 1", "street", "zzz"]:
+        terms = query_terms(q)
+        matching = spaces[oracle.passes(spaces, Filters(text=terms))]
+        plane = backend._term_counts.plane(terms)
+        for origin in origins:
+            k, cap = rng.choice([1, 6, 40]), rng.choice([None, None, 300_000.0])
+            f = Filters(all_amenities=wifi if rng.random() < 0.3 else frozenset(), text=terms)
+            query = NearestQuery(origin, k, cap, f)
+            got = backend._nearest_in_plane(query, plane) if plane is not None else None
+            want = oracle.nearest(matching, origin.lat, origin.lon, k, cap, f)
+            assert (plane is None) == matching.empty, q  # every word of a match has a tile
+            if got is None:
+                assert not want, (q, origin)
+                continue
+            assert [h.space.id for h in got] == [i for i, _ in want], (origin, q, k, cap)
+            assert [h.distance_m for h in got] == pytest.approx([d for _, d in want],
+                                                                abs=1e-6), (origin, q)
+            assert [h.space.id for h in backend.nearest(query)] == [i for i, _ in want]
+
+
+def test_the_loader_writes_the_word_plane(postgis_synthetic, synthetic_result):
+    """``word_points`` holds one point per active space and word with a tile, at the
+    space's longitude and latitude in the word's tile; a word has a tile unless it is in
+    an eighth of the active spaces or more."""
+    from geosearch.wordplane import MAX_SHARE, PITCH
+
+    run = postgis_synthetic._run
+    active = int((synthetic_result.frame["status"] == "active").sum())
+    untiled = run("SELECT count(*) FILTER (WHERE tile IS NULL), count(*) FILTER (WHERE "
+                  "(tile IS NULL) <> (spaces >= %(share)s * %(active)s)) FROM search_words",
+                  {"share": MAX_SHARE, "active": active})[0]
+    assert untiled[0] > 0 and untiled[1] == 0  # the feed's common words are left out
+    points = run("SELECT (SELECT sum(spaces) FROM search_words WHERE tile IS NOT NULL), "
+                 "count(*), count(DISTINCT (p.pt[0], p.place)), count(*) FILTER (WHERE "
+                 "s.status = 'active' AND p.pt[1] = s.lat AND abs(p.pt[0] - w.tile * "
+                 "%(pitch)s - 180 - s.lon) < 1e-6 AND w.word = ANY(tsvector_to_array("
+                 "s.search))) FROM word_points p JOIN spaces s USING (place) JOIN "
+                 "search_words w ON w.tile = floor(p.pt[0] / %(pitch)s)", {"pitch": PITCH})
+    assert points[0][0] == points[0][1] == points[0][2] == points[0][3] > 0

@@ -37,8 +37,9 @@ from shapely.geometry.base import BaseGeometry
 
 from geosearch.backends.base import BackendUnavailable, NoDataset, NodeStates, StaleVersion
 from geosearch.backends.nodes import CONNECT_TIMEOUT_S, RECONNECT_WAIT_S, Node, Nodes
-from geosearch.backends.termcounts import TermCounts
+from geosearch.backends.termcounts import Plane, TermCounts
 from geosearch.features import Hits, space_from_head
+from geosearch.geo import R_LOW, lon_lat_boxes, parallel
 from geosearch.model import (
     POINT_ZOOM,
     Amenity,
@@ -63,6 +64,7 @@ from geosearch.tiles import (
     cell_shift,
     tile_span,
 )
+from geosearch.wordplane import PITCH
 
 Query = RadiusQuery | NearestQuery | PolygonQuery | ListQuery
 PagedQuery = RadiusQuery | PolygonQuery | ListQuery
@@ -213,6 +215,78 @@ def _nearest_sql(where: str, capped: bool, walk: str | None, by_text: bool) -> s
             f"SELECT id, d, feature FROM (SELECT id, feature, ST_Distance(geog, {ORIGIN}) "
             f"AS d FROM spaces WHERE {where} AND {near}) s "
             f"WHERE d <= (SELECT d FROM bound) {cap} ORDER BY d, id LIMIT %(k)s")
+
+
+# -- nearest with q in the word plane (geosearch.wordplane) ----------------------------------
+
+_TILES = "unnest(%(tiles)s::int[]) t(tile)"  # the tiles of the rarest term's words
+_TILE_X = f"t.tile * {PITCH}::float8"
+# The reach up to which one longitude-latitude box around the origin is read in the word
+# plane; beyond, the boxes of geo.lon_lat_boxes (strips that follow the cap)
+BOX_REACH_M = 500_000.0
+
+
+def _plane_places(boxes: str) -> str:
+    """The places of the term's words in the plane boxes of ``boxes`` (a FROM item with
+    columns west, south, east, north: longitudes + 180 and latitudes)."""
+    return (f"SELECT p.place FROM {_TILES}, {boxes}, word_points p WHERE p.pt <@ box("
+            f"point({_TILE_X} + b.west, b.south), point({_TILE_X} + b.east, b.north))")
+
+
+def _plane_ranked(places: str, where: str) -> str:
+    """The k nearest of the matches among ``places`` within ``%(reach)s``, by exact
+    distance."""
+    return (f"SELECT id, d, feature FROM (SELECT id, feature, ST_Distance(geog, {ORIGIN}) "
+            f"AS d FROM spaces WHERE place = ANY(ARRAY({places})) AND {where}) s "
+            f"WHERE d <= %(reach)s ORDER BY d, id LIMIT %(k)s")
+
+
+@lru_cache(maxsize=256)
+def _plane_sql(where: str) -> str:
+    """Nearest with text in the word plane, in one statement, with the dataset version:
+
+    - ``found``: each word's k nearest matches, walking its tile outwards from the origin
+      (nearest in longitude and latitude: enough to bound the k-th distance);
+    - the bound, ``reach``: the k-th distance among them (infinite below k);
+    - when it is at most BOX_REACH_M, every match in the one box that holds the disk
+      (the latitudes within reach over b²/a, the least radius of curvature of a meridian;
+      the longitudes within asin(reach / ρ0), ρ0 the origin's distance from the axis, as
+      a chord of at most ``reach`` projects onto the equator's plane; both sides of
+      ±180°), ranked.
+
+    Rows: ``near`` (false: a walk's match; true: a ranked match), id, distance, feature.
+    """
+    walk = (f"SELECT s.id, ST_Distance(s.geog, {ORIGIN}) AS d, s.feature FROM word_points p "
+            f"JOIN spaces s ON s.place = p.place WHERE p.pt <@ box(point({_TILE_X}, -90), "
+            f"point({_TILE_X} + 360, 90)) AND {where} "
+            f"ORDER BY p.pt <-> point({_TILE_X} + %(lon)s + 180, %(lat)s) LIMIT %(k)s")
+    # the reach (with the margin), the box's latitudes, its half width and its centre
+    box = (f"SELECT r, greatest(-90, %(lat)s - degrees(r / {R_LOW})) AS south, "
+           f"least(90, %(lat)s + degrees(r / {R_LOW})) AS north, CASE WHEN r < %(rho)s "
+           f"THEN degrees(asin(r / %(rho)s)) ELSE 180 END AS half, %(lon)s + 180 AS x "
+           f"FROM (SELECT coalesce((SELECT d FROM found GROUP BY id, d ORDER BY d "
+           f"OFFSET %(k)s - 1 LIMIT 1), 'Infinity') + %(margin)s AS r) r")
+    # the box on each side of ±180° (in the plane, longitudes + 180 in [0, 360])
+    spans = ("(SELECT s.* FROM box, LATERAL (VALUES (greatest(0, x - half), south, "
+             "least(360, x + half), north), (x - half + 360, south, 360, north), "
+             "(0, south, x + half - 360, north)) s(west, south, east, north) "
+             "WHERE s.west <= s.east) b")
+    ranked = _plane_ranked(_plane_places(spans), where).replace(
+        "%(reach)s", "(SELECT r FROM box) - %(margin)s")
+    return (f"WITH found AS MATERIALIZED (SELECT m.* FROM {_TILES} CROSS JOIN LATERAL "
+            f"({walk}) m), box AS MATERIALIZED ({box}) "
+            f"SELECT v.version, r.* FROM dataset_state v LEFT JOIN LATERAL ("
+            f"SELECT false AS near, * FROM found UNION ALL SELECT true, * FROM ({ranked}) n "
+            f"WHERE (SELECT r FROM box) <= %(box_reach)s) r ON true")
+
+
+@lru_cache(maxsize=256)
+def _plane_far_sql(where: str) -> str:
+    """Every match within ``reach`` in the plane boxes of the strips that follow its cap
+    (:func:`geosearch.geo.lon_lat_boxes`), ranked; with the dataset version."""
+    boxes = ("unnest(%(west)s::float8[], %(south)s::float8[], %(east)s::float8[], "
+             "%(north)s::float8[]) b(west, south, east, north)")
+    return _versioned(_plane_ranked(_plane_places(boxes), where), "p.d, p.id")
 
 
 @lru_cache(maxsize=512)
@@ -420,9 +494,9 @@ class PostgisBackend:
                 wait = None if attempt == 1 else RECONNECT_WAIT_S
                 with node.connection(wait) as conn:
                     return self._execute(conn, sql, params, rows)
-            except psycopg.errors.UndefinedTable as exc:
-                raise NoDataset("the schema is missing: run geosearch ingest --database") \
-                    from exc
+            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+                raise NoDataset("the schema is missing or older than this release: run "
+                                "geosearch ingest --database") from exc
             except psycopg.errors.QueryCanceled as exc:
                 raise BackendUnavailable("statement timeout") from exc
             except PoolTimeout as exc:
@@ -466,13 +540,53 @@ class PostgisBackend:
 
     def nearest(self, query: NearestQuery) -> Hits:
         """KNN bounds the k-th distance; every space within the bound is then ranked. With
-        a rare text term (at most TEXT_DRIVEN_MAX spaces), its spaces are ranked instead:
-        walking outwards could pass most of the dataset before finding k of them."""
-        by_text = bool(query.filters.text) and self._text_driven(query.filters.text, query.k)
+        text, the rarest term's words, when few and all in the word plane, are searched
+        there (:meth:`_nearest_in_plane`); else a rare term's spaces (at most
+        TEXT_DRIVEN_MAX) are ranked, or the walk outwards checks the text as it goes."""
+        terms = query.filters.text
+        plane = self._term_counts.plane(terms) if terms else None
+        if plane is not None and (hits := self._nearest_in_plane(query, plane)) is not None:
+            return hits
+        by_text = bool(terms) and self._text_driven(terms, query.k)
         rows = self._run(*statement(query, by_text))
         if not rows and query.filters.text and not by_text:  # the walk met too few
             rows = self._run(*statement(query, by_text=True))
         return Hits([r[0] for r in rows], [r[2] for r in rows], [r[1] for r in rows])
+
+    def _nearest_in_plane(self, query: NearestQuery, plane: Plane) -> Hits | None:
+        """Nearest with text in the word plane (:func:`_plane_sql`); a bound beyond
+        BOX_REACH_M reads the strips of its cap in a second statement. None when the
+        dataset is not the one whose tiles ``plane`` holds (a load since the term counts
+        were read: they are read again)."""
+        where, params = _filter_sql(query.filters, ordered_scan=True)
+        lat, lon, k = query.origin.lat, query.origin.lon, query.k
+        params.update(lat=lat, lon=lon, k=k, tiles=plane.tiles, margin=DWITHIN_MARGIN_M,
+                      rho=parallel(lat)[0], box_reach=BOX_REACH_M)
+        rows = self._run(_plane_sql(where), params)
+        if not rows or rows[0][0] != plane.version:
+            self._term_counts.expire()
+            return None
+        found = {r[2]: (r[3], r[4]) for r in rows if r[1] is False}
+        ranked = sorted((d, space) for space, (d, _) in found.items())
+        cap = math.inf if query.max_distance_m is None else query.max_distance_m
+        if len(ranked) < k:  # every word's walk ended: these are all the matches
+            kept = [(space, d) for d, space in ranked if d <= cap]
+            return Hits([s for s, _ in kept], [found[s][1] for s, _ in kept],
+                        [d for _, d in kept])
+        near = [r for r in rows if r[1] and r[3] <= cap]
+        if any(r[1] for r in rows):  # the k-th distance was within BOX_REACH_M
+            return Hits([r[2] for r in near], [r[4] for r in near], [r[3] for r in near])
+        reach = min(ranked[k - 1][0], cap)
+        boxes = lon_lat_boxes(lat, lon, reach + DWITHIN_MARGIN_M)
+        west, south, east, north = (list(side) for side in zip(*boxes, strict=True))
+        rows = self._run(_plane_far_sql(where), {
+            **params, "reach": reach, "west": [w + 180 for w in west], "south": south,
+            "east": [e + 180 for e in east], "north": north})
+        if not rows or rows[0][0] != plane.version:
+            self._term_counts.expire()
+            return None
+        rows = [r for r in rows if r[1] is not None]
+        return Hits([r[1] for r in rows], [r[3] for r in rows], [r[2] for r in rows])
 
     def _text_driven(self, terms: tuple[str, ...], k: int) -> bool:
         """Whether the rarest term is rare enough to rank its own spaces first: walking

@@ -1,8 +1,10 @@
 """A process's copy of the PostGIS ``search_words`` table: how many spaces a text term
-matches, without a round trip per query.
+matches, and whether its words are in the word plane, without a round trip per query.
 
-A nearest query with ``q`` asks it whether the rarest term is rare enough to rank its own
-spaces rather than walk outwards from the origin (:meth:`PostgisBackend.nearest`). The
+A nearest query with ``q`` asks it which way to search (:meth:`PostgisBackend.nearest`):
+in the word plane (:mod:`geosearch.wordplane`) when the rarest term has few words, all
+in it; else ranking the rarest term's own spaces when it is rare, or walking outwards
+from the origin. The
 copy follows the dataset: it is checked against ``dataset_state`` at most every
 :data:`CHECK_EVERY_S` seconds and read again when the version changed. A copy that is a
 little late only makes that choice less apt; the answer does not depend on it.
@@ -13,15 +15,26 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from itertools import accumulate
 from threading import Lock
 
 from geosearch.text import prefix_bounds
 
 CHECK_EVERY_S = 10.0
+# A term of more words than this is not searched in the word plane (a walk per word)
+PLANE_WORDS = 8
 STATE_SQL = "SELECT version, tile_count FROM dataset_state"
 # "C" order is code point order, the order of :func:`geosearch.text.prefix_bounds`
-WORDS_SQL = 'SELECT word, spaces FROM search_words ORDER BY word COLLATE "C"'
+WORDS_SQL = 'SELECT word, spaces, tile FROM search_words ORDER BY word COLLATE "C"'
+
+
+@dataclass(frozen=True)
+class Plane:
+    """The tiles of a term's words in the word plane, as of a dataset ``version``."""
+
+    tiles: list[int]
+    version: str
 
 
 class TermCounts:
@@ -32,20 +45,43 @@ class TermCounts:
         self._fetch = fetch
         self._lock = Lock()
         self._checked = -float("inf")
-        self._version: str | None = None
-        # the words in order, the spaces of the words before each, the dataset's spaces
-        self._table: tuple[list[str], list[int], int] = ([], [0], 0)
+        # the words in order, the spaces of the words before each, the words' tiles, the
+        # dataset's spaces, its version (one tuple: threads read it whole)
+        self._table: tuple[list[str], list[int], list[int | None], int, str | None] = (
+            [], [0], [], 0, None)
 
     def rarest(self, terms: Iterable[str]) -> tuple[int, int]:
         """The spaces of the rarest term (an upper bound: the sum over the words it is a
         prefix of) and the dataset's size (its spaces in the square of the map tiles:
         all of them but those within 5° of a pole). Raises as ``fetch`` does
         (NoDataset before the first load)."""
+        table, found = self._terms(terms)
+        return min((spaces for spaces, _, _ in found), default=0), table[3]
+
+    def plane(self, terms: Iterable[str]) -> Plane | None:
+        """The tiles of the rarest term's words when it is a prefix of at most PLANE_WORDS
+        words (one at least), all with a tile in the word plane; else None."""
+        table, found = self._terms(terms)
+        _, low, high = min(found, default=(0, 0, 0))
+        tiles, version = table[2][low:high], table[4]
+        if not 0 < len(tiles) <= PLANE_WORDS or None in tiles or version is None:
+            return None
+        return Plane([tile for tile in tiles if tile is not None], version)
+
+    def expire(self) -> None:
+        """Check the dataset's version at the next question (a query met another)."""
+        self._checked = -float("inf")
+
+    def _terms(self, terms: Iterable[str]) -> tuple[tuple, list[tuple[int, int, int]]]:
+        """The table, and in it each term's spaces and the span of its words."""
         self._follow()
-        words, before, total = self._table
-        counts = [before[bisect_left(words, high)] - before[bisect_left(words, low)]
-                  for low, high in map(prefix_bounds, terms)]
-        return min(counts, default=0), total
+        table = self._table
+        words, before = table[0], table[1]
+        found = []
+        for term in terms:
+            low, high = (bisect_left(words, bound) for bound in prefix_bounds(term))
+            found.append((before[high] - before[low], low, high))
+        return table, found
 
     def _follow(self) -> None:
         """Read the table again when the dataset's version changed (checked at most every
@@ -55,11 +91,11 @@ class TermCounts:
         try:
             state = self._fetch(STATE_SQL, {})
             version, total = (state[0][0], int(state[0][1] or 0)) if state else (None, 0)
-            if version != self._version:
+            if version != self._table[4]:
                 rows = self._fetch(WORDS_SQL, {}) if version is not None else []
-                self._table = ([w for w, _ in rows], [0, *accumulate(int(n) for _, n in rows)],
-                               total)
-                self._version = version
+                self._table = ([w for w, _, _ in rows],
+                               [0, *accumulate(int(n) for _, n, _ in rows)],
+                               [tile for _, _, tile in rows], total, version)
             self._checked = time.monotonic()
         finally:
             self._lock.release()
