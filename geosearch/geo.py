@@ -29,10 +29,10 @@ _LONGEST = 20_003_932.0  # metres: the longest geodesic (half a meridian), round
 _LONG_CHORD = 12_000_000.0
 H3_RESOLUTIONS = (7, 8, 9)
 # lon_lat_boxes: a strip per this many degrees of latitude, at most _MAX_STRIPS; boxes are
-# widened by _BOX_PAD degrees (rounding, here and in the coordinates boxes are tested on)
+# widened by BOX_PAD degrees (rounding, here and in the coordinates boxes are tested on)
 _STRIP_DEG = 2.0
 _MAX_STRIPS = 16
-_BOX_PAD = 1e-6
+BOX_PAD = 1e-6
 
 
 def geodesic_m(lat1, lon1, lat2, lon2) -> np.ndarray:
@@ -145,7 +145,7 @@ def lon_lat_boxes(lat: float, lon: float, reach: float
     several strips that follow its cap, where a single box would hold most of the Earth.
     """
     chord = chord_at_most(reach)
-    band = math.degrees(reach / R_LOW) + _BOX_PAD
+    band = math.degrees(reach / R_LOW) + BOX_PAD
     south, north = max(-90.0, lat - band), min(90.0, lat + band)
     count = min(_MAX_STRIPS, max(1, math.ceil((north - south) / _STRIP_DEG)))
     edges = np.linspace(south, north, count + 1)
@@ -167,7 +167,7 @@ def lon_lat_boxes(lat: float, lon: float, reach: float
             else:
                 boxes.append((-180.0, a, 180.0, b))
             continue
-        half = math.degrees(2 * math.asin(math.sqrt(h))) + _BOX_PAD
+        half = math.degrees(2 * math.asin(math.sqrt(h))) + BOX_PAD
         west, east = lon - half, lon + half
         boxes.append((max(west, -180.0), a, min(east, 180.0), b))
         if west < -180:

@@ -547,11 +547,13 @@ def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -
              "under it (the largest tiles are city centres at zoom 12).",
              "- Text: a radius checks `q` on the candidates its ball (GiST) finds, so `q` "
              "costs little. Nearest with `q` must find k matches: memory asks the k-d "
-             "trees of the rarest term's words for them, as cheap as the query without "
-             "`q`; PostGIS walks outwards past every space until k match (about k over the "
-             "term's share of the spaces, each read from the heap and checked), then "
-             "checks every space within the bound, or ranks a rare term's spaces from the "
-             "text index: without an index of words and places together (docs/api.md).",
+             "trees of the rarest term's words for them; PostGIS walks the rarest term's "
+             "words' tiles in the word plane (an index of words and places together), "
+             "then ranks the matches in the box of the k-th distance, in one statement "
+             "that PostgreSQL plans twice as long as the query without `q`. Origins far "
+             "from every match (a city's name asked from another continent) cost most: "
+             "the box, or the strips of the cap, hold the whole far cluster "
+             "(docs/api.md).",
              ""]
     text += ["## Loads", "", *report.notes, ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)

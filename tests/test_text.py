@@ -321,3 +321,27 @@ def test_the_loader_writes_the_word_plane(postgis_synthetic, synthetic_result):
                  "s.search))) FROM word_points p JOIN spaces s USING (place) JOIN "
                  "search_words w ON w.tile = floor(p.pt[0] / %(pitch)s)", {"pitch": PITCH})
     assert points[0][0] == points[0][1] == points[0][2] == points[0][3] > 0
+
+
+def test_a_schema_older_than_the_code_is_no_dataset_not_an_error(pg_database, text_result):
+    """A server started on a database whose schema predates its code (here: without the
+    word plane's tiles) says so as NoDataset (HTTP 503, run the ingest to migrate)."""
+    import psycopg
+
+    from geosearch.backends.base import NoDataset
+    from geosearch.backends.postgis import PostgisBackend, dsn
+    from geosearch.settings import Settings
+    from geosearch.store import load, make_engine
+
+    url = pg_database("older")
+    engine = make_engine(Settings(database_url=url))
+    load(text_result.frame, text_result.meta(), engine)
+    engine.dispose()
+    with psycopg.connect(dsn(url), autocommit=True) as conn:
+        conn.execute("ALTER TABLE search_words DROP COLUMN tile")
+    backend = PostgisBackend(Settings(database_url=url))
+    try:
+        with pytest.raises(NoDataset, match="older than this release"):
+            backend.nearest(NearestQuery(BERLIN, 3, None, Filters(text=("cafe",))))
+    finally:
+        backend.close()

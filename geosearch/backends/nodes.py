@@ -39,8 +39,11 @@ class Node:
     size: int
     kwargs: dict
     configure: Callable[[psycopg.Connection], None]
+    # the connection arguments of the pool whose sessions plan each prepared statement
+    # once, generically (None: no such pool; its statements use the other one)
+    generic_kwargs: dict | None = None
     down_since: float | None = None
-    _pool: ConnectionPool | None = None
+    _pools: dict[bool, ConnectionPool] = field(default_factory=dict)
     _pid: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -58,29 +61,34 @@ class Node:
         except psycopg.Error:
             return False
 
-    def pool(self) -> ConnectionPool:
-        """This process' pool (a process forked from another opens its own)."""
-        if self._pool is None or self._pid != os.getpid():
+    def pool(self, generic: bool = False) -> ConnectionPool:
+        """This process' pool (a process forked from another opens its own); ``generic``:
+        the pool of generic plans, when the node has one."""
+        generic = generic and self.generic_kwargs is not None
+        if self._pid != os.getpid() or generic not in self._pools:
             with self._lock:
-                if self._pool is None or self._pid != os.getpid():
-                    self._pool = ConnectionPool(
-                        self.dsn, min_size=1, max_size=self.size, kwargs=self.kwargs,
+                if self._pid != os.getpid():
+                    self._pools, self._pid = {}, os.getpid()
+                if generic not in self._pools:
+                    self._pools[generic] = ConnectionPool(
+                        self.dsn, min_size=1, max_size=self.size,
+                        kwargs=self.generic_kwargs if generic else self.kwargs,
                         configure=self.configure, open=True, timeout=POOL_WAIT_S,
-                        name=f"geosearch-{self.role}")
-                    self._pid = os.getpid()
-        return self._pool
+                        name=f"geosearch-{self.role}{'-generic' if generic else ''}")
+        return self._pools[generic]
 
-    def connection(self, timeout: float | None = None
+    def connection(self, timeout: float | None = None, generic: bool = False
                    ) -> AbstractContextManager[psycopg.Connection]:
-        """A connection of this node's pool (waiting at most ``timeout`` seconds), as a
-        context manager."""
-        return self.pool().connection(timeout=timeout)
+        """A connection of this node's pool (of generic plans: see :meth:`pool`), waiting
+        at most ``timeout`` seconds, as a context manager."""
+        return self.pool(generic).connection(timeout=timeout)
 
     def close(self) -> None:
-        """Close this process' pool."""
-        if self._pool is not None and self._pid == os.getpid():
-            self._pool.close()
-        self._pool = None
+        """Close this process' pools."""
+        if self._pid == os.getpid():
+            for pool in self._pools.values():
+                pool.close()
+        self._pools = {}
 
 
 class Nodes:
