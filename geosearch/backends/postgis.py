@@ -74,9 +74,7 @@ AREA = "ST_GeomFromWKB(%(area)s, 4326)"
 # ST_DWithin's own spheroid test may differ from ST_Distance in the last bits: widen the
 # indexed pre-filter by a hair and decide with ST_Distance.
 DWITHIN_MARGIN_M = 0.01
-# A nearest query whose rarest term has at most this many spaces is answered from the
-# text index (ranking them costs less than walking outwards past every other space).
-TEXT_DRIVEN_MAX = 2_000
+# A walk outwards from the origin checks the text on at most this many spaces
 WALK_MAX = 5_000
 # The WGS84 geodesic exceeds the sphere's great-circle distance (<->) by under 0.6%.
 SPHERE_MARGIN = 1.01
@@ -551,8 +549,8 @@ class PostgisBackend:
     def nearest(self, query: NearestQuery) -> Hits:
         """KNN bounds the k-th distance; every space within the bound is then ranked. With
         text, the rarest term's words, when few and all in the word plane, are searched
-        there (:meth:`_nearest_in_plane`); else a rare term's spaces (at most
-        TEXT_DRIVEN_MAX) are ranked, or the walk outwards checks the text as it goes."""
+        there (:meth:`_nearest_in_plane`); else a rare term's spaces are ranked
+        (:meth:`_text_driven`), or the walk outwards checks the text as it goes."""
         terms = query.filters.text
         plane = self._term_counts.plane(terms) if terms else None
         if plane is not None and (hits := self._nearest_in_plane(query, plane)) is not None:
@@ -601,12 +599,13 @@ class PostgisBackend:
     def _text_driven(self, terms: tuple[str, ...], k: int) -> bool:
         """Whether the rarest term is rare enough to rank its own spaces first: walking
         outwards meets a share s of matches, about k / s spaces for k of them, against
-        the n = s N spaces it has; the walk is cheaper past n = sqrt(k N) (with room for
-        its dearer rows), and never tried below TEXT_DRIVEN_MAX. A walk that meets too
-        few (the matches are far away) gives way to the text index after WALK_MAX. The
-        counts are the process's copy (:class:`TermCounts`)."""
+        the n = s N spaces it has: the walk is cheaper past n = sqrt(k N) (measured at 5k
+        and 1M spaces: a looser threshold ranked a few thousand spaces where a walk read
+        a few dozen). A walk that meets too few (the matches are far away) gives way to
+        the text index after WALK_MAX. The counts are the process's copy
+        (:class:`TermCounts`)."""
         matches, total = self._term_counts.rarest(terms)
-        return matches <= max(TEXT_DRIVEN_MAX, 4 * math.sqrt(k * total))
+        return matches <= math.sqrt(k * total)
 
     def polygon(self, query: PolygonQuery) -> Page:
         """``ST_Covers`` on geometry; by id, or by distance from the origin."""
