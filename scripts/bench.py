@@ -550,7 +550,8 @@ def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -
              "trees of the rarest term's words for them; PostGIS walks the rarest term's "
              "words' tiles in the word plane (an index of words and places together), "
              "then ranks the matches in the box of the k-th distance, in one statement "
-             "that PostgreSQL plans twice as long as the query without `q`. Origins far "
+             "planned once per session (a generic plan: a custom one took longer to plan "
+             "than to run). Origins far "
              "from every match (a city's name asked from another continent) cost most: "
              "the box, or the strips of the cap, hold the whole far cluster "
              "(docs/api.md).",
