@@ -3,8 +3,9 @@
 Radius uses ``ST_DWithin`` on geography (GiST) and then the exact spheroid distance;
 nearest uses the KNN operator ``<->`` to bound the k-th distance and ``ST_DWithin`` to
 collect every space within it, so that filters apply before k and the order is by exact
-distance; areas use ``ST_Covers`` on the planar geometry column (edges are straight in
-lon/lat, as the contract says). Every value is a bound parameter.
+distance (with text, in the word plane: :mod:`geosearch.wordplane`); areas use
+``ST_Covers`` on the planar geometry column (edges are straight in lon/lat, as the
+contract says). Every value is a bound parameter.
 
 The hot path: a ``psycopg_pool`` pool per process (opened after gunicorn forks), the SQL
 text built once per query shape and prepared on the server, the dataset version read in
