@@ -179,11 +179,9 @@ def lon_lat_boxes(lat: float, lon: float, reach: float
 
 def ecef_point(lat: float, lon: float) -> np.ndarray:
     """:func:`ecef` of one point, as a vector of 3 (without array overhead)."""
-    phi, lam = math.radians(lat), math.radians(lon)
-    sin_lat = math.sin(phi)
-    n = _A / math.sqrt(1 - _E2 * sin_lat * sin_lat)
-    return np.array([n * math.cos(phi) * math.cos(lam), n * math.cos(phi) * math.sin(lam),
-                     n * (1 - _E2) * sin_lat])
+    rho, z = parallel(lat)
+    lam = math.radians(lon)
+    return np.array([rho * math.cos(lam), rho * math.sin(lam), z])
 
 
 def ecef(lat, lon) -> np.ndarray:

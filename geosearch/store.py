@@ -25,7 +25,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 from geosearch import wordplane
-from geosearch.features import serving_columns
+from geosearch.features import ranked_words, serving_columns
 from geosearch.model import SPACE_FIELDS
 from geosearch.settings import Settings
 from geosearch.tiles import TileIndex
@@ -117,14 +117,19 @@ def _search_text(words: pa.ListArray) -> pa.Array:
 def _word_tables(words: pa.ListArray, active: np.ndarray, lon: np.ndarray,
                  lat: np.ndarray) -> tuple[pa.Table, bytes]:
     """How many active spaces have each text-search word and its tile in the word plane
-    (table ``search_words``), and the plane's points (``word_points``, binary COPY)."""
-    counts = pc.value_counts(pc.list_flatten(words.filter(pa.array(active))))
-    counts = pa.table({"word": counts.field("values"), "spaces": counts.field("counts")})
-    counts = counts.take(pc.sort_indices(counts["word"]))  # code point order
-    tile = wordplane.tiles(counts["spaces"].to_numpy(), int(active.sum()))
-    tiled = counts["word"].filter(pc.is_valid(tile))
-    return (counts.append_column("tile", tile),
-            wordplane.points_copy(words, active, lon, lat, tiled.combine_chunks()))
+    (table ``search_words``: the words of active spaces), and the plane's points
+    (``word_points``, binary COPY): one numbering of the words serves both."""
+    vocabulary, word = ranked_words(pc.list_flatten(words))
+    row = pc.list_parent_indices(words).to_numpy()
+    spaces = np.bincount(word[active[row]], minlength=len(vocabulary))
+    tile = wordplane.tiles(spaces, int(active.sum()))
+    listed = spaces > 0
+    counts = pa.table({"word": pa.array(vocabulary[listed], pa.string()),
+                       "spaces": spaces[listed],
+                       "tile": pa.array(tile[listed], mask=tile[listed] < 0)})
+    pair_tile = tile[word]
+    keep = active[row] & (pair_tile >= 0)
+    return counts, wordplane.points_copy(row[keep], pair_tile[keep], lon, lat)
 
 
 # EWKB of a point with an SRID, little-endian: byte order, type (point | SRID flag), SRID

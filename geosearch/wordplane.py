@@ -18,23 +18,21 @@ about two thirds of the pairs.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 PITCH = 1000
 MAX_SHARE = 1 / 8
 
 
-def tiles(spaces: np.ndarray, active: int) -> pa.Array:
-    """Each word's tile (words in code point order, ``spaces`` their active spaces), null
-    for a word in at least MAX_SHARE of the ``active`` spaces; tiles number the others in
-    order.
+def tiles(spaces: np.ndarray, active: int) -> np.ndarray:
+    """Each word's tile (words in code point order, ``spaces`` their active spaces), -1
+    for a word in at least MAX_SHARE of the ``active`` spaces or in none; tiles number
+    the others in order.
 
-    >>> tiles(np.array([3, 40, 1]), 100).to_pylist()
-    [0, None, 1]
+    >>> tiles(np.array([3, 40, 0, 1]), 100).tolist()
+    [0, -1, -1, 1]
     """
-    common = spaces >= MAX_SHARE * active
-    return pa.array(np.cumsum(~common) - 1, mask=common)
+    tiled = (spaces > 0) & (spaces < MAX_SHARE * active)
+    return np.where(tiled, np.cumsum(tiled) - 1, -1)
 
 
 # A row of PostgreSQL's binary COPY of (point, integer): the field count, then each
@@ -45,15 +43,11 @@ _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no extens
 _COPY_TRAILER = b"\xff\xff"
 
 
-def points_copy(words: pa.ListArray, active: np.ndarray, lon: np.ndarray, lat: np.ndarray,
-                tiled: pa.Array) -> bytes:
+def points_copy(row: np.ndarray, tile: np.ndarray, lon: np.ndarray, lat: np.ndarray
+                ) -> bytes:
     """The ``word_points`` rows in PostgreSQL's binary COPY format, written by numpy: for
-    each active row's words that have a tile (``tiled``: those words, sorted), the point
-    ``(tile * PITCH + lon + 180, lat)`` and ``place``, the row's position."""
-    row = pc.list_parent_indices(words).to_numpy()
-    tile = pc.index_in(pc.list_flatten(words), value_set=tiled)
-    keep = pc.and_(pc.is_valid(tile), pa.array(active[row])).to_numpy(zero_copy_only=False)
-    row, tile = row[keep], tile.filter(pa.array(keep)).to_numpy()
+    each (row, tile) pair, the point ``(tile * PITCH + lon + 180, lat)`` of the row's
+    position and ``place``, the row itself."""
     rows = np.empty(len(row), dtype=_COPY_ROW)
     rows["fields"], rows["pt_size"], rows["place_size"] = 2, 16, 4
     rows["x"] = tile * float(PITCH) + lon[row] + 180.0

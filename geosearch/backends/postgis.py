@@ -253,7 +253,8 @@ def _plane_sql(where: str) -> str:
       a chord of at most ``reach`` projects onto the equator's plane; both sides of
       ±180°), ranked.
 
-    Rows: ``near`` (false: a walk's match; true: a ranked match), id, distance, feature.
+    Rows: the version, the k-th distance, ``near`` (false: a walk's match; true: a ranked
+    match), id, distance, feature.
     """
     walk = (f"SELECT s.id, ST_Distance(s.geog, {ORIGIN}) AS d, s.feature FROM word_points p "
             f"JOIN spaces s ON s.place = p.place WHERE p.pt <@ box(point({_TILE_X}, -90), "
@@ -276,7 +277,8 @@ def _plane_sql(where: str) -> str:
         "%(reach)s", "(SELECT kth FROM box)")
     return (f"WITH found AS MATERIALIZED (SELECT m.* FROM {_TILES} CROSS JOIN LATERAL "
             f"({walk}) m), kth AS MATERIALIZED ({kth}), box AS MATERIALIZED ({box}) "
-            f"SELECT v.version, r.* FROM dataset_state v LEFT JOIN LATERAL ("
+            f"SELECT v.version, (SELECT kth FROM box), r.* FROM dataset_state v LEFT JOIN "
+            f"LATERAL ("
             f"SELECT false AS near, * FROM found UNION ALL SELECT true, * FROM ({ranked}) n "
             f"WHERE (SELECT kth FROM box) <= %(box_reach)s) r ON true")
 
@@ -572,30 +574,36 @@ class PostgisBackend:
         params.update(lat=lat, lon=lon, k=k, tiles=plane.tiles, margin=DWITHIN_MARGIN_M,
                       rho=parallel(lat)[0], box_reach=BOX_REACH_M, pad=BOX_PAD)
         rows = self._run(_plane_sql(where), params, generic=True)
-        if not rows or rows[0][0] != plane.version:
-            self._term_counts.expire()
+        if not self._serves(rows, plane):
             return None
-        found = {r[2]: (r[3], r[4]) for r in rows if r[1] is False}
-        ranked = sorted((d, space) for space, (d, _) in found.items())
+        kth = rows[0][1]
         cap = math.inf if query.max_distance_m is None else query.max_distance_m
-        if len(ranked) < k:  # every word's walk ended: these are all the matches
-            kept = [(space, d) for d, space in ranked if d <= cap]
-            return Hits([s for s, _ in kept], [found[s][1] for s, _ in kept],
-                        [d for _, d in kept])
-        near = [r for r in rows if r[1] and r[3] <= cap]
-        if any(r[1] for r in rows):  # the k-th distance was within BOX_REACH_M
-            return Hits([r[2] for r in near], [r[4] for r in near], [r[3] for r in near])
-        reach = min(ranked[k - 1][0], cap)
+        if math.isinf(kth):  # every word's walk ended: these are all the matches
+            found = {r[3]: (r[4], r[5]) for r in rows if r[2] is False}
+            kept = sorted((d, space) for space, (d, _) in found.items() if d <= cap)
+            return Hits([s for _, s in kept], [found[s][1] for _, s in kept],
+                        [d for d, _ in kept])
+        if kth <= BOX_REACH_M:  # ranked in the one box
+            near = [r for r in rows if r[2] and r[4] <= cap]
+            return Hits([r[3] for r in near], [r[5] for r in near], [r[4] for r in near])
+        reach = min(kth, cap)
         boxes = lon_lat_boxes(lat, lon, reach + DWITHIN_MARGIN_M)
         west, south, east, north = (list(side) for side in zip(*boxes, strict=True))
         rows = self._run(_plane_far_sql(where), {
             **params, "reach": reach, "west": [w + 180 for w in west], "south": south,
             "east": [e + 180 for e in east], "north": north}, generic=True)
-        if not rows or rows[0][0] != plane.version:
-            self._term_counts.expire()
+        if not self._serves(rows, plane):
             return None
         rows = [r for r in rows if r[1] is not None]
         return Hits([r[1] for r in rows], [r[3] for r in rows], [r[2] for r in rows])
+
+    def _serves(self, rows: Rows, plane: Plane) -> bool:
+        """Whether a statement's rows (the dataset version first) come from the dataset
+        whose tiles ``plane`` holds; if not, the term counts are read again."""
+        if rows and rows[0][0] == plane.version:
+            return True
+        self._term_counts.expire()
+        return False
 
     def _text_driven(self, terms: tuple[str, ...], k: int) -> bool:
         """Whether the rarest term is rare enough to rank its own spaces first: walking
