@@ -249,15 +249,19 @@ class Hits(Sequence[Hit]):
 
     def features(self) -> bytes:
         """The features as a JSON array body (without brackets), distances spliced in
-        (metres, millimetre precision)."""
-        heads: Sequence[bytes | memoryview] = (
-            self.heads.views() if isinstance(self.heads, Slices) else list(self.heads))
-        if not heads:
+        (metres, millimetre precision: ``numpy.round(d, 3)``, halves to even)."""
+        heads = self.heads
+        views: Sequence[bytes | memoryview] = (
+            heads.views() if type(heads) is Slices else list(heads))
+        if not views:
             return b""
         if self.distances is None:
-            return b"".join(chain.from_iterable(zip(heads, repeat(CLOSE_NEXT))))[:-1]
-        rounded = np.round(np.asarray(self.distances, dtype=float), 3).tolist()
-        texts = orjson.dumps(rounded)[1:-1].split(b",")
-        body = b"".join(chain.from_iterable(zip(heads, repeat(DISTANCE), texts,
+            return b"".join(chain.from_iterable(zip(views, repeat(CLOSE_NEXT))))[:-1]
+        d = self.distances
+        metres = d.tolist() if isinstance(d, np.ndarray) else d
+        # round(x) is numpy's rint: the same doubles as numpy.round, without numpy's
+        # dispatch (a request's page has a few dozen distances at most).
+        texts = orjson.dumps([round(m * 1000.0) / 1000.0 for m in metres])[1:-1].split(b",")
+        body = b"".join(chain.from_iterable(zip(views, repeat(DISTANCE), texts,
                                                 repeat(CLOSE_NEXT))))
         return body[:-1]

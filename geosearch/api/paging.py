@@ -8,6 +8,7 @@ that only a store serving it answers (410 when none does).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from urllib.parse import quote, unquote_plus
 
@@ -21,6 +22,8 @@ from geosearch.model import Page
 DISTANCE_KEY = (float, str)  # pages ordered by distance, then id
 ID_KEY = (str,)  # pages ordered by id
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# A path of these characters only is its own percent-encoding.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=\-._~]*")
 
 
 def geojson_response(body: dict | bytes, version: str | None = None) -> Response:
@@ -41,10 +44,11 @@ def own_url(query_string: str | None = None) -> str:
     """
     env = request.environ
     host = env.get("HTTP_HOST") or f"{env['SERVER_NAME']}:{env['SERVER_PORT']}"
-    path = (env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")).encode("latin-1")
+    path = env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")
+    if not _PLAIN_PATH.fullmatch(path):
+        path = quote(path.encode("latin-1"), safe=_PATH_SAFE)
     query = env.get("QUERY_STRING", "") if query_string is None else query_string
-    return (f"{env['wsgi.url_scheme']}://{host}{quote(path, safe=_PATH_SAFE)}"
-            + (f"?{query}" if query else ""))
+    return f"{env['wsgi.url_scheme']}://{host}{path}" + (f"?{query}" if query else "")
 
 
 def next_url(cursor: str) -> str:

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Generic, Literal, TypeVar, cast
 
 from werkzeug.datastructures import MultiDict
@@ -83,18 +84,21 @@ class Params:
         """Read ``params`` from the query string (path parameters from ``path``)."""
         self = cls(args)
         for param in params:
+            name = param.name
             if param.where == "path":
-                self.take(param, path[param.name])
-            elif param.name in args:
-                self.take(param, self.raw(param.name))
-            else:  # most parameters of a request are absent
+                self.take(param, path[name])
+            elif name in args:
+                self.take(param, self.raw(name))
+            elif param.required:
                 self.take(param, None)
+            else:  # most parameters of a request are absent, and take their default
+                self.values[name] = param.default
         return self
 
     def raw(self, name: str) -> str | None:
         """The parameter's text (repeated values joined by commas), or None if absent."""
-        values = list(self.args.getlist(name))
-        return ",".join(values) if values else None
+        values = self.args.getlist(name)
+        return values[0] if len(values) == 1 else ",".join(values) if values else None
 
     def take(self, param: Param, text: str | None) -> None:
         """Parse ``text`` as ``param``; record an error when it fails or is missing."""
@@ -168,6 +172,7 @@ def integer(low: int, high: int) -> Parser[int]:
     return Parser(parse, {"type": "integer", "minimum": low, "maximum": high})
 
 
+@lru_cache(maxsize=1024)  # a request's few names come from a small vocabulary
 def amenity_set(text: str) -> frozenset[Amenity]:
     """Comma-separated amenity names; the error lists the valid ones."""
     names = [t for t in (s.strip() for s in text.split(",")) if t]
@@ -178,6 +183,7 @@ def amenity_set(text: str) -> frozenset[Amenity]:
     return frozenset(Amenity(n.lower()) for n in names)
 
 
+@lru_cache(maxsize=1024)
 def country_set(text: str) -> frozenset[str]:
     """Comma-separated ISO 3166-1 alpha-2 codes (any case)."""
     codes = [t.strip().upper() for t in text.split(",") if t.strip()]

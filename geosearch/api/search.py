@@ -151,7 +151,9 @@ class SearchViews:
         """GET /spaces/radius"""
         p = Params.read(request.args, RADIUS.params).check()
         origin, radius_m, filters = Point(p[LAT], p[LON]), p[RADIUS_M], params.filters(p)
-        fp = partial(fingerprint, "radius", origin.lat, origin.lon, radius_m, filters.key())
+        def fp() -> str:  # only paging needs it
+            return fingerprint("radius", origin.lat, origin.lon, radius_m, filters.key())
+
         after, version = after_of(p[CURSOR], fp, DISTANCE_KEY)
         return page_response(self.backend.radius(
             RadiusQuery(origin, radius_m, filters, p[LIMIT], after, version)), fp)

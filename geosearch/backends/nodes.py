@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from geosearch.backends.prepared import ServingConnection
+
 CONNECT_TIMEOUT_S = 3
 POOL_WAIT_S = 3.0
 # After a connection broke, how long a query waits for a fresh one before it gives the
@@ -38,12 +40,12 @@ class Node:
     role: str  # "primary" or "replica"
     size: int
     kwargs: dict
-    configure: Callable[[psycopg.Connection], None]
+    configure: Callable[[ServingConnection], None]
     # the connection arguments of the pool whose sessions plan each prepared statement
     # once, generically (None: no such pool; its statements use the other one)
     generic_kwargs: dict | None = None
     down_since: float | None = None
-    _pools: dict[bool, ConnectionPool] = field(default_factory=dict)
+    _pools: dict[bool, ConnectionPool[ServingConnection]] = field(default_factory=dict)
     _pid: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,7 +63,7 @@ class Node:
         except psycopg.Error:
             return False
 
-    def pool(self, generic: bool = False) -> ConnectionPool:
+    def pool(self, generic: bool = False) -> ConnectionPool[ServingConnection]:
         """This process' pool (a process forked from another opens its own); ``generic``:
         the pool of generic plans, when the node has one."""
         generic = generic and self.generic_kwargs is not None
@@ -71,14 +73,15 @@ class Node:
                     self._pools, self._pid = {}, os.getpid()
                 if generic not in self._pools:
                     self._pools[generic] = ConnectionPool(
-                        self.dsn, min_size=1, max_size=self.size,
+                        self.dsn, connection_class=ServingConnection, min_size=1,
+                        max_size=self.size,
                         kwargs=self.generic_kwargs if generic else self.kwargs,
                         configure=self.configure, open=True, timeout=POOL_WAIT_S,
                         name=f"geosearch-{self.role}{'-generic' if generic else ''}")
         return self._pools[generic]
 
     def connection(self, timeout: float | None = None, generic: bool = False
-                   ) -> AbstractContextManager[psycopg.Connection]:
+                   ) -> AbstractContextManager[ServingConnection]:
         """A connection of this node's pool (of generic plans: see :meth:`pool`), waiting
         at most ``timeout`` seconds, as a context manager."""
         return self.pool(generic).connection(timeout=timeout)
@@ -109,6 +112,8 @@ class Nodes:
     def for_read(self) -> list[Node]:
         """Healthy replicas in turn (round robin), then the primary; every node when none
         is healthy (the last resort, so that a query still gets its own answer)."""
+        if not self.replicas:
+            return [self.primary]
         turn = next(self._turn) % max(1, len(self.replicas))
         replicas = self.replicas[turn:] + self.replicas[:turn]
         order = [n for n in [*replicas, self.primary] if n.healthy]
