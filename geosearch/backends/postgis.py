@@ -36,8 +36,10 @@ from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 from shapely.geometry.base import BaseGeometry
 
+from geosearch.backends import prepared
 from geosearch.backends.base import BackendUnavailable, NoDataset, NodeStates, StaleVersion
 from geosearch.backends.nodes import CONNECT_TIMEOUT_S, RECONNECT_WAIT_S, Node, Nodes
+from geosearch.backends.prepared import ServingConnection
 from geosearch.backends.termcounts import Plane, TermCounts
 from geosearch.features import Hits, space_from_head
 from geosearch.geo import BOX_PAD, R_LOW, lon_lat_boxes, parallel
@@ -472,7 +474,7 @@ class PostgisBackend:
 
     # -- connections ------------------------------------------------------------------------
 
-    def _configure(self, conn: psycopg.Connection) -> None:
+    def _configure(self, conn: ServingConnection) -> None:
         conn.adapters.register_loader("json", _FeatureHead)
         if self.pooled:
             conn.prepare_threshold = None
@@ -484,15 +486,18 @@ class PostgisBackend:
                                  f"-c jit={SESSION_JIT}")
         return kwargs
 
-    def _execute(self, conn: psycopg.Connection, sql: str, params: dict, rows=None) -> list:
-        """One statement's rows; behind a transaction pooler, in a transaction of its own
-        that sets the statement timeout (pgbouncer refuses it as a startup option)."""
+    def _execute(self, conn: ServingConnection, sql: str, params: dict, rows=None) -> list:
+        """One statement's rows (tuples, prepared on the session: :mod:`.prepared`; other
+        ``rows`` through a cursor); behind a transaction pooler, in a transaction of its
+        own that sets the statement timeout (pgbouncer refuses it as a startup option)."""
         if self.pooled:
             with conn.transaction():
                 conn.execute("SELECT set_config('statement_timeout', %s, true), "
                              "set_config('jit', %s, true)",
                              (str(int(self.settings.statement_timeout_ms)), SESSION_JIT))
                 return _fetch(conn, sql, params, rows, prepare=None)  # none survive it
+        if rows is None:
+            return prepared.run(conn, sql, params)
         return _fetch(conn, sql, params, rows, prepare=True)
 
     def _on(self, node: Node, sql: str, params: dict, rows=None, generic: bool = False
