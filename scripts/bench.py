@@ -10,7 +10,10 @@ cities:
 - **over HTTP** with wrk (2 connections, rounds alternating between the two apps):
   ``geosearch serve`` on the snapshot against a minimal Flask app under the same gunicorn
   settings returning the same bytes; ``geosearch serve`` on PostGIS against a minimal
-  Flask app running the raw SQL (scripts/floor_app.py);
+  Flask app running the raw SQL (scripts/floor_app.py). gunicorn's two workers share one
+  listening socket, so a round's two connections land on both workers or, at random, on
+  one (which then serves at one worker's speed): each app is run ``HTTP_ROUNDS`` times
+  and its best round kept, its speed on both workers;
 - the resident memory of each worker (RSS and PSS: pages shared after the fork count once);
 - text search: radius and nearest with ``q`` beside the same query without it;
 - vector tiles at zooms 0..16 on both backends, with their sizes;
@@ -77,6 +80,9 @@ from geosearch.tiles import world_xy  # noqa: E402
 AMENITIES = [a.value for a in Amenity]
 WIFI, PARKING = Filters(frozenset({Amenity.WIFI})), Filters(frozenset({Amenity.PARKING}))
 WRK_SCRIPT = ROOT / "scripts" / "wrk" / "paths.lua"
+# wrk rounds per app over HTTP, alternating; the best of each is kept (the chance that
+# none of them has a worker per connection is 1/32).
+HTTP_ROUNDS = 5
 
 
 # -- data and workload ---------------------------------------------------------------------
@@ -213,7 +219,7 @@ def wrk(port: int, paths: Path, seconds: int) -> WrkResult:
 
 
 def side_by_side(ours: Service, floor: Service, paths: Path, seconds: int,
-                 rounds: int = 2) -> tuple[WrkResult, WrkResult]:
+                 rounds: int = HTTP_ROUNDS) -> tuple[WrkResult, WrkResult]:
     """Alternating wrk rounds on both services; the best round of each."""
     results: dict[str, list[WrkResult]] = {"ours": [], "floor": []}
     for _ in range(rounds):
@@ -391,7 +397,7 @@ def bench_servers(snapshot: Path, work: dict[str, list[Case]], workdir: Path,
         service = Service(serve_args("--snapshot", str(snapshot)), "/readyz",
                           env={"GEOSEARCH_WORKER_CLASS": worker})
         try:
-            result = max((wrk(service.port, paths, seconds) for _ in range(2)),
+            result = max((wrk(service.port, paths, seconds) for _ in range(HTTP_ROUNDS)),
                          key=lambda r: r.rps)
         finally:
             service.stop()
@@ -431,11 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--big", type=int, default=1_000_000)
-    parser.add_argument("--seconds", type=int, default=5, help="per wrk round")
+    parser.add_argument("--seconds", type=int, default=3, help="per wrk round")
     parser.add_argument("--quick", action="store_true", help="5k only, short rounds")
     parser.add_argument("--servers", action="store_true", help="compare worker classes")
     parser.add_argument("--ingest", action="store_true", help="time a 1M-row ingest")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds = 2
     if shutil.which("wrk") is None:
         parser.error("wrk is missing: apt-get install wrk (make bench does)")
     workdir = Path(tempfile.mkdtemp(prefix="geosearch-bench-"))
@@ -473,8 +481,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_tiles(name, memory, postgis, result.frame, args.queries, report)
             bench_text(name, memory, postgis, result.frame, args.queries, report)
             postgis.close()
-            bench_http(name, snapshot, url, work, workdir, 2 if args.quick else args.seconds,
-                       report)
+            bench_http(name, snapshot, url, work, workdir, args.seconds, report)
             if name == "5k" and args.servers:
                 servers = bench_servers(snapshot, work, workdir, args.seconds)
             print(f"{name} done", file=sys.stderr)
@@ -498,7 +505,8 @@ def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -
         "space, ours and the floor interleaved, best of 3 passes)", "",
         "| spaces | query | ours / floor | ours | floor | ratio |",
         "| --- | --- | --- | ---: | ---: | ---: |", *report.inproc, "",
-        "## Over HTTP (wrk, 1 thread, 2 connections, alternating rounds, best round)", "",
+        f"## Over HTTP (wrk, 1 thread, 2 connections, {args.seconds} s rounds alternating, "
+        f"best of {HTTP_ROUNDS} per app: see scripts/bench.py)", "",
         "Ours is `geosearch serve` (gunicorn, 2 gevent workers). The floor is a minimal "
         "Flask app under the same server and settings: for memory it returns the bytes "
         "geosearch returned for the same URL; for PostGIS it runs the same raw SQL "
