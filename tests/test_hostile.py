@@ -68,3 +68,16 @@ def test_over_long_request_line_and_headers_are_414_and_431(client):
     assert "8192" in resp.get_json()["detail"]
     resp = client.get("/healthz", headers={"X-Big": "b" * 9000})
     assert resp.status_code == 431 and resp.get_json()["errors"][0]["param"] == "X-Big"
+
+
+@pytest.mark.parametrize("raw", ["q=\xe9", "city=Z\xfcrich", "q\xff=1", "amenities=wifi\xc3"])
+def test_raw_bytes_that_are_not_utf8_in_the_query_are_400s(client, raw):
+    """A server passes the request's bytes as latin-1 text (PEP 3333): a raw byte 0xE9
+    is not UTF-8, and is refused naming its parameter (not decoded by a view: a 500)."""
+    query = "lat=52.52&lon=13.405&radius_m=2000&" + raw
+    resp = client.get("/v1/spaces/radius", environ_overrides={"QUERY_STRING": query})
+    assert resp.status_code == 400, resp.data
+    assert resp.mimetype == "application/problem+json"
+    name = raw.partition("=")[0].encode("latin-1").decode("utf-8", "replace")
+    assert [e["param"] for e in resp.json["errors"]] == [name]
+    assert "UTF-8" in resp.json["errors"][0]["message"]

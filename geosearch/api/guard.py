@@ -35,6 +35,12 @@ def _bad_text(raw: bytes) -> str | None:
     return None
 
 
+def _query_bytes(component: str) -> bytes:
+    """The bytes a query component stands for: WSGI passes the request's bytes as
+    latin-1 text (a raw byte 0xE9 is "\xe9", not UTF-8 "é"); ``+`` is a space."""
+    return unquote_to_bytes(component.replace("+", " ").encode("latin-1", "replace"))
+
+
 def check_query(query_string: str) -> None:
     """Raise a 400 naming each query parameter whose name or value is unusable text."""
     if _PLAIN_QUERY.fullmatch(query_string):
@@ -42,13 +48,13 @@ def check_query(query_string: str) -> None:
     errors: list[ParamError] = []
     for pair in query_string.split("&"):
         name_raw, _, value_raw = pair.partition("=")
-        name_bytes = unquote_to_bytes(name_raw.replace("+", " "))
+        name_bytes = _query_bytes(name_raw)
         name = name_bytes.decode("utf-8", "replace")
         problem = _bad_text(name_bytes)
         if problem is not None:
             errors.append(ParamError(_CONTROL.sub("?", name) or "?", f"name: {problem}"))
             continue
-        problem = _bad_text(unquote_to_bytes(value_raw.replace("+", " ")))
+        problem = _bad_text(_query_bytes(value_raw))
         if problem is not None:
             errors.append(ParamError(name, problem))
     if errors:
