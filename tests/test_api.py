@@ -6,12 +6,19 @@ import json
 import re
 from urllib.parse import quote
 
+import numpy as np
 import oracle
 import pytest
+from flask import request
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
 from geosearch.api import create_app
+from geosearch.api.paging import own_url
+from geosearch.api.params import query_args
 from geosearch.backends.memory import MemoryBackend
+from geosearch.features import Hits
 from geosearch.model import Amenity, Filters
 from geosearch.settings import Settings
 
@@ -504,3 +511,39 @@ def walk_ogc(client, url: str) -> list[str]:
         ids += [f["id"] for f in body["features"]]
         url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
     return ids
+
+
+QUERY_CHARS = st.sampled_from([*"abcxyz019_.,=&:;+-~!*'()/?@%% #[]\"\\", "%20", "%2B", "%C3%A9",
+                               "%E2%82%AC", "%ZZ", "%", "\xc3\xa9", "\x7f"])  # raw UTF-8 é
+
+
+@given(st.lists(QUERY_CHARS, max_size=40).map("".join))
+@settings(max_examples=300, deadline=None)
+def test_query_args_are_werkzeugs(query):
+    """The parameters as views read them: Werkzeug's ``request.args``, whether the query
+    string is split directly (nothing encoded) or decoded by Werkzeug."""
+    app = create_app(Settings(snapshot="does/not/exist"))
+    with app.test_request_context(environ_overrides={"QUERY_STRING": query}):
+        assert query_args() == request.args.to_dict(flat=False)
+
+
+@given(st.lists(st.floats(0, 2.1e7) | st.integers(0, 10**7).map(lambda n: n / 1000 + 5e-4),
+                max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_distances_in_a_page_are_numpy_rounded_to_the_millimetre(distances):
+    heads = [b'{"type":"Feature","id":"s%d","properties":{"name":"x"' % i
+             for i in range(len(distances))]
+    body = json.loads(b"[" + Hits([f"s{i}" for i in range(len(distances))], heads,
+                                  distances).features() + b"]")
+    assert [f["properties"]["distance_m"] for f in body] == \
+        np.round(np.asarray(distances, dtype=float), 3).tolist()
+
+
+@given(st.text(st.characters(codec="latin-1", exclude_categories=("Cs",)), max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_own_url_percent_encodes_the_path_as_quote_does(path_info):
+    app = create_app(Settings(snapshot="does/not/exist"))
+    environ = {"PATH_INFO": "/v1/" + path_info, "QUERY_STRING": "a=1"}
+    with app.test_request_context(environ_overrides=environ):
+        expected = quote(("/v1/" + path_info).encode("latin-1"), safe="/:@!$&'()*+,;=-._~")
+        assert own_url() == f"http://localhost{expected}?a=1"

@@ -8,12 +8,21 @@ import threading
 from collections import OrderedDict
 from dataclasses import replace
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from geosearch.api.errors import ApiError, register
 from geosearch.api.geojson import GEOJSON
 from geosearch.api.openapi import ERRORS, OBJECT, ROWS, Operation, body, documented
-from geosearch.api.params import AMENITIES, COUNTRY_SET, Param, Params, Parser, integer, number
+from geosearch.api.params import (
+    AMENITIES,
+    COUNTRY_SET,
+    Param,
+    Params,
+    Parser,
+    integer,
+    number,
+    query_args,
+)
 from geosearch.backends.base import Backend
 from geosearch.geo import cell_geojson
 from geosearch.reports.coverage import (
@@ -154,13 +163,13 @@ def coverage_blueprint(backend: Backend, name: str = "coverage") -> Blueprint:
     @bp.get("/coverage/countries")
     @documented(COUNTRIES)
     def countries():
-        options = options_from(Params.read(request.args, COUNTRIES.params).check())
+        options = options_from(Params.read(query_args(), COUNTRIES.params).check())
         table = coverage(options).country_table()
         return _json({"options": options_dict(options),
                       "countries": table.to_dict(orient="records")})
 
     def of_country() -> tuple[CoverageOptions, str, Coverage]:
-        p = Params.read(request.args, CITIES.params).check()
+        p = Params.read(query_args(), CITIES.params).check()
         options = options_from(p)
         return options, p[COUNTRY_ONE], coverage(options)
 

@@ -33,7 +33,17 @@ from geosearch.api.openapi import (
     problem,
 )
 from geosearch.api.paging import ID_KEY, after_of, page_response
-from geosearch.api.params import BBOX, CURSOR, FILTERS, TEXT, Param, Params, Parser, integer
+from geosearch.api.params import (
+    BBOX,
+    CURSOR,
+    FILTERS,
+    TEXT,
+    Param,
+    Params,
+    Parser,
+    integer,
+    query_args,
+)
 from geosearch.api.search import space_or_404
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
@@ -172,7 +182,7 @@ def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
     @bp.get("/collections/spaces/items")
     @documented(ITEMS)
     def items():
-        p = Params.read(request.args, ITEMS.params).check()
+        p = Params.read(query_args(), ITEMS.params).check()
         filters, box = params.filters(p), p[ITEMS_BBOX]
         # OGC API - Features: a limit above the server's maximum is lowered to it, not refused
         limit = min(p[ITEMS_LIMIT], MAX_LIMIT)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Generic, Literal, TypeVar, cast
 
-from werkzeug.datastructures import MultiDict
+from flask import request
 
 from geosearch.api.errors import ApiError, ParamError
 from geosearch.api.guard import CONTROL_CHARS
@@ -70,18 +70,38 @@ class Param(Generic[T_co]):
                 "description": self.description, "schema": schema}
 
 
+# A query string of these characters only has nothing encoded: it splits as it stands.
+_UNENCODED = re.compile(r"[A-Za-z0-9_.,=&:;\-~!*'()/?@]*")
+
+
+def query_args() -> Mapping[str, list[str]]:
+    """This request's query parameters, name -> values in order, as Werkzeug decodes them
+    (``request.args``); a query string with nothing encoded in it is split directly."""
+    query = request.environ.get("QUERY_STRING", "")
+    if not _UNENCODED.fullmatch(query):
+        return request.args.to_dict(flat=False)
+    args: dict[str, list[str]] = {}
+    for pair in query.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            args.setdefault(name, []).append(value)
+    return args
+
+
 @dataclass
 class Params:
     """The parameters of one request, read by declaration; errors accumulate until
     :meth:`check`, after which ``params[PARAM]`` is the parsed value (or its default)."""
 
-    args: MultiDict
+    args: Mapping[str, list[str]]
     errors: list[ParamError] = field(default_factory=list)
     values: dict[str, object] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, args: MultiDict, params: Iterable[Param], **path: str) -> Params:
-        """Read ``params`` from the query string (path parameters from ``path``)."""
+    def read(cls, args: Mapping[str, list[str]], params: Iterable[Param], **path: str
+             ) -> Params:
+        """Read ``params`` from the query's ``args`` (name -> values: :func:`query_args`;
+        path parameters from ``path``)."""
         self = cls(args)
         for param in params:
             name = param.name
@@ -97,8 +117,8 @@ class Params:
 
     def raw(self, name: str) -> str | None:
         """The parameter's text (repeated values joined by commas), or None if absent."""
-        values = self.args.getlist(name)
-        return values[0] if len(values) == 1 else ",".join(values) if values else None
+        values = self.args.get(name)
+        return None if not values else values[0] if len(values) == 1 else ",".join(values)
 
     def take(self, param: Param, text: str | None) -> None:
         """Parse ``text`` as ``param``; record an error when it fails or is missing."""

@@ -60,6 +60,7 @@ from geosearch.api.params import (
     Param,
     Params,
     Parser,
+    query_args,
     shown,
 )
 from geosearch.api.tiles import add_tile_routes
@@ -149,7 +150,7 @@ class SearchViews:
 
     def radius(self) -> Response:
         """GET /spaces/radius"""
-        p = Params.read(request.args, RADIUS.params).check()
+        p = Params.read(query_args(), RADIUS.params).check()
         origin, radius_m, filters = Point(p[LAT], p[LON]), p[RADIUS_M], params.filters(p)
         def fp() -> str:  # only paging needs it
             return fingerprint("radius", origin.lat, origin.lon, radius_m, filters.key())
@@ -160,7 +161,7 @@ class SearchViews:
 
     def nearest(self) -> Response:
         """GET /spaces/nearest"""
-        p = Params.read(request.args, NEAREST.params).check()
+        p = Params.read(query_args(), NEAREST.params).check()
         hits = self.backend.nearest(NearestQuery(Point(p[LAT], p[LON]), p[K], p[MAX_DISTANCE],
                                                  params.filters(p)))
         return geojson_response(collection(hits, own_url()))
@@ -182,7 +183,7 @@ class SearchViews:
     def polygon(self) -> Response:
         """POST /spaces/polygon"""
         area = self._body_area()  # the body's own errors (413, 415) come first
-        return self._area(Params.read(request.args, self.polygon_op.params), "polygon",
+        return self._area(Params.read(query_args(), self.polygon_op.params), "polygon",
                           lambda: area)
 
     def _body_area(self) -> BaseGeometry:
@@ -227,12 +228,12 @@ class SearchViews:
 
     def bbox(self) -> Response:
         """GET /spaces/bbox"""
-        p = Params.read(request.args, BBOX_SEARCH.params)
+        p = Params.read(query_args(), BBOX_SEARCH.params)
         return self._area(p, "bbox", lambda: bbox_area(*p[BBOX]))
 
     def list_spaces(self) -> Response:
         """GET /spaces"""
-        p = Params.read(request.args, LIST.params).check()
+        p = Params.read(query_args(), LIST.params).check()
         filters = params.filters(p)
         fp = partial(fingerprint, "list", filters.key())
         after, version = after_of(p[CURSOR], fp, ID_KEY)

@@ -14,7 +14,7 @@ from geosearch.api import params
 from geosearch.api.cursor import fingerprint
 from geosearch.api.geojson import GEOJSON, VERSION_HEADER
 from geosearch.api.openapi import ERRORS, Operation, add_route, body
-from geosearch.api.params import FILTERS, Param, Params, integer
+from geosearch.api.params import FILTERS, Param, Params, integer, query_args
 from geosearch.backends.base import Backend
 from geosearch.model import MAX_TILE_ZOOM, POINT_ZOOM, TileQuery
 from geosearch.tiles import EXTENT, LAYER, MVT_MEDIA_TYPE
@@ -64,7 +64,7 @@ OPERATIONS = {
 
 def _query(z: str, x: str, y: str) -> TileQuery:
     """The tile and filters of the request; a 400 naming each bad one."""
-    p = Params.read(request.args, TILE_PARAMS, z=z, x=x, y=y)
+    p = Params.read(query_args(), TILE_PARAMS, z=z, x=x, y=y)
     if not p.errors:
         side = (1 << p[Z]) - 1
         for param in (X, Y):
