@@ -29,6 +29,7 @@ from gunicorn.http import errors as http_errors
 from gunicorn.workers.ggevent import GeventWorker
 
 from geosearch.api.errors import PROBLEM_JSON
+from geosearch.backends import prepared
 from geosearch.settings import worker_class
 
 KEEPALIVE_S = 5
@@ -61,7 +62,24 @@ def server_problem(exc: BaseException) -> tuple[int, bytes]:
 
 
 class ProblemGeventWorker(GeventWorker):
-    """gunicorn's gevent worker, answering the requests it refuses in problem+json."""
+    """gunicorn's gevent worker, answering the requests it refuses in problem+json, and
+    telling the PostGIS driver when it serves one connection alone
+    (:func:`geosearch.backends.prepared.alone_when`)."""
+
+    connections = 0
+
+    def init_process(self) -> None:
+        """Count this worker's connections for the driver, then run the worker."""
+        prepared.alone_when(lambda: self.connections == 1)
+        super().init_process()
+
+    def handle(self, listener, client, addr) -> None:
+        """Serve one connection (all its requests), counted while it is open."""
+        self.connections += 1
+        try:
+            super().handle(listener, client, addr)
+        finally:
+            self.connections -= 1
 
     def handle_error(self, req, client, addr, exc) -> None:
         """Answer a request the server itself refused with a problem+json body."""

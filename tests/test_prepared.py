@@ -96,8 +96,10 @@ def test_only_named_placeholders():
         prepared.positional("SELECT %s")
 
 
-def test_under_gevent_a_slow_statement_lets_the_other_greenlets_run(pg_database):
-    """A statement is awaited on the real poll for SPIN_MS only; then the hub runs the
+@pytest.mark.parametrize("alone", [True, False])
+def test_under_gevent_a_slow_statement_lets_the_other_greenlets_run(pg_database, alone):
+    """A statement is awaited on the real poll for SPIN_MS at most, and only when the
+    server says it serves one connection alone; then (or at once) the hub runs the
     worker's other greenlets while it waits (here: ticks every 5 ms)."""
     url = dsn(pg_database("prep_gevent"))
     script = textwrap.dedent(f"""
@@ -107,6 +109,7 @@ def test_under_gevent_a_slow_statement_lets_the_other_greenlets_run(pg_database)
         from geosearch.backends import prepared
         from geosearch.backends.prepared import ServingConnection, run
         assert prepared._native_poll() is not None
+        prepared.alone_when(lambda: {alone})
         ticks = []
         def tick():
             while True:

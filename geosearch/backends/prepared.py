@@ -11,10 +11,12 @@ loaders included). About half the client CPU of ``cursor.execute(..., prepare=Tr
 per statement (docs/benchmarks.md).
 
 Waiting under gevent: psycopg then waits through gevent's ``poll``, a switch to the hub
-and back for every statement. When gevent has patched ``select``, :func:`run` first
-waits up to ``SPIN_MS`` on the real ``poll``, keeping the worker: the statements of a
-search answer well within it, and the hub is only entered for slower ones, so other
-connections of the worker wait at most that long for a slow statement.
+and back for every statement. When the server says that its worker serves this one
+connection alone (:func:`alone_when`, called by :mod:`geosearch.serving`), no other greenlet
+could use the wait: :func:`run` then first waits up to ``SPIN_MS`` on the real ``poll``,
+keeping the worker (the statements of a search answer well within it), and only enters
+the hub for slower ones. A worker with more connections waits through the hub at once,
+so that one connection's statement overlaps the others' requests.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ SPIN_MS = 5
 # How often a wait wakes up to check the connection (seconds), as psycopg's own.
 WAIT_INTERVAL_S = 0.1
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%|%")
+# Whether the process serves one connection alone (set by the server: :func:`alone_when`).
+_alone: Callable[[], bool] | None = None
 # A prepared statement gone from the session, or one whose result type a schema change
 # altered: prepared again once.
 _STALE = {"26000", "0A000"}
@@ -73,6 +77,14 @@ def positional(sql: str) -> tuple[bytes, tuple[str, ...]]:
     return _PLACEHOLDER.sub(number, sql).encode(), tuple(names)
 
 
+def alone_when(check: Callable[[], bool]) -> None:
+    """Tell the driver how to know that this process serves one connection alone (a
+    gevent worker's count of its connections is one): statements are then awaited
+    without yielding to the hub for up to ``SPIN_MS``."""
+    global _alone
+    _alone = check
+
+
 @lru_cache(maxsize=1)
 def _native_poll() -> Callable[[], select.poll] | None:
     """The operating system's ``select.poll`` when gevent has patched ``select``."""
@@ -86,7 +98,7 @@ def _result(conn: ServingConnection, expect: pq.ExecStatus) -> pq.abc.PGresult:
     """The result of the statement just sent; its error raised as psycopg's class."""
     pgconn = conn.pgconn
     spin = _native_poll()
-    if spin is not None and pgconn.flush() == 0:
+    if spin is not None and _alone is not None and _alone() and pgconn.flush() == 0:
         poller = spin()
         poller.register(pgconn.socket, select.POLLIN)
         poller.poll(SPIN_MS)
