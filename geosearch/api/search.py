@@ -65,7 +65,7 @@ from geosearch.api.params import (
 )
 from geosearch.api.tiles import add_tile_routes
 from geosearch.backends.base import Backend
-from geosearch.geo import bbox_area
+from geosearch.geo import bbox_area, bbox_wkb
 from geosearch.model import (
     MAX_VERTICES,
     Amenity,
@@ -166,25 +166,26 @@ class SearchViews:
                                                  params.filters(p)))
         return geojson_response(collection(hits, own_url()))
 
-    def _area(self, p: Params, kind: str, area_of: Callable[[], BaseGeometry]) -> Response:
+    def _area(self, p: Params, kind: str,
+              area_of: Callable[[], tuple[BaseGeometry, bytes]]) -> Response:
         """A polygon or bbox page: the request's origin, filters and paging, then the area
-        (``area_of``, once the parameters are known to be valid)."""
+        and its WKB (``area_of``, once the parameters are known to be valid)."""
         origin = params.optional_origin(p)
         p.check()
-        area, filters = area_of(), params.filters(p)
+        (area, wkb), filters = area_of(), params.filters(p)
         def fp() -> str:  # only paging needs it
-            return fingerprint(kind, shapely.to_wkb(area, hex=True), filters.key(),
+            return fingerprint(kind, wkb.hex().upper(), filters.key(),
                                None if origin is None else (origin.lat, origin.lon))
 
         after, version = after_of(p[CURSOR], fp, ID_KEY if origin is None else DISTANCE_KEY)
         return page_response(self.backend.polygon(
-            PolygonQuery(area, filters, origin, p[LIMIT], after, version)), fp)
+            PolygonQuery(area, filters, origin, p[LIMIT], after, version, wkb)), fp)
 
     def polygon(self) -> Response:
         """POST /spaces/polygon"""
         area = self._body_area()  # the body's own errors (413, 415) come first
         return self._area(Params.read(query_args(), self.polygon_op.params), "polygon",
-                          lambda: area)
+                          lambda: (area, shapely.to_wkb(area)))
 
     def _body_area(self) -> BaseGeometry:
         """The area in the request body; 413/415/400 naming what is wrong."""
@@ -229,7 +230,7 @@ class SearchViews:
     def bbox(self) -> Response:
         """GET /spaces/bbox"""
         p = Params.read(query_args(), BBOX_SEARCH.params)
-        return self._area(p, "bbox", lambda: bbox_area(*p[BBOX]))
+        return self._area(p, "bbox", lambda: (bbox_area(*p[BBOX]), bbox_wkb(*p[BBOX])))
 
     def list_spaces(self) -> Response:
         """GET /spaces"""

@@ -171,9 +171,10 @@ def _filter_sql(f: Filters, ordered_scan: bool, active: str = "status = 'active'
     return " AND ".join(parts), params
 
 
-def _covered(where: str, params: dict, area: BaseGeometry) -> str:
-    """``where`` restricted to the spaces the area covers (its WKB into ``params``)."""
-    params["area"] = shapely.to_wkb(area)
+def _covered(where: str, params: dict, area: BaseGeometry, wkb: bytes | None = None) -> str:
+    """``where`` restricted to the spaces the area covers (its WKB, ``wkb`` when given,
+    into ``params``)."""
+    params["area"] = shapely.to_wkb(area) if wkb is None else wkb
     return f"{where} AND ST_Covers({AREA}, geom)"
 
 
@@ -417,7 +418,7 @@ def statement(query: Query, by_text: bool = False) -> tuple[str, dict]:
         where += f" AND ST_DWithin(geog, {ORIGIN}, %(r_index)s)"
         keep = "d <= %(r)s"
     elif isinstance(query, PolygonQuery):
-        where = _covered(where, params, query.area)
+        where = _covered(where, params, query.area, query.area_wkb)
         keep = "TRUE"
         if query.origin is None:
             if after is not None:
@@ -651,7 +652,7 @@ class PostgisBackend:
         it names one)."""
         where, params = _filter_sql(query.filters, ordered_scan=False)
         if isinstance(query, PolygonQuery):
-            where = _covered(where, params, query.area)
+            where = _covered(where, params, query.area, query.area_wkb)
         sql = _versioned(f"SELECT count(*) AS n FROM spaces WHERE {where}", "p.n")
         return int(self._run_versioned(sql, params, query.version)[0][1])
 
