@@ -547,3 +547,27 @@ def test_own_url_percent_encodes_the_path_as_quote_does(path_info):
     with app.test_request_context(environ_overrides=environ):
         expected = quote(("/v1/" + path_info).encode("latin-1"), safe="/:@!$&'()*+,;=-._~")
         assert own_url() == f"http://localhost{expected}?a=1"
+
+
+BBOX_TOKENS = st.sampled_from(["13.3", "-52.5", "+1.", ".5", "1e2", "3E-1", "180", "-180.0",
+                               "90", "nan", "1_0", "", " ", "\u00a0", "\u0661", "x", "0x1"])
+
+
+@given(st.lists(st.lists(BBOX_TOKENS, min_size=1, max_size=3).map("".join), min_size=1,
+                max_size=6).map(",".join))
+@settings(max_examples=400, deadline=None)
+def test_the_bbox_parser_reads_what_a_part_by_part_reading_does(text):
+    """The one-pattern reading of four decimals agrees with reading each part stripped:
+    the same numbers, or the same error."""
+    from geosearch.api.params import _DECIMAL, bbox
+
+    parts = [p.strip() for p in text.split(",")]
+    numbers = len(parts) == 4 and all(_DECIMAL.fullmatch(p) for p in parts)
+    try:
+        got = bbox(text)
+    except ValueError as exc:
+        assert not numbers or "range" in str(exc) or "must" in str(exc) or \
+            "finite" in str(exc)
+        assert (f"{len(parts)} values given" in str(exc)) == (len(parts) != 4)
+    else:
+        assert numbers and got == tuple(float(p) for p in parts)

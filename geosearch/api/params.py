@@ -149,6 +149,7 @@ class Params:
 
 _DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+_BBOX = re.compile(r",".join([r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*"] * 4), re.ASCII)
 
 
 def shown(text: str, limit: int = 40) -> str:
@@ -223,13 +224,14 @@ def city_name(text: str) -> str | None:
 
 def bbox(text: str) -> tuple[float, float, float, float]:
     """``minlon,minlat,maxlon,maxlat``; minlon > maxlon crosses the antimeridian."""
-    parts = [p.strip() for p in text.split(",")]
     shape = "expected minlon,minlat,maxlon,maxlat with lon in [-180, 180], lat in [-90, 90]"
+    plain = _BBOX.fullmatch(text)  # four ASCII decimals: read at once (the usual case)
+    parts = plain.groups() if plain else [p.strip() for p in text.split(",")]
     if len(parts) != 4:
         raise ValueError(f"{len(parts)} values given; {shape}")
-    if not all(_DECIMAL.fullmatch(p) for p in parts):
+    if plain is None and not all(_DECIMAL.fullmatch(p) for p in parts):
         raise ValueError(f"not four numbers; {shape}")
-    minlon, minlat, maxlon, maxlat = (float(p) for p in parts)
+    minlon, minlat, maxlon, maxlat = map(float, parts)
     if not all(math.isfinite(v) for v in (minlon, minlat, maxlon, maxlat)):
         raise ValueError(f"not finite; {shape}")
     if not (-180 <= minlon <= 180 and -180 <= maxlon <= 180 and -90 <= minlat <= 90
