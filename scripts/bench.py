@@ -546,9 +546,13 @@ def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -
              "ratio falls as the search itself costs more: at 1M spaces a 2 km radius in a "
              "city has hundreds of candidates, and their exact geodesics (GeographicLib, "
              "about a microsecond each) are most of the difference.",
-             "- PostGIS in-process runs the same prepared SQL as the floor; the backend adds "
-             "a pool checkout and no per-row objects (rows come back as stored feature "
-             "bytes). Over HTTP the difference is Flask's parameter parsing and validation.",
+             "- PostGIS in-process runs the same SQL as the floor, prepared on the server, "
+             "but sends it through psycopg's libpq layer without a cursor "
+             "(geosearch/backends/prepared.py): about half the client CPU of the floor's "
+             "`cursor.execute`, which pays for the backend's pool checkout and query "
+             "objects; rows come back as stored feature bytes. Over HTTP ours adds the "
+             "API's own work to the same statement: parameters parsed and validated, the "
+             "page's links, cursor and version header (tens of µs a request).",
              "- Tiles: below zoom 12 an unfiltered tile reads 65 positions of prefix sums "
              "whatever the number of spaces (PostGIS: 65 index probes); from zoom 12 a tile "
              "is every point in it, so its time and size follow the density of the city "
