@@ -260,8 +260,9 @@ class Hits(Sequence[Hit]):
         d = self.distances
         metres = d.tolist() if isinstance(d, np.ndarray) else d
         # round(x) is numpy's rint: the same doubles as numpy.round, without numpy's
-        # dispatch (a request's page has a few dozen distances at most).
-        texts = orjson.dumps([round(m * 1000.0) / 1000.0 for m in metres])[1:-1].split(b",")
-        body = b"".join(chain.from_iterable(zip(views, repeat(DISTANCE), texts,
-                                                repeat(CLOSE_NEXT))))
-        return body[:-1]
+        # dispatch (a request's page has a few dozen distances at most); %r writes them
+        # as JSON does (the shortest repr; plain decimals from 0.001 m to 1e16 m).
+        parts: list[bytes | memoryview] = []
+        for head, m in zip(views, metres, strict=True):
+            parts += (head, DISTANCE, b"%r" % (round(m * 1000.0) / 1000.0), CLOSE_NEXT)
+        return b"".join(parts)[:-1]

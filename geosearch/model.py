@@ -187,7 +187,8 @@ class Filters:
     text: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if len(self.text) > MAX_Q_TERMS or any(words(t) != [t] for t in self.text):
+        if self.text and (len(self.text) > MAX_Q_TERMS
+                          or any(words(t) != [t] for t in self.text)):
             raise ValueError(f"text must be at most {MAX_Q_TERMS} folded words: "
                              "use geosearch.text.query_terms(q)")
         for c in self.countries:
