@@ -7,7 +7,6 @@ quantity PostGIS returns for ``ST_Distance(geography, geography)``.
 from __future__ import annotations
 
 import math
-import struct
 
 import h3
 import numpy as np
@@ -212,30 +211,6 @@ def bbox_area(minlon: float, minlat: float, maxlon: float, maxlat: float) -> Bas
         return shapely.box(minlon, minlat, maxlon, maxlat)
     return MultiPolygon([shapely.box(minlon, minlat, 180.0, maxlat),
                          shapely.box(-180.0, minlat, maxlon, maxlat)])
-
-
-def bbox_wkb(minlon: float, minlat: float, maxlon: float, maxlat: float) -> bytes:
-    """The WKB of :func:`bbox_area` (little-endian 2-D, as ``shapely.to_wkb`` writes it,
-    byte for byte), without building the geometry.
-
-    >>> bbox_wkb(170, -10, -170, 10) == shapely.to_wkb(bbox_area(170, -10, -170, 10))
-    True
-    """
-    if minlon <= maxlon:
-        return _BOX_WKB.pack(1, 3, 1, 5, *_box_ring(minlon, minlat, maxlon, maxlat))
-    return (_MULTI_WKB.pack(1, 6, 2)
-            + _BOX_WKB.pack(1, 3, 1, 5, *_box_ring(minlon, minlat, 180.0, maxlat))
-            + _BOX_WKB.pack(1, 3, 1, 5, *_box_ring(-180.0, minlat, maxlon, maxlat)))
-
-
-# A polygon of one ring of five points; a multi-geometry's head
-_BOX_WKB = struct.Struct("<BIII10d")
-_MULTI_WKB = struct.Struct("<BII")
-
-
-def _box_ring(x0: float, y0: float, x1: float, y1: float) -> tuple[float, ...]:
-    """The ring of ``shapely.box`` (counter-clockwise from the south-east corner)."""
-    return (x1, y0, x1, y1, x0, y1, x0, y0, x1, y0)
 
 
 def polygon_parts(geom: BaseGeometry) -> list[Polygon]:

@@ -289,9 +289,7 @@ class PolygonQuery:
 
     Ordered by id, or by distance from ``origin`` when one is given. ``area`` is a
     valid shapely Polygon or MultiPolygon in lon/lat; use :func:`geosearch.geo.bbox_area`
-    for a bbox (it splits one that crosses the antimeridian). ``area_wkb``, when the
-    caller has it, is ``shapely.to_wkb(area)`` (:func:`geosearch.geo.bbox_wkb` for a
-    bbox): a backend that sends the area to a database need not write it again.
+    for a bbox (it splits one that crosses the antimeridian).
     """
 
     area: BaseGeometry
@@ -300,7 +298,6 @@ class PolygonQuery:
     limit: int = DEFAULT_LIMIT
     after: tuple[float, str] | tuple[str] | None = None
     version: str | None = None
-    area_wkb: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.area.geom_type not in ("Polygon", "MultiPolygon"):

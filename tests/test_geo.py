@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import shapely
 
 from geosearch.geo import (
-    bbox_area,
-    bbox_wkb,
     chord_at_most,
     ecef,
     geodesic_at_most,
@@ -121,14 +118,3 @@ def test_the_loaders_point_ewkb_is_shapelys():
     assert ewkb_points(lon, lat).to_pylist() == list(shapely.to_wkb(points, hex=True,
                                                                     include_srid=True))
 
-
-def test_a_bboxs_wkb_is_shapelys_byte_for_byte():
-    """The WKB the bbox endpoint sends PostGIS is the one shapely writes of the area the
-    memory backend searches (one box, or two across the antimeridian)."""
-    rng = np.random.default_rng(7)
-    for minlon, maxlon, minlat, maxlat in zip(
-            rng.uniform(-180, 180, 500), rng.uniform(-180, 180, 500),
-            rng.uniform(-90, 0, 500), rng.uniform(0, 90, 500), strict=True):
-        area = bbox_area(minlon, minlat, maxlon, maxlat)
-        assert bbox_wkb(minlon, minlat, maxlon, maxlat) == shapely.to_wkb(area)
-        assert shapely.from_wkb(bbox_wkb(minlon, minlat, maxlon, maxlat)).equals(area)

@@ -216,7 +216,7 @@ def test_postgis_term_counts_are_the_tables_and_follow_a_new_load(pg_database, t
     try:
         monkeypatch.setattr(termcounts, "CHECK_EVERY_S", 0.0)
         with pytest.raises(NoDataset):  # as the query itself would
-            backend._term_counts.rarest(("cafe",))
+            backend._term_counts.lookup(("cafe",))
         for result, terms in ((text_result, ("cafe", "mun", "東", "zzz", "a")),
                               (synthetic_result, ("space", "suva", "1", "zzz"))):
             load(result.frame, result.meta(), engine)
@@ -226,9 +226,10 @@ def test_postgis_term_counts_are_the_tables_and_follow_a_new_load(pg_database, t
                 rows = backend._run("SELECT coalesce(sum(spaces), 0) FROM search_words "
                                     "WHERE word >= %(low)s AND word < %(high)s",
                                     {"low": low, "high": high})
-                assert backend._term_counts.rarest((term,)) == (int(rows[0][0]), total), term
-            both = backend._term_counts.rarest(terms[:2])[0]
-            assert both == min(backend._term_counts.rarest((t,))[0] for t in terms[:2])
+                counts = backend._term_counts.lookup((term,))
+                assert (counts.matches, counts.total) == (int(rows[0][0]), total), term
+            both = backend._term_counts.lookup(terms[:2]).matches
+            assert both == min(backend._term_counts.lookup((t,)).matches for t in terms[:2])
     finally:
         backend.close()
         engine.dispose()
@@ -285,7 +286,7 @@ def test_postgis_nearest_with_q_in_the_word_plane_matches_the_oracle_anywhere(
               "space 1", "street", "zzz"]:
         terms = query_terms(q)
         matching = spaces[oracle.passes(spaces, Filters(text=terms))]
-        plane = backend._term_counts.plane(terms)
+        plane = backend._term_counts.lookup(terms).plane
         for origin in origins:
             k, cap = rng.choice([1, 6, 40]), rng.choice([None, None, 300_000.0])
             f = Filters(all_amenities=wifi if rng.random() < 0.3 else frozenset(), text=terms)

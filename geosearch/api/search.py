@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from functools import partial
 
 import orjson
 import shapely
@@ -65,7 +64,7 @@ from geosearch.api.params import (
 )
 from geosearch.api.tiles import add_tile_routes
 from geosearch.backends.base import Backend
-from geosearch.geo import bbox_area, bbox_wkb
+from geosearch.geo import bbox_area
 from geosearch.model import (
     MAX_VERTICES,
     Amenity,
@@ -166,26 +165,25 @@ class SearchViews:
                                                  params.filters(p)))
         return geojson_response(collection(hits, own_url()))
 
-    def _area(self, p: Params, kind: str,
-              area_of: Callable[[], tuple[BaseGeometry, bytes]]) -> Response:
+    def _area(self, p: Params, kind: str, area_of: Callable[[], BaseGeometry]) -> Response:
         """A polygon or bbox page: the request's origin, filters and paging, then the area
-        and its WKB (``area_of``, once the parameters are known to be valid)."""
+        (``area_of``, once the parameters are known to be valid)."""
         origin = params.optional_origin(p)
         p.check()
-        (area, wkb), filters = area_of(), params.filters(p)
+        area, filters = area_of(), params.filters(p)
         def fp() -> str:  # only paging needs it
-            return fingerprint(kind, wkb.hex().upper(), filters.key(),
+            return fingerprint(kind, shapely.to_wkb(area, hex=True), filters.key(),
                                None if origin is None else (origin.lat, origin.lon))
 
         after, version = after_of(p[CURSOR], fp, ID_KEY if origin is None else DISTANCE_KEY)
         return page_response(self.backend.polygon(
-            PolygonQuery(area, filters, origin, p[LIMIT], after, version, wkb)), fp)
+            PolygonQuery(area, filters, origin, p[LIMIT], after, version)), fp)
 
     def polygon(self) -> Response:
         """POST /spaces/polygon"""
         area = self._body_area()  # the body's own errors (413, 415) come first
         return self._area(Params.read(query_args(), self.polygon_op.params), "polygon",
-                          lambda: (area, shapely.to_wkb(area)))
+                          lambda: area)
 
     def _body_area(self) -> BaseGeometry:
         """The area in the request body; 413/415/400 naming what is wrong."""
@@ -230,13 +228,15 @@ class SearchViews:
     def bbox(self) -> Response:
         """GET /spaces/bbox"""
         p = Params.read(query_args(), BBOX_SEARCH.params)
-        return self._area(p, "bbox", lambda: (bbox_area(*p[BBOX]), bbox_wkb(*p[BBOX])))
+        return self._area(p, "bbox", lambda: bbox_area(*p[BBOX]))
 
     def list_spaces(self) -> Response:
         """GET /spaces"""
         p = Params.read(query_args(), LIST.params).check()
         filters = params.filters(p)
-        fp = partial(fingerprint, "list", filters.key())
+        def fp() -> str:  # only paging needs it
+            return fingerprint("list", filters.key())
+
         after, version = after_of(p[CURSOR], fp, ID_KEY)
         return page_response(self.backend.list(ListQuery(filters, p[LIMIT], after, version)), fp)
 

@@ -40,7 +40,7 @@ from geosearch.backends import prepared
 from geosearch.backends.base import BackendUnavailable, NoDataset, NodeStates, StaleVersion
 from geosearch.backends.nodes import CONNECT_TIMEOUT_S, RECONNECT_WAIT_S, Node, Nodes
 from geosearch.backends.prepared import ServingConnection
-from geosearch.backends.termcounts import Plane, TermCounts
+from geosearch.backends.termcounts import Lookup, Plane, TermCounts
 from geosearch.features import Hits, space_from_head
 from geosearch.geo import BOX_PAD, R_LOW, lon_lat_boxes, parallel
 from geosearch.model import (
@@ -171,10 +171,9 @@ def _filter_sql(f: Filters, ordered_scan: bool, active: str = "status = 'active'
     return " AND ".join(parts), params
 
 
-def _covered(where: str, params: dict, area: BaseGeometry, wkb: bytes | None = None) -> str:
-    """``where`` restricted to the spaces the area covers (its WKB, ``wkb`` when given,
-    into ``params``)."""
-    params["area"] = shapely.to_wkb(area) if wkb is None else wkb
+def _covered(where: str, params: dict, area: BaseGeometry) -> str:
+    """``where`` restricted to the spaces the area covers (its WKB into ``params``)."""
+    params["area"] = shapely.to_wkb(area)
     return f"{where} AND ST_Covers({AREA}, geom)"
 
 
@@ -418,7 +417,7 @@ def statement(query: Query, by_text: bool = False) -> tuple[str, dict]:
         where += f" AND ST_DWithin(geog, {ORIGIN}, %(r_index)s)"
         keep = "d <= %(r)s"
     elif isinstance(query, PolygonQuery):
-        where = _covered(where, params, query.area, query.area_wkb)
+        where = _covered(where, params, query.area)
         keep = "TRUE"
         if query.origin is None:
             if after is not None:
@@ -560,11 +559,11 @@ class PostgisBackend:
         text, the rarest term's words, when few and all in the word plane, are searched
         there (:meth:`_nearest_in_plane`); else a rare term's spaces are ranked
         (:meth:`_text_driven`), or the walk outwards checks the text as it goes."""
-        terms = query.filters.text
-        plane = self._term_counts.plane(terms) if terms else None
-        if plane is not None and (hits := self._nearest_in_plane(query, plane)) is not None:
+        terms = self._term_counts.lookup(query.filters.text) if query.filters.text else None
+        if terms is not None and terms.plane is not None and (
+                hits := self._nearest_in_plane(query, terms.plane)) is not None:
             return hits
-        by_text = bool(terms) and self._text_driven(terms, query.k)
+        by_text = terms is not None and self._text_driven(terms, query.k)
         rows = self._run(*statement(query, by_text))
         if not rows and query.filters.text and not by_text:  # the walk met too few
             rows = self._run(*statement(query, by_text=True))
@@ -611,7 +610,7 @@ class PostgisBackend:
         self._term_counts.expire()
         return False
 
-    def _text_driven(self, terms: tuple[str, ...], k: int) -> bool:
+    def _text_driven(self, terms: Lookup, k: int) -> bool:
         """Whether the rarest term is rare enough to rank its own spaces first: walking
         outwards meets a share s of matches, about k / s spaces for k of them, against
         the n = s N spaces it has: the walk is cheaper past n = sqrt(k N) (measured at 5k
@@ -619,8 +618,7 @@ class PostgisBackend:
         a few dozen). A walk that meets too few (the matches are far away) gives way to
         the text index after WALK_MAX. The counts are the process's copy
         (:class:`TermCounts`)."""
-        matches, total = self._term_counts.rarest(terms)
-        return matches <= math.sqrt(k * total)
+        return terms.matches <= math.sqrt(k * terms.total)
 
     def polygon(self, query: PolygonQuery) -> Page:
         """``ST_Covers`` on geometry; by id, or by distance from the origin."""
@@ -652,7 +650,7 @@ class PostgisBackend:
         it names one)."""
         where, params = _filter_sql(query.filters, ordered_scan=False)
         if isinstance(query, PolygonQuery):
-            where = _covered(where, params, query.area, query.area_wkb)
+            where = _covered(where, params, query.area)
         sql = _versioned(f"SELECT count(*) AS n FROM spaces WHERE {where}", "p.n")
         return int(self._run_versioned(sql, params, query.version)[0][1])
 

@@ -25,11 +25,12 @@ import itertools
 import re
 import select
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import psycopg
 from psycopg import errors, generators, pq, waiting
+from psycopg.abc import Buffer
 from psycopg.adapt import PyFormat, Transformer
 
 # The statements a connection keeps prepared; more shapes than this run unprepared.
@@ -110,8 +111,8 @@ def _result(conn: ServingConnection, expect: pq.ExecStatus) -> pq.abc.PGresult:
     return result
 
 
-def _send(conn: ServingConnection, query: bytes, values: list, formats: list,
-          types: tuple[int, ...]) -> None:
+def _send(conn: ServingConnection, query: bytes, values: Sequence[Buffer | None],
+          formats: Sequence[pq.Format], types: tuple[int, ...]) -> None:
     """Send ``query``: as the prepared statement of its shape (prepared first if new)."""
     pgconn = conn.pgconn
     key = (query, types)
@@ -145,8 +146,8 @@ def run(conn: ServingConnection, sql: str, params: dict) -> list[tuple]:
     """
     query, names = positional(sql)
     tx = conn.transformer
-    values = list(tx.dump_sequence([params[n] for n in names], [PyFormat.AUTO] * len(names)))
-    formats, types = list(tx.formats or ()), tx.types or ()
+    values = tx.dump_sequence([params[n] for n in names], [PyFormat.AUTO] * len(names))
+    formats, types = tx.formats or (), tx.types or ()
     key = (query, types)
     for attempt in (1, 2):
         _send(conn, query, values, formats, types)

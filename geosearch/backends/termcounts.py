@@ -37,6 +37,19 @@ class Plane:
     version: str
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """A query's terms in the copy: ``matches``, the spaces of the rarest term (an upper
+    bound: the sum over the words it is a prefix of); ``total``, the dataset's size (its
+    spaces in the square of the map tiles: all but those within 5° of a pole); ``plane``,
+    the tiles of the rarest term's words when it is a prefix of at most PLANE_WORDS words
+    (one at least), all with a tile in the word plane, else None."""
+
+    matches: int
+    total: int
+    plane: Plane | None
+
+
 class TermCounts:
     """The words of the dataset and their spaces, from ``fetch(sql, params) -> rows``
     (a backend's read on any node)."""
@@ -50,38 +63,24 @@ class TermCounts:
         self._table: tuple[list[str], list[int], list[int | None], int, str | None] = (
             [], [0], [], 0, None)
 
-    def rarest(self, terms: Iterable[str]) -> tuple[int, int]:
-        """The spaces of the rarest term (an upper bound: the sum over the words it is a
-        prefix of) and the dataset's size (its spaces in the square of the map tiles:
-        all of them but those within 5° of a pole). Raises as ``fetch`` does
-        (NoDataset before the first load)."""
-        table, found = self._terms(terms)
-        return min((spaces for spaces, _, _ in found), default=0), table[3]
-
-    def plane(self, terms: Iterable[str]) -> Plane | None:
-        """The tiles of the rarest term's words when it is a prefix of at most PLANE_WORDS
-        words (one at least), all with a tile in the word plane; else None."""
-        table, found = self._terms(terms)
-        _, low, high = min(found, default=(0, 0, 0))
-        tiles, version = table[2][low:high], table[4]
-        if not 0 < len(tiles) <= PLANE_WORDS or None in tiles or version is None:
-            return None
-        return Plane([tile for tile in tiles if tile is not None], version)
+    def lookup(self, terms: Iterable[str]) -> Lookup:
+        """What the copy says of a query's terms (:class:`Lookup`). Raises as ``fetch``
+        does (NoDataset before the first load)."""
+        self._follow()
+        words, before, tiles, total, version = self._table
+        spans = [[bisect_left(words, bound) for bound in prefix_bounds(term)]
+                 for term in terms]
+        matches, low, high = min(((before[high] - before[low], low, high)
+                                  for low, high in spans), default=(0, 0, 0))
+        word_tiles = tiles[low:high]
+        plane = (Plane([tile for tile in word_tiles if tile is not None], version)
+                 if 0 < len(word_tiles) <= PLANE_WORDS and None not in word_tiles
+                 and version is not None else None)
+        return Lookup(matches, total, plane)
 
     def expire(self) -> None:
         """Check the dataset's version at the next question (a query met another)."""
         self._checked = -float("inf")
-
-    def _terms(self, terms: Iterable[str]) -> tuple[tuple, list[tuple[int, int, int]]]:
-        """The table, and in it each term's spaces and the span of its words."""
-        self._follow()
-        table = self._table
-        words, before = table[0], table[1]
-        found = []
-        for term in terms:
-            low, high = (bisect_left(words, bound) for bound in prefix_bounds(term))
-            found.append((before[high] - before[low], low, high))
-        return table, found
 
     def _follow(self) -> None:
         """Read the table again when the dataset's version changed (checked at most every
