@@ -190,24 +190,50 @@ def ingest(url: str, feed: Path) -> subprocess.CompletedProcess:
                           check=False)
 
 
+# ``geosearch ingest`` whose COPY of the spaces stops after a few hundred rows, says so on
+# stdout and waits there: a kill then lands mid-COPY however busy the machine is (polling
+# pg_stat_activity for the COPY, a loaded machine can miss a 5k COPY's few milliseconds)
+_STALLED_INGEST = """
+import sys, time
+import geosearch.store as store
+from geosearch.cli import main
+chunks = store._csv_chunks
+def stalled(table):
+    for i, chunk in enumerate(chunks(table)):
+        if i == 3 and "feature" in table.column_names:
+            print("copying", flush=True)
+            time.sleep(600)
+        yield chunk
+store.COPY_CHUNK_ROWS = 100
+store._csv_chunks = stalled
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_stalled_ingest(url: str, feed: Path = FEED) -> subprocess.Popen:
+    """Start ``geosearch ingest FEED --database URL`` and return once it is stopped in the
+    middle of its spaces COPY (see :data:`_STALLED_INGEST`)."""
+    proc = subprocess.Popen([sys.executable, "-c", _STALLED_INGEST, "ingest", str(feed),
+                             "--database", url], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline().strip()
+    proc.stdout.close()  # it writes nothing more
+    if line != "copying":
+        proc.kill()
+        raise RuntimeError(f"the ingest ended before its COPY (exit {proc.wait(30)})")
+    return proc
+
+
 def kill_ingest_mid_copy(url: str, feed: Path) -> bool:
-    """Start an ingest, kill -9 it while its COPY runs; True when it was caught mid-COPY."""
-    proc = subprocess.Popen([sys.executable, "-m", "geosearch.cli", "ingest", str(feed),
-                             "--database", url], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    caught = False
+    """Start an ingest, kill -9 it in its COPY; True when PostgreSQL was running the COPY
+    of the spaces when the kill came."""
+    proc = start_stalled_ingest(url, feed)
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as db:
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            busy = db.execute("SELECT count(*) FROM pg_stat_activity "
-                              "WHERE query ILIKE 'COPY spaces_staging%%'").fetchone()[0]
-            if busy:
-                proc.send_signal(signal.SIGKILL)
-                caught = True
-                break
-            time.sleep(0.002)
+        copying = db.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                             "AND query ILIKE 'COPY spaces_staging%%'").fetchone()[0]
+    proc.send_signal(signal.SIGKILL)
     proc.wait(30)
-    return caught
+    return copying == 1
 
 
 def subset_feed(feed: Path, rows: int, out: Path) -> Path:

@@ -18,7 +18,7 @@ import pgcluster
 import psycopg
 import pytest
 import sqlalchemy as sa
-from faults import free_port
+from faults import free_port, start_stalled_ingest
 
 from geosearch.api import create_app
 from geosearch.backends.postgis import PostgisBackend
@@ -127,33 +127,6 @@ def test_a_bad_row_rejected_by_the_database_leaves_the_old_dataset(engine, feed_
     assert _state(engine) == before
 
 
-_SLOW_LOAD = """
-import sys, time
-import geosearch.store as store
-from geosearch.ingest.pipeline import run_pipeline
-from geosearch.settings import Settings
-chunks = store._csv_chunks
-def slow(table):
-    for i, chunk in enumerate(chunks(table)):
-        if i == 10:
-            print("copying", flush=True)
-            time.sleep(60)
-        yield chunk
-store.COPY_CHUNK_ROWS = 100
-store._csv_chunks = slow
-engine = store.make_engine(Settings(database_url=sys.argv[2]))
-result = run_pipeline(sys.argv[1], progress=False)
-store.load(result.frame, result.meta(), engine)
-"""
-
-
-def _start_slow_load(url: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_LOAD, str(FEED), url],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    assert proc.stdout.readline().strip() == "copying"
-    return proc
-
-
 def test_a_killed_load_leaves_the_old_dataset(pg_database, feed_result):
     url = pg_database("killed")
     engine = make_engine(Settings(database_url=url))
@@ -161,7 +134,7 @@ def test_a_killed_load_leaves_the_old_dataset(pg_database, feed_result):
     load(small.frame, small.meta(), engine)
     before = _state(engine)
 
-    proc = _start_slow_load(url)
+    proc = start_stalled_ingest(url)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
 
@@ -180,7 +153,7 @@ def test_the_load_after_a_killed_one_drops_its_leftovers_and_succeeds(pg_databas
     url = pg_database("after_kill")
     engine = make_engine(Settings(database_url=url))
     load(_subset(feed_result, 100).frame, _subset(feed_result, 100).meta(), engine)
-    proc = _start_slow_load(url)  # killed mid-COPY: its staging tables stay behind
+    proc = start_stalled_ingest(url)  # killed mid-COPY: its staging tables stay behind
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
 
@@ -259,7 +232,7 @@ def test_a_restart_during_a_load_leaves_the_old_dataset(own_cluster, feed_result
     load(small.frame, small.meta(), engine)
     before = _state(engine)
 
-    proc = _start_slow_load(url)
+    proc = start_stalled_ingest(url)
     pgcluster.stop(datadir)
     pgcluster.start(datadir, port)
     proc.kill()
