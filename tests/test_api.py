@@ -571,3 +571,12 @@ def test_the_bbox_parser_reads_what_a_part_by_part_reading_does(text):
         assert (f"{len(parts)} values given" in str(exc)) == (len(parts) != 4)
     else:
         assert numbers and got == tuple(float(p) for p in parts)
+
+
+@pytest.mark.parametrize("query", ["filter-lang=cql2-json", "filter-lang=", "filter-lang=1e16",
+                                   "filter-lang=cql2-json&filter=country%20%3D%20%27FR%27"])
+def test_filter_lang_is_checked_with_or_without_a_filter(client, query):
+    response = client.get(f"/ogc/collections/spaces/items?{query}")
+    assert response.status_code == 400
+    error = response.get_json()["errors"][0]
+    assert error["param"] == "filter-lang" and "cql2-text, cql-text" in error["message"]

@@ -41,6 +41,7 @@ from geosearch.api.params import (
     Param,
     Params,
     Parser,
+    choice,
     integer,
     query_args,
 )
@@ -71,8 +72,8 @@ ITEMS_LIMIT: Param[int] = Param(
     f"to {MAX_LIMIT} (OGC API - Features: a server caps, it does not refuse)", DEFAULT_LIMIT)
 FILTER: Param[str | None] = Param("filter", TEXT, f"CQL2 text over the queryables; "
                                   f"supported: {SUPPORTED}")
-FILTER_LANG: Param[str | None] = Param("filter-lang", Parser(str, {"enum": list(LANGUAGES)}),
-                                       "The language of filter")
+FILTER_LANG: Param[str | None] = Param("filter-lang", choice(*LANGUAGES),
+                                       "The language of filter (checked with or without one)")
 ITEM_ID: Param[str] = Param(
     "id", Parser(str, {"type": "string", "pattern": f"^[^/{CONTROL_CHARS}]+$"}),
     "The space's id", where="path")

@@ -193,6 +193,17 @@ def integer(low: int, high: int) -> Parser[int]:
     return Parser(parse, {"type": "integer", "minimum": low, "maximum": high})
 
 
+def choice(*values: str) -> Parser[str]:
+    """One of ``values``, spelt exactly."""
+    def parse(text: str) -> str:
+        if text not in values:
+            raise ValueError(f"{shown(text)} is not supported; expected one of "
+                             f"{', '.join(values)}")
+        return text
+
+    return Parser(parse, {"type": "string", "enum": list(values)})
+
+
 @lru_cache(maxsize=1024)  # a request's few names come from a small vocabulary
 def amenity_set(text: str) -> frozenset[Amenity]:
     """Comma-separated amenity names; the error lists the valid ones."""
