@@ -12,7 +12,7 @@ bytes; a request never builds a dict or a Space for a result it only renders.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, repeat
 from typing import overload
 
@@ -137,11 +137,14 @@ _DERIVE: dict[str, Callable[[pd.DataFrame], object]] = {
 SERVING_COLUMNS = tuple(_DERIVE)
 
 
-def serving_columns(frame: pd.DataFrame) -> dict[str, object]:
+def serving_columns(frame: pd.DataFrame, names: Iterable[str] = ()) -> dict[str, object]:
     """The columns derived once per dataset for serving that ``frame`` lacks: ``feature``
     (the heads), ``amenity_mask`` (the amenities as bits), ``city_key`` (the city as
-    compared) and ``search_words`` (the words text search matches)."""
-    return {name: derive(frame) for name, derive in _DERIVE.items() if name not in frame}
+    compared) and ``search_words`` (the words text search matches); only ``names`` of
+    them when given."""
+    wanted = set(names or _DERIVE)
+    return {name: derive(frame) for name, derive in _DERIVE.items()
+            if name in wanted and name not in frame}
 
 
 def space_from_head(data: bytes, status: str = "active") -> Space:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import queue
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from importlib.resources import files
+from itertools import chain
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -44,6 +48,7 @@ LOAD_COLUMNS = (*SPACE_FIELDS, "feed_row", "city_key", "geog", "geom", "amenity_
 LAYOUT = 3
 COPY_CHUNK_ROWS = 50_000
 COPY_CHUNK_BYTES = 1 << 22
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -155,55 +160,127 @@ def ewkb_points(lon: np.ndarray, lat: np.ndarray) -> pa.StringArray:
 
 
 def _load_tables(frame: pd.DataFrame, version: str
-                 ) -> tuple[dict[str, pa.Table | bytes], TileIndex]:
+                 ) -> tuple[dict[str, Iterable[pa.Table] | bytes], TileIndex]:
     """The rows to COPY, by table, in the order to COPY them: ``word_points`` (binary COPY)
-    and ``search_words``, then ``spaces`` as an Arrow table in :data:`LOAD_COLUMNS` order
-    (built column by column: no Python work per row beyond the feature bytes, when the
-    frame lacks them); and the dataset's tile index."""
+    and ``search_words``, then ``spaces`` (:func:`_spaces_rows`: Arrow tables made as they
+    are read); and the dataset's tile index. What needs the whole dataset (the words, the
+    tiles) is done here."""
     frame = pd.DataFrame(frame.drop(columns="geometry", errors="ignore"))
-    frame = frame.assign(**serving_columns(frame))
+    frame = frame.assign(**serving_columns(frame, ["search_words"]))
     lon, lat = frame["lon"].to_numpy(float), frame["lat"].to_numpy(float)
-    ewkb = ewkb_points(lon, lat)
-    amenities = pa.array(frame["amenities"].tolist(), pa.list_(pa.string()))
-    feature = pa.array(frame["feature"].tolist(), pa.binary()).cast(pa.string())
     words = pa.array(frame["search_words"], pa.list_(pa.string()))
     tiles, index = _tile_columns(frame)
-    plain = [c for c in LOAD_COLUMNS
-             if c in frame and c not in ("amenities", "feature", "search") and c not in tiles]
-    table = pa.Table.from_pandas(frame[plain], preserve_index=False)
-    columns = {
-        **tiles,
-        **{name: table[name] for name in table.column_names},
-        "geog": ewkb, "geom": ewkb,
-        "amenities": pc.binary_join_element_wise("{", pc.binary_join(amenities, ","), "}", ""),
-        "feature": pc.binary_join_element_wise(feature, "}}", ""),
-        "search": _search_text(words),
-        "dataset_version": pa.array([version] * len(frame), pa.string()),
-        "place": pa.array(np.arange(len(frame)), pa.int32()),  # word_points name it
-    }
     counts, plane = _word_tables(words, (frame["status"] == "active").to_numpy(), lon, lat)
-    # In the frame's order: rows sorted by tile key made the geography GiST index, built
-    # by insertion, several times slower to search (a 2 km radius at 1M: 64 ms, not 1)
-    spaces = pa.table({name: columns[name] for name in LOAD_COLUMNS})
-    return {"word_points": plane, "search_words": counts, "spaces": spaces}, index
+    return {"word_points": plane, "search_words": [counts],
+            "spaces": _spaces_rows(frame, version, tiles, words)}, index
 
 
-def _csv_chunks(table: pa.Table) -> Iterator[memoryview]:
-    """The table as CSV written by Arrow (nulls unquoted, strings quoted, so that an empty
-    string stays one), :data:`COPY_CHUNK_ROWS` rows at a time."""
+def _spaces_rows(frame: pd.DataFrame, version: str, tiles: dict[str, pa.Array],
+                 words: pa.ListArray) -> Iterator[pa.Table]:
+    """The ``spaces`` rows in :data:`LOAD_COLUMNS` order, :data:`COPY_CHUNK_ROWS` at a
+    time, in the frame's order (rows sorted by tile key made the geography GiST index,
+    built by insertion, several times slower to search: a 2 km radius at 1M, 64 ms, not 1).
+    Built column by column: no Python work per row beyond the feature bytes, when the frame
+    lacks them."""
+    for start in range(0, len(frame), COPY_CHUNK_ROWS):
+        part = frame.iloc[start:start + COPY_CHUNK_ROWS]
+        part = part.assign(**serving_columns(part))
+        n = len(part)
+        lon, lat = part["lon"].to_numpy(float), part["lat"].to_numpy(float)
+        ewkb = ewkb_points(lon, lat)
+        amenities = pa.array(part["amenities"].tolist(), pa.list_(pa.string()))
+        feature = pa.array(part["feature"].tolist(), pa.binary()).cast(pa.string())
+        plain = [c for c in LOAD_COLUMNS
+                 if c in part and c not in ("amenities", "feature", "search") and c not in tiles]
+        table = pa.Table.from_pandas(part[plain], preserve_index=False)
+        columns = {
+            **{name: column.slice(start, n) for name, column in tiles.items()},
+            **{name: table[name] for name in table.column_names},
+            "geog": ewkb, "geom": ewkb,
+            "amenities": pc.binary_join_element_wise("{", pc.binary_join(amenities, ","), "}",
+                                                     ""),
+            "feature": pc.binary_join_element_wise(feature, "}}", ""),
+            "search": _search_text(words.slice(start, n)),
+            "dataset_version": pa.array([version] * n, pa.string()),
+            "place": pa.array(np.arange(start, start + n), pa.int32()),  # word_points name it
+        }
+        yield pa.table({name: columns[name] for name in LOAD_COLUMNS})
+
+
+class _Ahead(Generic[T]):
+    """The items of an iterator, made by a thread of its own up to ``depth`` items ahead
+    of the reader: the spaces' rows are built in Python while PostgreSQL copies the rows
+    before them (and the tables before them). An error in the thread is raised to the
+    reader; :meth:`close` (or leaving the ``with`` block) stops the thread."""
+
+    def __init__(self, items: Iterable[T], depth: int = 2) -> None:
+        self._queue: queue.Queue[tuple[bool, object]] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._make, args=(iter(items),), daemon=True,
+                                        name="geosearch-load-rows")
+        self._thread.start()
+
+    def _make(self, items: Iterator[T]) -> None:
+        try:
+            for item in items:
+                if not self._put((True, item)):
+                    return
+            self._put((False, None))
+        except BaseException as exc:  # raised again in the reader
+            self._put((False, exc))
+
+    def _put(self, entry: tuple[bool, object]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            more, item = self._queue.get()
+            if not more:
+                if isinstance(item, BaseException):
+                    raise item
+                return
+            yield item  # type: ignore[misc] # an item of ``items``
+
+    def close(self) -> None:
+        """Stop making items (the thread ends within one item)."""
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> _Ahead[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _csv_chunks(tables: Iterable[pa.Table]) -> Iterator[memoryview]:
+    """The tables' rows as CSV written by Arrow (nulls unquoted, strings quoted, so that an
+    empty string stays one), :data:`COPY_CHUNK_ROWS` rows at a time at most."""
     options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-    for batch in table.to_batches(max_chunksize=COPY_CHUNK_ROWS):
-        sink = io.BytesIO()
-        pacsv.write_csv(pa.Table.from_batches([batch]), sink, options)
-        yield sink.getbuffer()
+    for table in tables:
+        for batch in table.to_batches(max_chunksize=COPY_CHUNK_ROWS):
+            sink = io.BytesIO()
+            pacsv.write_csv(pa.Table.from_batches([batch]), sink, options)
+            yield sink.getbuffer()
 
 
-def _copy(cur: psycopg.Cursor, table: pa.Table, target: str) -> None:
-    """COPY the table into ``target``, created in this transaction: ``FREEZE`` writes its
-    pages all-visible, so that index-only scans need no VACUUM first."""
-    columns = ", ".join(table.column_names)
+def _copy(cur: psycopg.Cursor, tables: Iterable[pa.Table], target: str) -> None:
+    """COPY the tables (all of the first one's columns) into ``target``, created in this
+    transaction: ``FREEZE`` writes its pages all-visible, so that index-only scans need no
+    VACUUM first."""
+    rest = iter(tables)
+    first = next(rest, None)
+    if first is None:
+        return
+    columns = ", ".join(first.column_names)
     with cur.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT csv, FREEZE)") as copy:
-        for chunk in _csv_chunks(table):
+        for chunk in _csv_chunks(chain([first], rest)):
             copy.write(chunk)
 
 
@@ -286,8 +363,8 @@ class _Builds:
                 raise
 
 
-def _stage(conn: psycopg.Connection, name: str, data: pa.Table | bytes) -> None:
-    """COPY ``data`` (an Arrow table, or rows of every column in binary COPY format) into
+def _stage(conn: psycopg.Connection, name: str, data: Iterable[pa.Table] | bytes) -> None:
+    """COPY ``data`` (Arrow tables, or rows of every column in binary COPY format) into
     ``{name}_staging``, a new table like ``name`` without indexes (one left by a load that
     was killed is dropped first)."""
     staging = f"{name}_staging"
@@ -297,7 +374,7 @@ def _stage(conn: psycopg.Connection, name: str, data: pa.Table | bytes) -> None:
         conn.execute(f"CREATE TABLE {staging} (LIKE {name} INCLUDING DEFAULTS "
                      "INCLUDING CONSTRAINTS)")
         with conn.cursor() as cur:
-            if isinstance(data, pa.Table):
+            if not isinstance(data, bytes):
                 _copy(cur, data, staging)
                 return
             with cur.copy(f"COPY {staging} FROM STDIN (FORMAT binary, FREEZE)") as copy:
@@ -329,7 +406,8 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
     ``ingest_runs`` with the outcome.
 
     The rows are COPYed (CSV from Arrow; the word plane's points in binary) into staging
-    tables without indexes, created in the same transaction (``FREEZE``); a table's
+    tables without indexes, created in the same transaction (``FREEZE``), the spaces'
+    rows made by a thread as PostgreSQL copies those before them; a table's
     indexes are built after its data, on :data:`BUILDERS` connections at once, the first
     while the next table is copied (the word plane's GiST index while the spaces are);
     one last transaction analyses them and swaps
@@ -354,7 +432,11 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
             builds = _Builds()
             helpers = [_connect(engine) for _ in range(BUILDERS - 1)]
             connections += helpers
-            with ThreadPoolExecutor(max(1, len(helpers))) as pool:
+            with ThreadPoolExecutor(max(1, len(helpers))) as pool, ExitStack() as made:
+                # rows made as they are read are made ahead, while the tables before copy
+                tables = {name: made.enter_context(_Ahead(data))
+                          if isinstance(data, Iterator) else data
+                          for name, data in tables.items()}
                 building = [pool.submit(builds.run, conn) for conn in helpers]
                 try:
                     for name, data in tables.items():

@@ -114,6 +114,30 @@ def test_a_failure_mid_load_leaves_the_old_dataset(engine, feed_result, monkeypa
     assert _state(engine) == before
 
 
+def test_a_failure_making_the_rows_leaves_the_old_dataset(engine, feed_result, monkeypatch):
+    """The spaces' rows are made by a thread of their own: its error fails the load."""
+    import geosearch.store as store
+
+    small = _subset(feed_result, 100)
+    load(small.frame, small.meta(), engine)
+    before = _state(engine)
+    rows = store._spaces_rows
+
+    def broken_rows(*args):
+        for i, table in enumerate(rows(*args)):
+            if i == 3:
+                raise ValueError("no heads for these rows")
+            yield table
+
+    monkeypatch.setattr(store, "COPY_CHUNK_ROWS", 500)
+    monkeypatch.setattr(store, "_spaces_rows", broken_rows)
+    with pytest.raises(ValueError, match="no heads"):
+        load(feed_result.frame, feed_result.meta(), engine)
+
+    assert _state(engine) == before
+    assert not [t for t in threading.enumerate() if t.name == "geosearch-load-rows"]
+
+
 def test_a_bad_row_rejected_by_the_database_leaves_the_old_dataset(engine, feed_result):
     small = _subset(feed_result, 100)
     load(small.frame, small.meta(), engine)
