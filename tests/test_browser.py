@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
-from werkzeug.serving import make_server
+from served import served
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"
@@ -19,11 +18,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 
 @pytest.fixture(scope="module")
 def server(app):
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    with served(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +165,8 @@ def million_server():
 
     backend = MemoryBackend.from_frame(city_scatter(MILLION, seed=5), "million")
     app = create_app(Settings(snapshot="unused", heavy_rate_limit=""), backend)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    with served(app) as url:
+        yield url
 
 
 def view(page, lat: float, lon: float, zoom: int) -> dict[str, int]:

@@ -21,6 +21,7 @@ import requests
 from faults import free_port
 from flask import request
 from owslib.ogcapi.features import Features
+from served import served
 from werkzeug.serving import make_server
 
 import geosearch
@@ -41,17 +42,10 @@ def snapshot(tmp_path_factory, feed_result):
     return path
 
 
-def serve(app):
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_port}"
-
-
 @pytest.fixture(scope="module")
 def base_url(memory_feed):
-    httpd, url = serve(create_app(Settings(), backend=memory_feed))
-    yield url
-    httpd.shutdown()
+    with served(create_app(Settings(), backend=memory_feed)) as url:
+        yield url
 
 
 # -- the library ------------------------------------------------------------------------
@@ -158,12 +152,9 @@ class _Flipping(MemoryBackend):
 
 
 def test_client_raises_gone_when_the_dataset_changes_while_paging(feed_result):
-    httpd, url = serve(create_app(Settings(), backend=_Flipping(feed_result.frame, "v1")))
-    try:
-        with pytest.raises(Gone):
-            list(Client(url).spaces(page_size=10))
-    finally:
-        httpd.shutdown()
+    app = create_app(Settings(), backend=_Flipping(feed_result.frame, "v1"))
+    with served(app) as url, pytest.raises(Gone):
+        list(Client(url).spaces(page_size=10))
 
 
 class _Flaky(BaseHTTPRequestHandler):
@@ -210,6 +201,7 @@ def test_client_retries_503_and_gives_up_after_its_retries():
     finally:
         _Flaky.delay = 0.0
         server.shutdown()
+        server.server_close()
 
 
 # -- OGC API Features -------------------------------------------------------------------

@@ -194,6 +194,7 @@ def test_http_geocoder_is_cached_so_reingesting_never_asks_twice(tmp_path):
         second = run_pipeline(feed, geocoder=geocoder(), progress=False)
     finally:
         server.shutdown()
+        server.server_close()
 
     assert asked == 2 and len(_Nominatim.requests) == 2
     assert "Torstraße 1" in _Nominatim.requests[0]
