@@ -137,12 +137,13 @@ _DERIVE: dict[str, Callable[[pd.DataFrame], object]] = {
 SERVING_COLUMNS = tuple(_DERIVE)
 
 
-def serving_columns(frame: pd.DataFrame, names: Iterable[str] = ()) -> dict[str, object]:
+def serving_columns(frame: pd.DataFrame, names: Iterable[str] | None = None
+                    ) -> dict[str, object]:
     """The columns derived once per dataset for serving that ``frame`` lacks: ``feature``
     (the heads), ``amenity_mask`` (the amenities as bits), ``city_key`` (the city as
-    compared) and ``search_words`` (the words text search matches); only ``names`` of
-    them when given."""
-    wanted = set(names or _DERIVE)
+    compared) and ``search_words`` (the words text search matches); only those of
+    ``names`` when given."""
+    wanted = _DERIVE.keys() if names is None else set(names)
     return {name: derive(frame) for name, derive in _DERIVE.items()
             if name in wanted and name not in frame}
 

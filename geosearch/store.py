@@ -49,6 +49,8 @@ LAYOUT = 3
 COPY_CHUNK_ROWS = 50_000
 COPY_CHUNK_BYTES = 1 << 22
 T = TypeVar("T")
+# The thread that makes the spaces' rows during a load (:class:`_Ahead`)
+ROWS_THREAD = "geosearch-load-rows"
 
 
 def normalise_url(url: str) -> str:
@@ -217,7 +219,7 @@ class _Ahead(Generic[T]):
         self._queue: queue.Queue[tuple[bool, object]] = queue.Queue(depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._make, args=(iter(items),), daemon=True,
-                                        name="geosearch-load-rows")
+                                        name=ROWS_THREAD)
         self._thread.start()
 
     def _make(self, items: Iterator[T]) -> None:

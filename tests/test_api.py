@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from urllib.parse import quote
 
 import numpy as np
@@ -513,6 +514,13 @@ def walk_ogc(client, url: str) -> list[str]:
     return ids
 
 
+@lru_cache(maxsize=1)
+def _bare_app():
+    """An app without a dataset, for reading requests (built once: hypothesis runs a test
+    hundreds of times)."""
+    return create_app(Settings(snapshot="does/not/exist"))
+
+
 QUERY_CHARS = st.sampled_from([*"abcxyz019_.,=&:;+-~!*'()/?@%% #[]\"\\", "%20", "%2B", "%C3%A9",
                                "%E2%82%AC", "%ZZ", "%", "\xc3\xa9", "\x7f"])  # raw UTF-8 é
 
@@ -522,8 +530,7 @@ QUERY_CHARS = st.sampled_from([*"abcxyz019_.,=&:;+-~!*'()/?@%% #[]\"\\", "%20", 
 def test_query_args_are_werkzeugs(query):
     """The parameters as views read them: Werkzeug's ``request.args``, whether the query
     string is split directly (nothing encoded) or decoded by Werkzeug."""
-    app = create_app(Settings(snapshot="does/not/exist"))
-    with app.test_request_context(environ_overrides={"QUERY_STRING": query}):
+    with _bare_app().test_request_context(environ_overrides={"QUERY_STRING": query}):
         assert query_args() == request.args.to_dict(flat=False)
 
 
@@ -542,9 +549,8 @@ def test_distances_in_a_page_are_numpy_rounded_to_the_millimetre(distances):
 @given(st.text(st.characters(codec="latin-1", exclude_categories=("Cs",)), max_size=30))
 @settings(max_examples=200, deadline=None)
 def test_own_url_percent_encodes_the_path_as_quote_does(path_info):
-    app = create_app(Settings(snapshot="does/not/exist"))
     environ = {"PATH_INFO": "/v1/" + path_info, "QUERY_STRING": "a=1"}
-    with app.test_request_context(environ_overrides=environ):
+    with _bare_app().test_request_context(environ_overrides=environ):
         expected = quote(("/v1/" + path_info).encode("latin-1"), safe="/:@!$&'()*+,;=-._~")
         assert own_url() == f"http://localhost{expected}?a=1"
 

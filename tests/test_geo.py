@@ -117,4 +117,3 @@ def test_the_loaders_point_ewkb_is_shapelys():
     points = shapely.set_srid(shapely.points(lon, lat), 4326)
     assert ewkb_points(lon, lat).to_pylist() == list(shapely.to_wkb(points, hex=True,
                                                                     include_srid=True))
-

@@ -27,7 +27,7 @@ from geosearch.ingest.pipeline import IngestResult, dataset_version
 from geosearch.ingest.report import IngestReport
 from geosearch.model import Amenity, Filters, NearestQuery, Point, PolygonQuery, RadiusQuery
 from geosearch.settings import Settings
-from geosearch.store import load, make_engine
+from geosearch.store import ROWS_THREAD, load, make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 FEED = ROOT / "data" / "feed" / "spaces.csv"
@@ -135,7 +135,7 @@ def test_a_failure_making_the_rows_leaves_the_old_dataset(engine, feed_result, m
         load(feed_result.frame, feed_result.meta(), engine)
 
     assert _state(engine) == before
-    assert not [t for t in threading.enumerate() if t.name == "geosearch-load-rows"]
+    assert not [t for t in threading.enumerate() if t.name == ROWS_THREAD]
 
 
 def test_a_bad_row_rejected_by_the_database_leaves_the_old_dataset(engine, feed_result):

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from geosearch.store import _Ahead
+from geosearch.store import ROWS_THREAD, _Ahead
 
 
 def _threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "geosearch-load-rows"]
+    return [t for t in threading.enumerate() if t.name == ROWS_THREAD]
 
 
 def test_items_come_in_order_and_all_of_them():

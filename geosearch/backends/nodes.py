@@ -112,8 +112,6 @@ class Nodes:
     def for_read(self) -> list[Node]:
         """Healthy replicas in turn (round robin), then the primary; every node when none
         is healthy (the last resort, so that a query still gets its own answer)."""
-        if not self.replicas:
-            return [self.primary]
         turn = next(self._turn) % max(1, len(self.replicas))
         replicas = self.replicas[turn:] + self.replicas[:turn]
         order = [n for n in [*replicas, self.primary] if n.healthy]
