@@ -130,6 +130,36 @@ def test_under_gevent_a_slow_statement_lets_the_other_greenlets_run(pg_database,
     assert int(out.stdout.strip()) >= 10  # blocking the whole 0.4 s would give 0 or 1
 
 
+@pytest.mark.parametrize("alone", [True, False])
+def test_under_gevent_a_result_that_came_while_alone_skips_the_hub(pg_database, alone):
+    """Serving one connection alone, a statement whose result arrives within SPIN_MS is
+    read at once, with no switch to gevent's hub; with other connections to serve, every
+    statement waits through the hub."""
+    url = dsn(pg_database("prep_spin"))
+    script = textwrap.dedent(f"""
+        from gevent import monkey
+        monkey.patch_all()
+        import greenlet
+        from geosearch.backends import prepared
+        from geosearch.backends.prepared import ServingConnection, run
+        prepared.alone_when(lambda: {alone})
+        switched = []
+        with ServingConnection.connect({url!r}, autocommit=True) as conn:
+            run(conn, "SELECT %(x)s::int", {{"x": 0}})  # prepared
+            for x in range(20):
+                count = []
+                greenlet.settrace(lambda event, args: count.append(event))
+                assert run(conn, "SELECT %(x)s::int", {{"x": x}}) == [(x,)]
+                greenlet.settrace(None)
+                switched.append(len(count) > 0)
+        print(sum(switched))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) == (0 if alone else 20)
+
+
 def test_the_backend_serves_searches_from_prepared_statements(postgis_feed):
     from geosearch.backends.postgis import PostgisBackend
     from geosearch.model import NearestQuery, Point

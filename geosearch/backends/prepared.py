@@ -102,7 +102,10 @@ def _result(conn: ServingConnection, expect: pq.ExecStatus) -> pq.abc.PGresult:
     if spin is not None and _alone is not None and _alone() and pgconn.flush() == 0:
         poller = spin()
         poller.register(pgconn.socket, select.POLLIN)
-        poller.poll(SPIN_MS)
+        if poller.poll(SPIN_MS):
+            # Read what arrived: libpq is busy until its input is consumed, and the wait
+            # below would then go through the hub once more for a result already here.
+            pgconn.consume_input()
     results = waiting.wait(generators.execute(pgconn), pgconn.socket,
                            interval=WAIT_INTERVAL_S)
     result = results[-1]
