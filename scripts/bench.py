@@ -7,13 +7,17 @@ cities:
   distances, the bitmask, a sort): radius 2 km + wifi, nearest 10 + parking;
 - **PostGIS in-process** (``PostgisBackend``) against the same SQL sent raw through
   psycopg with prepared statements: radius, nearest, polygon, bbox;
-- **over HTTP** with wrk (2 connections, rounds alternating between the two apps):
-  ``geosearch serve`` on the snapshot against a minimal Flask app under the same gunicorn
-  settings returning the same bytes; ``geosearch serve`` on PostGIS against a minimal
-  Flask app running the raw SQL (scripts/floor_app.py). gunicorn's two workers share one
-  listening socket, so a round's two connections land on both workers or, at random, on
-  one (which then serves at one worker's speed): each app is run ``HTTP_ROUNDS`` times
-  and its best round kept, its speed on both workers;
+- **over HTTP** with wrk (2 connections): ``geosearch serve`` on the snapshot against a
+  minimal Flask app under the same gunicorn settings returning the same bytes;
+  ``geosearch serve`` on PostGIS against a minimal Flask app running the raw SQL
+  (scripts/floor_app.py). The two apps run in pairs of rounds, one right after the other,
+  each pair in the other order than the one before (floor first, then ours first): the
+  ratio is the median of the pairs' ratios, so that the machine's drift between pairs
+  (a third, here, over minutes) cancels out instead of landing on one app's best round.
+  gunicorn's two workers share one listening socket, so a round's two connections land
+  on both workers or, at random, on one (which then serves at one worker's speed): a
+  round whose connections were not served by both workers (told by the workers' CPU) is
+  run again, for both apps alike;
 - the resident memory of each worker (RSS and PSS: pages shared after the fork count once);
 - text search: radius and nearest with ``q`` beside the same query without it;
 - vector tiles at zooms 0..16 on both backends, with their sizes;
@@ -80,9 +84,14 @@ from geosearch.tiles import world_xy  # noqa: E402
 AMENITIES = [a.value for a in Amenity]
 WIFI, PARKING = Filters(frozenset({Amenity.WIFI})), Filters(frozenset({Amenity.PARKING}))
 WRK_SCRIPT = ROOT / "scripts" / "wrk" / "paths.lua"
-# wrk rounds per app over HTTP, alternating; the best of each is kept (the chance that
-# none of them has a worker per connection is 1/32).
+# Pairs of wrk rounds (one per app) over HTTP; the median of their ratios is reported.
+HTTP_PAIRS = 6
+# wrk rounds of one app in the worker-class comparison; the best is kept.
 HTTP_ROUNDS = 5
+# A round counts when each worker did at least this share of the workers' CPU in it (its
+# two connections served by two workers); tries per round before the last one is kept.
+BALANCED_SHARE = 0.25
+ROUND_TRIES = 4
 
 
 # -- data and workload ---------------------------------------------------------------------
@@ -218,15 +227,55 @@ def wrk(port: int, paths: Path, seconds: int) -> WrkResult:
     return WrkResult(rps, latency("50"), latency("99"))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def balanced_round(service: Service, paths: Path, seconds: int) -> WrkResult:
+    """A wrk round in which both of the service's workers served (each did at least
+    ``BALANCED_SHARE`` of their CPU); after ``ROUND_TRIES`` rounds, the last one."""
+    workers = service.workers()
+    for _ in range(ROUND_TRIES):
+        before = [cpu_seconds(pid) for pid in workers]
+        result = wrk(service.port, paths, seconds)
+        used = [cpu_seconds(pid) - b for pid, b in zip(workers, before, strict=True)]
+        if min(used) >= BALANCED_SHARE * sum(used):
+            break
+    return result
+
+
+@dataclass
+class Paired:
+    """Median req/s and latencies of each app over the pairs, and the pairs' ratios."""
+
+    ours: WrkResult
+    floor: WrkResult
+    ratios: list[float]
+
+    def ratio_cell(self) -> str:
+        """The median ratio, with the lowest and highest pair's."""
+        return (f"{statistics.median(self.ratios):.2f}x "
+                f"({min(self.ratios):.2f}..{max(self.ratios):.2f})")
+
+
 def side_by_side(ours: Service, floor: Service, paths: Path, seconds: int,
-                 rounds: int = HTTP_ROUNDS) -> tuple[WrkResult, WrkResult]:
-    """Alternating wrk rounds on both services; the best round of each."""
+                 pairs: int = HTTP_PAIRS) -> Paired:
+    """Pairs of balanced wrk rounds, one per app back to back, in alternating order."""
     results: dict[str, list[WrkResult]] = {"ours": [], "floor": []}
-    for _ in range(rounds):
-        results["floor"].append(wrk(floor.port, paths, seconds))
-        results["ours"].append(wrk(ours.port, paths, seconds))
-    best = {k: max(v, key=lambda r: r.rps) for k, v in results.items()}
-    return best["ours"], best["floor"]
+    for i in range(pairs):
+        order = [("floor", floor), ("ours", ours)]
+        for name, service in order if i % 2 == 0 else order[::-1]:
+            results[name].append(balanced_round(service, paths, seconds))
+
+    def median(runs: list[WrkResult]) -> WrkResult:
+        return WrkResult(*(statistics.median(getattr(r, f) for r in runs)
+                           for f in ("rps", "p50", "p99")))
+
+    return Paired(median(results["ours"]), median(results["floor"]),
+                  [o.rps / f.rps for o, f in zip(results["ours"], results["floor"],
+                                                 strict=True)])
 
 
 def record_responses(port: int, paths: list[str], out: Path) -> None:
@@ -374,11 +423,12 @@ def bench_http(name: str, snapshot: Path, url: str, work: dict[str, list[Case]],
             }
             try:
                 for label, ours in (("memory", memory_service), ("PostGIS", postgis_service)):
-                    mine, base = side_by_side(ours, floors[label], paths, seconds)
+                    paired = side_by_side(ours, floors[label], paths, seconds)
+                    mine, base = paired.ours, paired.floor
                     report.http.append(ratio_row(
                         name, kind, label, f"{mine.rps:.0f}", f"{mine.p50:.2f} / {mine.p99:.2f}",
                         f"{base.rps:.0f}", f"{base.p50:.2f} / {base.p99:.2f}",
-                        f"{mine.rps / base.rps:.2f}x"))
+                        paired.ratio_cell()))
             finally:
                 for service in floors.values():
                     service.stop()
@@ -397,7 +447,7 @@ def bench_servers(snapshot: Path, work: dict[str, list[Case]], workdir: Path,
         service = Service(serve_args("--snapshot", str(snapshot)), "/readyz",
                           env={"GEOSEARCH_WORKER_CLASS": worker})
         try:
-            result = max((wrk(service.port, paths, seconds) for _ in range(HTTP_ROUNDS)),
+            result = max((balanced_round(service, paths, seconds) for _ in range(HTTP_ROUNDS)),
                          key=lambda r: r.rps)
         finally:
             service.stop()
@@ -505,12 +555,14 @@ def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -
         "space, ours and the floor interleaved, best of 3 passes)", "",
         "| spaces | query | ours / floor | ours | floor | ratio |",
         "| --- | --- | --- | ---: | ---: | ---: |", *report.inproc, "",
-        f"## Over HTTP (wrk, 1 thread, 2 connections, {args.seconds} s rounds alternating, "
-        f"best of {HTTP_ROUNDS} per app: see scripts/bench.py)", "",
+        f"## Over HTTP (wrk, 1 thread, 2 connections; {HTTP_PAIRS} pairs of {args.seconds} s "
+        "rounds, one per app, in alternating order: see scripts/bench.py)", "",
         "Ours is `geosearch serve` (gunicorn, 2 gevent workers). The floor is a minimal "
         "Flask app under the same server and settings: for memory it returns the bytes "
         "geosearch returned for the same URL; for PostGIS it runs the same raw SQL "
-        "(psycopg, prepared) and returns the stored features.", "",
+        "(psycopg, prepared) and returns the stored features. req/s and latencies are "
+        "each app's medians over the pairs; the ratio is the median of the pairs' ratios "
+        "(ours / floor req/s), with the lowest and the highest pair's in brackets.", "",
         "| spaces | query | backend | ours req/s | ours p50 / p99 ms | floor req/s | "
         "floor p50 / p99 ms | ratio |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |", *report.http, "",
