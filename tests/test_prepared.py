@@ -96,20 +96,33 @@ def test_only_named_placeholders():
         prepared.positional("SELECT %s")
 
 
+def under_gevent(url: str, alone: bool, body: str) -> int:
+    """Run ``body`` in a fresh process patched by gevent, with the driver told whether it
+    serves one connection alone and ``conn`` a ServingConnection to ``url``; the number
+    the body prints."""
+    script = textwrap.dedent(f"""
+        from gevent import monkey
+        monkey.patch_all()
+        import gevent
+        import greenlet
+        from geosearch.backends import prepared
+        from geosearch.backends.prepared import ServingConnection, run
+        assert prepared._native_poll() is not None
+        prepared.alone_when(lambda: {alone})
+        with ServingConnection.connect({url!r}, autocommit=True) as conn:
+    """) + textwrap.indent(textwrap.dedent(body), "    ")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.strip())
+
+
 @pytest.mark.parametrize("alone", [True, False])
 def test_under_gevent_a_slow_statement_lets_the_other_greenlets_run(pg_database, alone):
     """A statement is awaited on the real poll for SPIN_MS at most, and only when the
     server says it serves one connection alone; then (or at once) the hub runs the
     worker's other greenlets while it waits (here: ticks every 5 ms)."""
-    url = dsn(pg_database("prep_gevent"))
-    script = textwrap.dedent(f"""
-        from gevent import monkey
-        monkey.patch_all()
-        import gevent
-        from geosearch.backends import prepared
-        from geosearch.backends.prepared import ServingConnection, run
-        assert prepared._native_poll() is not None
-        prepared.alone_when(lambda: {alone})
+    ticks = under_gevent(dsn(pg_database("prep_gevent")), alone, """
         ticks = []
         def tick():
             while True:
@@ -117,17 +130,13 @@ def test_under_gevent_a_slow_statement_lets_the_other_greenlets_run(pg_database,
                 gevent.sleep(0.005)
         ticker = gevent.spawn(tick)
         gevent.sleep(0)
-        with ServingConnection.connect({url!r}, autocommit=True) as conn:
-            assert run(conn, "SELECT %(x)s::int * 2", {{"x": 21}}) == [(42,)]
-            before = len(ticks)
-            assert run(conn, "SELECT 1 FROM pg_sleep(%(s)s)", {{"s": 0.4}}) == [(1,)]
-            print(len(ticks) - before)
+        assert run(conn, "SELECT %(x)s::int * 2", {"x": 21}) == [(42,)]
+        before = len(ticks)
+        assert run(conn, "SELECT 1 FROM pg_sleep(%(s)s)", {"s": 0.4}) == [(1,)]
+        print(len(ticks) - before)
         ticker.kill()
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) >= 10  # blocking the whole 0.4 s would give 0 or 1
+    assert ticks >= 10  # blocking the whole 0.4 s would give 0 or 1
 
 
 @pytest.mark.parametrize("alone", [True, False])
@@ -135,29 +144,18 @@ def test_under_gevent_a_result_that_came_while_alone_skips_the_hub(pg_database, 
     """Serving one connection alone, a statement whose result arrives within SPIN_MS is
     read at once, with no switch to gevent's hub; with other connections to serve, every
     statement waits through the hub."""
-    url = dsn(pg_database("prep_spin"))
-    script = textwrap.dedent(f"""
-        from gevent import monkey
-        monkey.patch_all()
-        import greenlet
-        from geosearch.backends import prepared
-        from geosearch.backends.prepared import ServingConnection, run
-        prepared.alone_when(lambda: {alone})
-        switched = []
-        with ServingConnection.connect({url!r}, autocommit=True) as conn:
-            run(conn, "SELECT %(x)s::int", {{"x": 0}})  # prepared
-            for x in range(20):
-                count = []
-                greenlet.settrace(lambda event, args: count.append(event))
-                assert run(conn, "SELECT %(x)s::int", {{"x": x}}) == [(x,)]
-                greenlet.settrace(None)
-                switched.append(len(count) > 0)
-        print(sum(switched))
+    switched = under_gevent(dsn(pg_database("prep_spin")), alone, """
+        run(conn, "SELECT %(x)s::int", {"x": 0})  # prepared
+        switched = 0
+        for x in range(20):
+            events = []
+            greenlet.settrace(lambda event, args: events.append(event))
+            assert run(conn, "SELECT %(x)s::int", {"x": x}) == [(x,)]
+            greenlet.settrace(None)
+            switched += bool(events)
+        print(switched)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) == (0 if alone else 20)
+    assert switched == (0 if alone else 20)
 
 
 def test_the_backend_serves_searches_from_prepared_statements(postgis_feed):
