@@ -29,14 +29,13 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 from geosearch import wordplane
+from geosearch.database import NO_TIMEOUT, connect, make_engine
 from geosearch.features import ranked_words, serving_columns
 from geosearch.model import SPACE_FIELDS
 from geosearch.settings import Settings
 from geosearch.tiles import TileIndex
 
 MIGRATIONS = Path(str(files("geosearch").joinpath("migrations")))  # package data
-# Loading and migrating are long by nature: the serving statement timeout does not apply.
-NO_TIMEOUT = "SET LOCAL statement_timeout = 0"
 # Index builds of a load sort in memory rather than on disk (GIN and B-tree builds of a
 # million rows several times faster); per transaction, not for the server.
 BUILD_MEMORY = "SET LOCAL maintenance_work_mem = '512MB'"
@@ -51,26 +50,6 @@ COPY_CHUNK_BYTES = 1 << 22
 T = TypeVar("T")
 # The thread that makes the spaces' rows during a load (:class:`_Ahead`)
 ROWS_THREAD = "geosearch-load-rows"
-
-
-def normalise_url(url: str) -> str:
-    """Use the psycopg 3 driver whatever the URL names (``postgresql://`` and the like)."""
-    for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
-
-
-def make_engine(settings: Settings) -> Engine:
-    """The engine of migrations and loads (the serving path is on psycopg directly):
-    pre-ping (loads are rare), connect timeout, the serving statement timeout per session
-    (loads lift it with ``SET LOCAL``; not behind a transaction pooler, which refuses it)."""
-    connect_args: dict = {"connect_timeout": 3}
-    if settings.database_pooler != "transaction":
-        connect_args["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
-    return sa.create_engine(normalise_url(settings.database_url or ""), pool_pre_ping=True,
-                            pool_size=2, max_overflow=2, pool_recycle=1800,
-                            connect_args=connect_args)
 
 
 def migrate(engine: Engine) -> None:
@@ -393,13 +372,6 @@ def _swap(cur: psycopg.Cursor, name: str, renames: list[tuple[str, str]]) -> Non
         cur.execute(f"ALTER INDEX {temporary} RENAME TO {final}")
 
 
-def _connect(engine: Engine) -> psycopg.Connection:
-    """A connection of its own to the engine's database (autocommit: transactions are
-    explicit)."""
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return psycopg.connect(url, autocommit=True, connect_timeout=3)
-
-
 def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = None) -> bool:
     """Load the spaces of ``frame`` atomically; returns False when the data is unchanged.
 
@@ -421,7 +393,7 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
     """
     started = datetime.now(UTC)
     version, feed = str(meta["dataset_version"]), str(meta.get("feed", ""))
-    main = _connect(engine)
+    main = connect(engine)
     connections = [main]
     try:
         main.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK,))  # until it disconnects
@@ -432,7 +404,7 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
         if not unchanged:
             tables, tiles = _load_tables(frame, version)
             builds = _Builds()
-            helpers = [_connect(engine) for _ in range(BUILDERS - 1)]
+            helpers = [connect(engine) for _ in range(BUILDERS - 1)]
             connections += helpers
             with ThreadPoolExecutor(max(1, len(helpers))) as pool, ExitStack() as made:
                 # rows made as they are read are made ahead, while the tables before copy

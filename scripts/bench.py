@@ -63,6 +63,7 @@ from synthetic import city_scatter  # noqa: E402
 
 from geosearch.backends.memory import MemoryBackend  # noqa: E402
 from geosearch.backends.postgis import PostgisBackend, dsn, statement  # noqa: E402
+from geosearch.database import make_engine  # noqa: E402
 from geosearch.geo import bbox_area  # noqa: E402
 from geosearch.ingest.pipeline import IngestResult, dataset_version, run_pipeline  # noqa: E402
 from geosearch.ingest.report import IngestReport  # noqa: E402
@@ -77,7 +78,7 @@ from geosearch.model import (  # noqa: E402
 )
 from geosearch.settings import Settings  # noqa: E402
 from geosearch.snapshot import write_snapshot  # noqa: E402
-from geosearch.store import load, make_engine  # noqa: E402
+from geosearch.store import load  # noqa: E402
 from geosearch.text import query_terms  # noqa: E402
 from geosearch.tiles import world_xy  # noqa: E402
 

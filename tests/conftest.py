@@ -142,8 +142,9 @@ def pg_database(pg_cluster):
 
 def _postgis_backend(result: IngestResult, url: str):
     from geosearch.backends.postgis import PostgisBackend
+    from geosearch.database import make_engine
     from geosearch.settings import Settings
-    from geosearch.store import load, make_engine
+    from geosearch.store import load
 
     engine = make_engine(Settings(database_url=url))
     load(result.frame, result.meta(), engine)

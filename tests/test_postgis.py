@@ -22,12 +22,13 @@ from faults import free_port, start_stalled_ingest
 
 from geosearch.api import create_app
 from geosearch.backends.postgis import PostgisBackend
+from geosearch.database import make_engine
 from geosearch.geo import bbox_area
 from geosearch.ingest.pipeline import IngestResult, dataset_version
 from geosearch.ingest.report import IngestReport
 from geosearch.model import Amenity, Filters, NearestQuery, Point, PolygonQuery, RadiusQuery
 from geosearch.settings import Settings
-from geosearch.store import ROWS_THREAD, load, make_engine
+from geosearch.store import ROWS_THREAD, load
 
 ROOT = Path(__file__).resolve().parents[1]
 FEED = ROOT / "data" / "feed" / "spaces.csv"

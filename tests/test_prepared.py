@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from geosearch.backends import prepared
-from geosearch.backends.postgis import dsn
 from geosearch.backends.prepared import ServingConnection, run
+from geosearch.database import libpq_url as dsn
 
 
 @pytest.fixture

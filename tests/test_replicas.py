@@ -21,11 +21,12 @@ from faults import free_port
 from geosearch.api import create_app
 from geosearch.backends.base import StaleVersion
 from geosearch.backends.postgis import PostgisBackend, dsn
+from geosearch.database import make_engine
 from geosearch.ingest.pipeline import IngestResult, dataset_version
 from geosearch.ingest.report import IngestReport
 from geosearch.model import NearestQuery, Point, RadiusQuery
 from geosearch.settings import Settings
-from geosearch.store import load, make_engine
+from geosearch.store import load
 
 pytestmark = [pytest.mark.postgis, pytest.mark.xdist_group("replicas")]
 ROOT = Path(__file__).resolve().parents[1]

@@ -207,8 +207,9 @@ def test_postgis_term_counts_are_the_tables_and_follow_a_new_load(pg_database, t
     from geosearch.backends import termcounts
     from geosearch.backends.base import NoDataset
     from geosearch.backends.postgis import PostgisBackend
+    from geosearch.database import make_engine
     from geosearch.settings import Settings
-    from geosearch.store import load, make_engine
+    from geosearch.store import load
 
     url = pg_database("counts")
     engine = make_engine(Settings(database_url=url))
@@ -242,8 +243,9 @@ def plane_backends(pg_database, text_result, synthetic_result):
     there."""
     from geosearch import wordplane
     from geosearch.backends.postgis import PostgisBackend
+    from geosearch.database import make_engine
     from geosearch.settings import Settings
-    from geosearch.store import load, make_engine
+    from geosearch.store import load
 
     backends = {}
     with pytest.MonkeyPatch.context() as patch:
@@ -331,8 +333,9 @@ def test_a_schema_older_than_the_code_is_no_dataset_not_an_error(pg_database, te
 
     from geosearch.backends.base import NoDataset
     from geosearch.backends.postgis import PostgisBackend, dsn
+    from geosearch.database import make_engine
     from geosearch.settings import Settings
-    from geosearch.store import load, make_engine
+    from geosearch.store import load
 
     url = pg_database("older")
     engine = make_engine(Settings(database_url=url))

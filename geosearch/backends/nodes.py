@@ -23,8 +23,8 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from geosearch.backends.prepared import ServingConnection
+from geosearch.database import CONNECT_TIMEOUT_S
 
-CONNECT_TIMEOUT_S = 3
 POOL_WAIT_S = 3.0
 # After a connection broke, how long a query waits for a fresh one before it gives the
 # node up (a restarted server reconnects at once; a stopped one never does).
@@ -57,7 +57,7 @@ class Node:
     def answers(self) -> bool:
         """Whether a new connection to this node answers a query now."""
         try:
-            with psycopg.connect(self.dsn, connect_timeout=1, autocommit=True) as conn:
+            with psycopg.connect(self.dsn, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True) as conn:
                 conn.execute("SELECT 1")
             return True
         except psycopg.Error:

@@ -38,8 +38,15 @@ from shapely.geometry.base import BaseGeometry
 
 from geosearch.backends import prepared
 from geosearch.backends.base import BackendUnavailable, NoDataset, NodeStates, StaleVersion
-from geosearch.backends.nodes import CONNECT_TIMEOUT_S, RECONNECT_WAIT_S, Node, Nodes
+from geosearch.backends.nodes import RECONNECT_WAIT_S, Node, Nodes
 from geosearch.backends.prepared import ServingConnection
+from geosearch.database import (
+    CONNECT_TIMEOUT_S,
+    SET_PER_TRANSACTION,
+    libpq_url,
+    pooled,
+    session_options,
+)
 from geosearch.backends.termcounts import Lookup, Plane, TermCounts
 from geosearch.features import Hits, space_from_head
 from geosearch.geo import BOX_PAD, R_LOW, lon_lat_boxes, parallel
@@ -81,9 +88,6 @@ DWITHIN_MARGIN_M = 0.01
 WALK_MAX = 5_000
 # The WGS84 geodesic exceeds the sphere's great-circle distance (<->) by under 0.6%.
 SPHERE_MARGIN = 1.01
-# Serving statements are short: compiling them (JIT) costs more than it saves (about
-# 90 ms on a filtered world tile, measured at 1M spaces).
-SESSION_JIT = "off"
 # A node's dataset version, its WAL position (the primary's current one, a replica's
 # replayed one) and, on a replica, the seconds since the last replayed commit.
 NODE_STATE_SQL = (
@@ -113,14 +117,6 @@ def _fetch(conn: psycopg.Connection, sql: str, params: dict, rows, prepare: bool
     with conn.cursor(row_factory=rows) as cur:
         cur.execute(sql, params, prepare=prepare)
         return cur.fetchall()
-
-
-def dsn(url: str) -> str:
-    """A libpq connection string from a SQLAlchemy-style URL (``postgresql+psycopg://``)."""
-    for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix):]
-    return url
 
 
 # -- SQL, built once per query shape -------------------------------------------------------
@@ -449,18 +445,19 @@ class PostgisBackend:
         if not settings.database_url:
             raise ValueError("PostgisBackend needs settings.database_url")
         self.settings = settings
-        self.dsn = dsn(settings.database_url)
-        self.pooled = settings.database_pooler == "transaction"
-        kwargs = self._connect_kwargs()
+        self.dsn = libpq_url(settings.database_url)
+        self.pooled = pooled(settings)
+        kwargs: dict = {"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": not self.pooled,
+                        "options": session_options(settings)}
 
         # Prepared statements whose custom plans cost more to make than to run (the word
         # plane's: 0.5 ms of planning for 0.4 of work) run on sessions that plan them once,
         # generically; not behind a transaction pooler, where none is prepared.
         generic = None if self.pooled else {
-            **kwargs, "options": f"{kwargs['options']} -c plan_cache_mode=force_generic_plan"}
+            **kwargs, "options": session_options(settings, "plan_cache_mode=force_generic_plan")}
 
         def node(url: str, role: str) -> Node:
-            return Node(dsn(url), role, settings.pool_size, kwargs, self._configure, generic)
+            return Node(libpq_url(url), role, settings.pool_size, kwargs, self._configure, generic)
 
         self.cluster = Nodes(node(settings.database_url, "primary"),
                              [node(url, "replica") for url in settings.replica_urls])
@@ -479,22 +476,13 @@ class PostgisBackend:
         if self.pooled:
             conn.prepare_threshold = None
 
-    def _connect_kwargs(self) -> dict:
-        kwargs: dict = {"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": not self.pooled}
-        if not self.pooled:
-            kwargs["options"] = (f"-c statement_timeout={self.settings.statement_timeout_ms} "
-                                 f"-c jit={SESSION_JIT}")
-        return kwargs
-
     def _execute(self, conn: ServingConnection, sql: str, params: dict, rows=None) -> list:
         """One statement's rows (tuples, prepared on the session: :mod:`.prepared`; other
         ``rows`` through a cursor); behind a transaction pooler, in a transaction of its
         own that sets the statement timeout (pgbouncer refuses it as a startup option)."""
         if self.pooled:
             with conn.transaction():
-                conn.execute("SELECT set_config('statement_timeout', %s, true), "
-                             "set_config('jit', %s, true)",
-                             (str(int(self.settings.statement_timeout_ms)), SESSION_JIT))
+                conn.execute(SET_PER_TRANSACTION, (str(int(self.settings.statement_timeout_ms)),))
                 return _fetch(conn, sql, params, rows, prepare=None)  # none survive it
         if rows is None:
             return prepared.run(conn, sql, params)
