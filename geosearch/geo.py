@@ -101,8 +101,8 @@ def geodesic_estimate(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray
     (2e-4, ten times the largest error seen over millions of pairs up to 19,000 km) plus
     a metre; an infinite margin for nearly antipodal pairs, where the formula fails.
 
-    Twenty times cheaper than the exact geodesic: it rules out far candidates before
-    they are measured.
+    A closed form evaluated on whole arrays, far cheaper than the exact geodesic's
+    iteration: it rules out far candidates before they are measured.
     """
     b1 = math.atan((1 - _F) * math.tan(math.radians(lat)))
     b2 = np.arctan((1 - _F) * np.tan(np.radians(lats)))
@@ -207,7 +207,7 @@ def bbox_area(minlon: float, minlat: float, maxlon: float, maxlat: float) -> Bas
     >>> bbox_area(170, -10, -170, 10).geom_type
     'MultiPolygon'
     """
-    if minlon <= maxlon:  # shapely.box: five times faster than shapely.geometry.box
+    if minlon <= maxlon:  # shapely.box builds it in C; shapely.geometry.box in Python
         return shapely.box(minlon, minlat, maxlon, maxlat)
     return MultiPolygon([shapely.box(minlon, minlat, 180.0, maxlat),
                          shapely.box(-180.0, minlat, maxlon, maxlat)])
