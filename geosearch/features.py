@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from geosearch.layout import DERIVED_COLUMNS
 from geosearch.model import FEATURE_PROPERTIES, Hit, Space, amenity_mask
 from geosearch.text import MAX_Q_CHARS, TEXT_FIELDS, words
 
@@ -127,14 +128,13 @@ def ranked_words(words: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return vocabulary[order], rank[encoded.indices.to_numpy()]
 
 
+# How each of geosearch.layout's DERIVED_COLUMNS is derived from a frame of spaces.
 _DERIVE: dict[str, Callable[[pd.DataFrame], object]] = {
     "feature": frame_heads,
     "amenity_mask": lambda frame: amenity_masks(frame["amenities"]),
     "city_key": lambda frame: frame["city"].fillna("").str.strip().str.casefold(),
     "search_words": search_words,
 }
-# The columns derived once per dataset for serving (a snapshot carries them).
-SERVING_COLUMNS = tuple(_DERIVE)
 
 
 def serving_columns(frame: pd.DataFrame, names: Iterable[str] | None = None
@@ -142,9 +142,9 @@ def serving_columns(frame: pd.DataFrame, names: Iterable[str] | None = None
     """The columns derived once per dataset for serving that ``frame`` lacks: ``feature``
     (the heads), ``amenity_mask`` (the amenities as bits), ``city_key`` (the city as
     compared) and ``search_words`` (the words text search matches); only those of
-    ``names`` when given."""
-    wanted = _DERIVE.keys() if names is None else set(names)
-    return {name: derive(frame) for name, derive in _DERIVE.items()
+    ``names`` when given (:data:`~geosearch.layout.DERIVED_COLUMNS`, in its order)."""
+    wanted = set(DERIVED_COLUMNS if names is None else names)
+    return {name: _DERIVE[name](frame) for name in DERIVED_COLUMNS
             if name in wanted and name not in frame}
 
 

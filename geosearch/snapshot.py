@@ -19,14 +19,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from geosearch.features import SERVING_COLUMNS, serving_columns
+from geosearch.features import serving_columns
+from geosearch.layout import DERIVED_COLUMNS, SNAPSHOT_COLUMNS
 
 SNAPSHOT_FILE = "spaces.parquet"
 SNAPSHOT_MODE = 0o644
-# What a backend reads of a snapshot: the serving columns, what its filters and the
-# coverage reports need (everything else is inside the feature bytes).
-SERVED_COLUMNS = ("id", "name", "lat", "lon", "status", "country", "city", "amenities", "capacity",
-                  *SERVING_COLUMNS)
 _META_KEY = b"geosearch"
 
 
@@ -106,13 +103,13 @@ def read_meta(path: str | Path) -> dict:
 def read_snapshot(path: str | Path) -> Snapshot:
     """Load a snapshot written by :func:`write_snapshot` (the spaces' own columns)."""
     frame = _read(gpd.read_parquet, path)
-    return Snapshot(frame.drop(columns=[c for c in SERVING_COLUMNS if c in frame]), read_meta(path))
+    return Snapshot(frame.drop(columns=[c for c in DERIVED_COLUMNS if c in frame]), read_meta(path))
 
 
 def table_from_frame(frame: pd.DataFrame) -> pa.Table:
     """The Arrow table a backend serves from: the frame's columns and the derived serving
     columns (feature bytes, amenity mask, city key)."""
-    dropped = [c for c in ("geometry", *SERVING_COLUMNS) if c in frame]
+    dropped = [c for c in ("geometry", *DERIVED_COLUMNS) if c in frame]
     plain = pd.DataFrame(frame.drop(columns=dropped))
     return pa.Table.from_pandas(plain.assign(**serving_columns(plain)), preserve_index=False)
 
@@ -125,8 +122,8 @@ def serving_table(path: str | Path) -> tuple[pa.Table, dict]:
     """
     names = set(_read(pq.read_schema, path).names)
     meta = read_meta(path)
-    if not set(SERVING_COLUMNS) <= names:
+    if not set(DERIVED_COLUMNS) <= names:
         table = _read(pq.read_table, path)
         return table_from_frame(table.drop_columns(
             [c for c in ("geometry",) if c in names]).to_pandas()), meta
-    return _read(lambda f: pq.read_table(f, columns=list(SERVED_COLUMNS)), path), meta
+    return _read(lambda f: pq.read_table(f, columns=list(SNAPSHOT_COLUMNS)), path), meta

@@ -1,4 +1,9 @@
-"""PostGIS as the system of record: engine, schema migrations and the atomic load."""
+"""PostGIS as the system of record: schema migrations and the atomic load.
+
+A load COPYs the rows :mod:`geosearch.loadrows` makes (their columns declared in
+:mod:`geosearch.layout`) into staging tables, builds their indexes and swaps them in for
+the served tables in one transaction (:func:`load`).
+"""
 
 from __future__ import annotations
 
@@ -11,40 +16,34 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
 from itertools import chain
 from pathlib import Path
 from typing import Generic, TypeVar
 
-import numpy as np
 import pandas as pd
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
-from geosearch import wordplane
 from geosearch.database import NO_TIMEOUT, connect, make_engine
-from geosearch.features import ranked_words, serving_columns
-from geosearch.model import SPACE_FIELDS
+from geosearch.layout import LAYOUT
+from geosearch.loadrows import load_tables
 from geosearch.settings import Settings
 from geosearch.tiles import TileIndex
 
 MIGRATIONS = Path(str(files("geosearch").joinpath("migrations")))  # package data
-# Index builds of a load sort in memory rather than on disk (GIN and B-tree builds of a
-# million rows several times faster); per transaction, not for the server.
+# Index builds of a load sort in memory rather than on disk; per transaction, not for
+# the server.
 BUILD_MEMORY = "SET LOCAL maintenance_work_mem = '512MB'"
-# A space's fields, then what the loader derives from them.
-LOAD_COLUMNS = (*SPACE_FIELDS, "feed_row", "city_key", "geog", "geom", "amenity_mask",
-                "dataset_version", "feature", "tile_key", "tile_x", "tile_y", "tile_rank",
-                "tile_sum_x", "tile_sum_y", "search", "place")
-# The layout of the rows a load writes: a dataset loaded with an older one is loaded again.
-LAYOUT = 3
+# Rows per Arrow table of spaces and per CSV chunk of a COPY (read when a load starts and
+# as it writes: a test or a fault drill may lower it to cut a load into more pieces).
 COPY_CHUNK_ROWS = 50_000
 COPY_CHUNK_BYTES = 1 << 22
 T = TypeVar("T")
@@ -64,128 +63,13 @@ def migrate(engine: Engine) -> None:
 
 def current_version(engine: Engine) -> str | None:
     """The version of the dataset being served, or None when none was loaded (or when it
-    was loaded before a migration added columns that a load fills: it is loaded again)."""
+    was loaded under another layout than :data:`~geosearch.layout.LAYOUT`: it is loaded
+    again)."""
     with engine.begin() as connection:
         connection.execute(sa.text(NO_TIMEOUT))
         return connection.execute(sa.text(
             "SELECT version FROM dataset_state WHERE layout = :layout"),
             {"layout": LAYOUT}).scalar()
-
-
-def _tile_columns(frame: pd.DataFrame) -> tuple[dict[str, pa.Array], TileIndex]:
-    """The tile columns of migration 0003 (NULL where they do not apply) and the index
-    they come from (its totals go into ``dataset_state``)."""
-    ids = frame["id"].astype(str).to_numpy()
-    index = TileIndex(frame["lat"].to_numpy(float), frame["lon"].to_numpy(float),
-                      np.unique(ids, return_inverse=True)[1],
-                      (frame["status"] == "active").to_numpy())
-    rank = index.ranks()
-    outside, unranked = index.key < 0, rank < 0
-    ranked = np.maximum(rank, 0)
-    return {
-        "tile_key": pa.array(index.key, mask=outside),
-        "tile_x": pa.array(index.x, mask=outside),
-        "tile_y": pa.array(index.y, mask=outside),
-        "tile_rank": pa.array(rank, mask=unranked),
-        "tile_sum_x": pa.array(index.prefix_x[ranked], mask=unranked),
-        "tile_sum_y": pa.array(index.prefix_y[ranked], mask=unranked),
-    }, index
-
-
-def _search_text(words: pa.ListArray) -> pa.Array:
-    """Each row's words as ``tsvector`` text, taken as they are (no parser, no
-    dictionary): ``'cafe' 'munchen'``; words are runs of ``\\w``, so nothing needs
-    escaping."""
-    quoted = pc.binary_join_element_wise("'", pc.binary_join(words, "' '"), "'", "")
-    return pc.if_else(pc.equal(pc.list_value_length(words), 0), "", quoted)
-
-
-def _word_tables(words: pa.ListArray, active: np.ndarray, lon: np.ndarray,
-                 lat: np.ndarray) -> tuple[pa.Table, bytes]:
-    """How many active spaces have each text-search word and its tile in the word plane
-    (table ``search_words``: the words of active spaces), and the plane's points
-    (``word_points``, binary COPY): one numbering of the words serves both."""
-    vocabulary, word = ranked_words(pc.list_flatten(words))
-    row = pc.list_parent_indices(words).to_numpy()
-    spaces = np.bincount(word[active[row]], minlength=len(vocabulary))
-    tile = wordplane.tiles(spaces, int(active.sum()))
-    listed = spaces > 0
-    counts = pa.table({"word": pa.array(vocabulary[listed], pa.string()),
-                       "spaces": spaces[listed],
-                       "tile": pa.array(tile[listed], mask=tile[listed] < 0)})
-    pair_tile = tile[word]
-    keep = active[row] & (pair_tile >= 0)
-    return counts, wordplane.points_copy(row[keep], pair_tile[keep], lon, lat)
-
-
-# EWKB of a point with an SRID, little-endian: byte order, type (point | SRID flag), SRID
-_EWKB_POINT_4326 = np.frombuffer(b"\x01" + (0x20000001).to_bytes(4, "little")
-                                 + (4326).to_bytes(4, "little"), dtype=np.uint8)
-_HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
-
-
-def ewkb_points(lon: np.ndarray, lat: np.ndarray) -> pa.StringArray:
-    """Hex EWKB (SRID 4326) of points, as PostGIS reads them in COPY, written column-wise
-    (what ``shapely.to_wkb(..., hex=True, include_srid=True)`` writes, five times faster).
-    """
-    n = len(lon)
-    wkb = np.empty((n, 25), dtype=np.uint8)
-    wkb[:, :9] = _EWKB_POINT_4326
-    wkb[:, 9:17] = np.ascontiguousarray(lon, dtype="<f8").view(np.uint8).reshape(n, 8)
-    wkb[:, 17:] = np.ascontiguousarray(lat, dtype="<f8").view(np.uint8).reshape(n, 8)
-    text = np.empty((n, 50), dtype=np.uint8)
-    text[:, 0::2] = _HEX_DIGITS[wkb >> 4]
-    text[:, 1::2] = _HEX_DIGITS[wkb & 15]
-    offsets = np.arange(0, 50 * n + 1, 50, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text.tobytes()))
-
-
-def _load_tables(frame: pd.DataFrame, version: str
-                 ) -> tuple[dict[str, Iterable[pa.Table] | bytes], TileIndex]:
-    """The rows to COPY, by table, in the order to COPY them: ``word_points`` (binary COPY)
-    and ``search_words``, then ``spaces`` (:func:`_spaces_rows`: Arrow tables made as they
-    are read); and the dataset's tile index. What needs the whole dataset (the words, the
-    tiles) is done here."""
-    frame = pd.DataFrame(frame.drop(columns="geometry", errors="ignore"))
-    frame = frame.assign(**serving_columns(frame, ["search_words"]))
-    lon, lat = frame["lon"].to_numpy(float), frame["lat"].to_numpy(float)
-    words = pa.array(frame["search_words"], pa.list_(pa.string()))
-    tiles, index = _tile_columns(frame)
-    counts, plane = _word_tables(words, (frame["status"] == "active").to_numpy(), lon, lat)
-    return {"word_points": plane, "search_words": [counts],
-            "spaces": _spaces_rows(frame, version, tiles, words)}, index
-
-
-def _spaces_rows(frame: pd.DataFrame, version: str, tiles: dict[str, pa.Array],
-                 words: pa.ListArray) -> Iterator[pa.Table]:
-    """The ``spaces`` rows in :data:`LOAD_COLUMNS` order, :data:`COPY_CHUNK_ROWS` at a
-    time, in the frame's order (rows sorted by tile key made the geography GiST index,
-    built by insertion, several times slower to search: a 2 km radius at 1M, 64 ms, not 1).
-    Built column by column: no Python work per row beyond the feature bytes, when the frame
-    lacks them."""
-    for start in range(0, len(frame), COPY_CHUNK_ROWS):
-        part = frame.iloc[start:start + COPY_CHUNK_ROWS]
-        part = part.assign(**serving_columns(part))
-        n = len(part)
-        lon, lat = part["lon"].to_numpy(float), part["lat"].to_numpy(float)
-        ewkb = ewkb_points(lon, lat)
-        amenities = pa.array(part["amenities"].tolist(), pa.list_(pa.string()))
-        feature = pa.array(part["feature"].tolist(), pa.binary()).cast(pa.string())
-        plain = [c for c in LOAD_COLUMNS
-                 if c in part and c not in ("amenities", "feature", "search") and c not in tiles]
-        table = pa.Table.from_pandas(part[plain], preserve_index=False)
-        columns = {
-            **{name: column.slice(start, n) for name, column in tiles.items()},
-            **{name: table[name] for name in table.column_names},
-            "geog": ewkb, "geom": ewkb,
-            "amenities": pc.binary_join_element_wise("{", pc.binary_join(amenities, ","), "}",
-                                                     ""),
-            "feature": pc.binary_join_element_wise(feature, "}}", ""),
-            "search": _search_text(words.slice(start, n)),
-            "dataset_version": pa.array([version] * n, pa.string()),
-            "place": pa.array(np.arange(start, start + n), pa.int32()),  # word_points name it
-        }
-        yield pa.table({name: columns[name] for name in LOAD_COLUMNS})
 
 
 class _Ahead(Generic[T]):
@@ -240,9 +124,13 @@ class _Ahead(Generic[T]):
         self.close()
 
 
-def _csv_chunks(tables: Iterable[pa.Table]) -> Iterator[memoryview]:
+def csv_chunks(tables: Iterable[pa.Table]) -> Iterator[memoryview]:
     """The tables' rows as CSV written by Arrow (nulls unquoted, strings quoted, so that an
-    empty string stays one), :data:`COPY_CHUNK_ROWS` rows at a time at most."""
+    empty string stays one), :data:`COPY_CHUNK_ROWS` rows at a time at most.
+
+    The seam of a load's COPY: every COPY of Arrow tables takes its data from this
+    function, looked up here by name as the COPY starts, so that a test or a fault drill
+    wraps it to slow, break or stop a load mid-COPY (``scripts/faults.py``)."""
     options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
     for table in tables:
         for batch in table.to_batches(max_chunksize=COPY_CHUNK_ROWS):
@@ -261,7 +149,7 @@ def _copy(cur: psycopg.Cursor, tables: Iterable[pa.Table], target: str) -> None:
         return
     columns = ", ".join(first.column_names)
     with cur.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT csv, FREEZE)") as copy:
-        for chunk in _csv_chunks(chain([first], rest)):
+        for chunk in csv_chunks(chain([first], rest)):
             copy.write(chunk)
 
 
@@ -372,6 +260,95 @@ def _swap(cur: psycopg.Cursor, name: str, renames: list[tuple[str, str]]) -> Non
         cur.execute(f"ALTER INDEX {temporary} RENAME TO {final}")
 
 
+@dataclass
+class _Staged:
+    """Staging tables filled and indexed, ready to be swapped in: the statements that
+    make primary keys of their indexes, each table's index renames (temporary, final),
+    and the dataset's tile index (its totals go into ``dataset_state``)."""
+
+    keys: list[str]
+    renames: dict[str, list[tuple[str, str]]]
+    tiles: TileIndex
+
+
+def _stage_table(main: psycopg.Connection, builds: _Builds, name: str,
+                 data: Iterable[pa.Table] | bytes, staged: _Staged) -> None:
+    """Stage one table on ``main`` and queue its index builds."""
+    _stage(main, name, data)
+    with main.cursor() as cur:
+        statements, keys, staged.renames[name] = _index_builds(cur, name, f"{name}_staging")
+    builds.add(statements)
+    staged.keys += keys
+
+
+def _stage_indexed(main: psycopg.Connection, helpers: list[psycopg.Connection],
+                   tables: dict[str, Iterable[pa.Table] | bytes], staged: _Staged) -> None:
+    """Stage every table on ``main``, in order, and build their indexes on the helpers
+    as the tables come (and on ``main`` once it has copied them all)."""
+    builds = _Builds()
+    with ThreadPoolExecutor(max(1, len(helpers))) as pool, ExitStack() as made:
+        # rows made as they are read are made ahead, while the tables before copy
+        tables = {name: made.enter_context(_Ahead(data)) if isinstance(data, Iterator)
+                  else data for name, data in tables.items()}
+        building = [pool.submit(builds.run, conn) for conn in helpers]
+        try:
+            for name, data in tables.items():
+                _stage_table(main, builds, name, data, staged)
+        except BaseException:
+            builds.close(failed=True)
+            raise
+        builds.close()
+        builds.run(main)  # the main connection builds too, once it has copied
+        for done in building:
+            done.result()
+
+
+def _stage_all(main: psycopg.Connection, engine: Engine, frame: pd.DataFrame,
+               version: str) -> _Staged:
+    """The dataset's tables staged and indexed (:func:`_stage_indexed`), with
+    :data:`BUILDERS` connections building indexes at once."""
+    tables, tiles = load_tables(frame, version, COPY_CHUNK_ROWS)
+    staged = _Staged([], {}, tiles)
+    helpers: list[psycopg.Connection] = []
+    try:
+        helpers += (connect(engine) for _ in range(BUILDERS - 1))
+        _stage_indexed(main, helpers, tables, staged)
+    finally:
+        for conn in helpers:
+            conn.close()
+    return staged
+
+
+def _swap_in(cur: psycopg.Cursor, staged: _Staged, version: str, feed: str) -> None:
+    """Give the staging tables their primary keys, analyse them, swap them in for the
+    served tables and record the new dataset (its layout: :data:`LAYOUT`)."""
+    for sql in staged.keys:
+        cur.execute(sql)
+    for name, renames in staged.renames.items():
+        cur.execute(f"ANALYZE {name}_staging")
+        _swap(cur, name, renames)
+    tiles = staged.tiles
+    cur.execute(
+        "INSERT INTO dataset_state (id, version, loaded_at, feed, tile_count, "
+        "tile_sum_x, tile_sum_y, layout) VALUES (1, %s, now(), %s, %s, %s, %s, "
+        "%s) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, "
+        "loaded_at = EXCLUDED.loaded_at, feed = EXCLUDED.feed, "
+        "tile_count = EXCLUDED.tile_count, tile_sum_x = EXCLUDED.tile_sum_x, "
+        "tile_sum_y = EXCLUDED.tile_sum_y, layout = EXCLUDED.layout",
+        (version, feed, tiles.count, float(tiles.prefix_x[-1]), float(tiles.prefix_y[-1]),
+         LAYOUT))
+
+
+def _record_run(cur: psycopg.Cursor, started: datetime, feed: str, version: str,
+                outcome: str, report: dict) -> None:
+    """Keep the ingest run in ``ingest_runs``: its times, dataset, outcome and report."""
+    cur.execute(
+        "INSERT INTO ingest_runs (started_at, finished_at, feed, dataset_version, "
+        "outcome, report) VALUES (%s, now(), %s, %s, %s, %s)",
+        (started, feed, version, outcome,
+         json.dumps(report, ensure_ascii=False, default=str)))
+
+
 def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = None) -> bool:
     """Load the spaces of ``frame`` atomically; returns False when the data is unchanged.
 
@@ -394,65 +371,19 @@ def load(frame: pd.DataFrame, meta: dict, engine: Engine, report: dict | None = 
     started = datetime.now(UTC)
     version, feed = str(meta["dataset_version"]), str(meta.get("feed", ""))
     main = connect(engine)
-    connections = [main]
     try:
         main.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK,))  # until it disconnects
         migrate(engine)
         unchanged = current_version(engine) == version
-        renames: dict[str, list[tuple[str, str]]] = {}
-        keys: list[str] = []
-        if not unchanged:
-            tables, tiles = _load_tables(frame, version)
-            builds = _Builds()
-            helpers = [connect(engine) for _ in range(BUILDERS - 1)]
-            connections += helpers
-            with ThreadPoolExecutor(max(1, len(helpers))) as pool, ExitStack() as made:
-                # rows made as they are read are made ahead, while the tables before copy
-                tables = {name: made.enter_context(_Ahead(data))
-                          if isinstance(data, Iterator) else data
-                          for name, data in tables.items()}
-                building = [pool.submit(builds.run, conn) for conn in helpers]
-                try:
-                    for name, data in tables.items():
-                        _stage(main, name, data)
-                        with main.cursor() as cur:
-                            table_builds, table_keys, renames[name] = _index_builds(
-                                cur, name, f"{name}_staging")
-                        builds.add(table_builds)
-                        keys += table_keys
-                except BaseException:
-                    builds.close(failed=True)
-                    raise
-                builds.close()
-                builds.run(main)  # the main connection builds too, once it has copied
-                for done in building:
-                    done.result()
+        staged = None if unchanged else _stage_all(main, engine, frame, version)
         with main.transaction(), main.cursor() as cur:
             cur.execute(NO_TIMEOUT)
-            if not unchanged:
-                for sql in keys:
-                    cur.execute(sql)
-                for name, name_renames in renames.items():
-                    cur.execute(f"ANALYZE {name}_staging")
-                    _swap(cur, name, name_renames)
-                cur.execute(
-                    "INSERT INTO dataset_state (id, version, loaded_at, feed, tile_count, "
-                    "tile_sum_x, tile_sum_y, layout) VALUES (1, %s, now(), %s, %s, %s, %s, "
-                    "%s) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, "
-                    "loaded_at = EXCLUDED.loaded_at, feed = EXCLUDED.feed, "
-                    "tile_count = EXCLUDED.tile_count, tile_sum_x = EXCLUDED.tile_sum_x, "
-                    "tile_sum_y = EXCLUDED.tile_sum_y, layout = EXCLUDED.layout",
-                    (version, feed, tiles.count,
-                     float(tiles.prefix_x[-1]), float(tiles.prefix_y[-1]), LAYOUT))
-            cur.execute(
-                "INSERT INTO ingest_runs (started_at, finished_at, feed, dataset_version, "
-                "outcome, report) VALUES (%s, now(), %s, %s, %s, %s)",
-                (started, feed, version, "unchanged" if unchanged else "loaded",
-                 json.dumps(meta if report is None else report, ensure_ascii=False,
-                            default=str)))
+            if staged is not None:
+                _swap_in(cur, staged, version, feed)
+            _record_run(cur, started, feed, version, "unchanged" if unchanged else "loaded",
+                        meta if report is None else report)
     finally:
-        for conn in connections:
-            conn.close()
+        main.close()
     return not unchanged
 
 

@@ -109,7 +109,7 @@ def test_the_loaders_point_ewkb_is_shapelys():
     """The hex EWKB the PostGIS load writes column-wise is the one shapely writes."""
     import shapely
 
-    from geosearch.store import ewkb_points
+    from geosearch.loadrows import ewkb_points
 
     rng = np.random.default_rng(21)
     lon = np.concatenate([[-180.0, 180.0, -0.0, 13.404954], rng.uniform(-180, 180, 1000)])
