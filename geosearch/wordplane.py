@@ -6,9 +6,9 @@ PostGIS indexes a space once, by its position, and its words apart (GIN): neares
 term's share of the spaces. In the plane, a word's spaces are a tile
 ``[tile * PITCH, tile * PITCH + 360] x [-90, 90]`` (longitude + 180, latitude): walking
 outwards within the rarest term's tiles meets only its spaces. PostgreSQL's ``point``
-opclass builds its GiST index by sorting (3.9 million points in 6 s at 1M spaces, where a
-``(word, geog)`` index through btree_gist, built by insertion, took 125 s for 6 million)
-and keeps float8 coordinates, so that tiles a thousand apart stay exact.
+opclass builds its GiST index by sorting (a ``(word, geog)`` index through btree_gist is
+built by insertion, many times slower) and keeps float8 coordinates, so that tiles a
+thousand apart stay exact.
 
 A word in at least :data:`MAX_SHARE` of the active spaces gets no tile: walking outwards
 meets k of its spaces within k / share, and leaving such words out keeps the plane at

@@ -378,7 +378,7 @@ def test_the_statement_timeout_holds_directly_and_through_pgbouncer(postgis_feed
     try:
         assert backend.dataset_version() == postgis_feed.dataset_version()
         with pytest.raises(BackendUnavailable):
-            backend._run("SELECT pg_sleep(2)", {})
+            backend.cluster.read("SELECT pg_sleep(2)", {})
         assert backend.dataset_version() == postgis_feed.dataset_version()  # and recovers
     finally:
         backend.close()

@@ -20,7 +20,8 @@ from faults import free_port
 
 from geosearch.api import create_app
 from geosearch.backends.base import StaleVersion
-from geosearch.backends.postgis import PostgisBackend, dsn
+from geosearch.backends.postgis import PostgisBackend
+from geosearch.database import libpq_url as dsn
 from geosearch.database import make_engine
 from geosearch.ingest.pipeline import IngestResult, dataset_version
 from geosearch.ingest.report import IngestReport

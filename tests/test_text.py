@@ -145,11 +145,11 @@ def test_postgis_nearest_with_q_is_right_every_way_it_can_run(postgis_text, fram
     """A common term walks outwards from the origin (and, meeting too few matches within
     WALK_MAX spaces, asks the text index), a rare one ranks its own spaces: every way
     gives the oracle's answer (forced here whatever the terms' counts)."""
-    from geosearch.backends import postgis
+    from geosearch.backends import postgis, statements
 
     monkeypatch.setattr(postgis.PostgisBackend, "_text_driven", lambda *_: text_first)
-    monkeypatch.setattr(postgis, "WALK_MAX", walk_max)
-    postgis._nearest_sql.cache_clear()
+    monkeypatch.setattr(statements, "WALK_MAX", walk_max)
+    statements._nearest_sql.cache_clear()
     try:
         for q in ("cafe", "a", "42", "東京", "zzz", "work club"):
             f = Filters(text=query_terms(q))
@@ -158,7 +158,7 @@ def test_postgis_nearest_with_q_is_right_every_way_it_can_run(postgis_text, fram
                 want = oracle.nearest(frame, origin.lat, origin.lon, 6, None, f)
                 assert [h.space.id for h in got] == [i for i, _ in want], (q, origin)
     finally:
-        postgis._nearest_sql.cache_clear()
+        statements._nearest_sql.cache_clear()
 
 
 @pytest.mark.parametrize("dataset", ["text", "synthetic"])
@@ -221,12 +221,12 @@ def test_postgis_term_counts_are_the_tables_and_follow_a_new_load(pg_database, t
         for result, terms in ((text_result, ("cafe", "mun", "東", "zzz", "a")),
                               (synthetic_result, ("space", "suva", "1", "zzz"))):
             load(result.frame, result.meta(), engine)
-            total = backend._run("SELECT tile_count FROM dataset_state", {})[0][0]
+            total = backend.cluster.read("SELECT tile_count FROM dataset_state", {})[0][0]
             for term in terms:
                 low, high = term, term[:-1] + chr(ord(term[-1]) + 1)
-                rows = backend._run("SELECT coalesce(sum(spaces), 0) FROM search_words "
-                                    "WHERE word >= %(low)s AND word < %(high)s",
-                                    {"low": low, "high": high})
+                rows = backend.cluster.read("SELECT coalesce(sum(spaces), 0) FROM search_words "
+                                            "WHERE word >= %(low)s AND word < %(high)s",
+                                            {"low": low, "high": high})
                 counts = backend._term_counts.lookup((term,))
                 assert (counts.matches, counts.total) == (int(rows[0][0]), total), term
             both = backend._term_counts.lookup(terms[:2]).matches
@@ -273,10 +273,10 @@ def test_postgis_nearest_with_q_in_the_word_plane_matches_the_oracle_anywhere(
     k beyond the matches, the ids and distances are the oracle's."""
     import random
 
-    from geosearch.backends import postgis, termcounts
+    from geosearch.backends import statements, termcounts
 
     monkeypatch.setattr(termcounts, "PLANE_WORDS", 10**6)
-    monkeypatch.setattr(postgis, "BOX_REACH_M", box_reach)
+    monkeypatch.setattr(statements, "BOX_REACH_M", box_reach)
     backend, result = plane_backends[dataset]
     spaces = result.frame[result.frame["status"] == "active"].reset_index(drop=True)
     rng = random.Random(13)
@@ -311,7 +311,7 @@ def test_the_loader_writes_the_word_plane(postgis_synthetic, synthetic_result):
     an eighth of the active spaces or more."""
     from geosearch.wordplane import MAX_SHARE, PITCH
 
-    run = postgis_synthetic._run
+    run = postgis_synthetic.cluster.read
     active = int((synthetic_result.frame["status"] == "active").sum())
     untiled = run("SELECT count(*) FILTER (WHERE tile IS NULL), count(*) FILTER (WHERE "
                   "(tile IS NULL) <> (spaces >= %(share)s * %(active)s)) FROM search_words",
@@ -332,7 +332,8 @@ def test_a_schema_older_than_the_code_is_no_dataset_not_an_error(pg_database, te
     import psycopg
 
     from geosearch.backends.base import NoDataset
-    from geosearch.backends.postgis import PostgisBackend, dsn
+    from geosearch.backends.postgis import PostgisBackend
+    from geosearch.database import libpq_url as dsn
     from geosearch.database import make_engine
     from geosearch.settings import Settings
     from geosearch.store import load

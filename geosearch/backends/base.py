@@ -22,6 +22,8 @@ from geosearch.tiles import TileFeatures
 # What ``nodes`` reports, one dict per store (a name of its own: backends have a method
 # called ``list``, which hides the builtin inside their class bodies)
 NodeStates = list[dict]
+# The columns of ``active_frame``, in order
+ACTIVE_FRAME_COLUMNS = ("id", "lat", "lon", "country", "city", "amenities")
 
 
 class BackendUnavailable(Exception):  # noqa: N818 - reads as a state: "backend unavailable"
@@ -87,7 +89,8 @@ class Backend(Protocol):
         ...
 
     def active_frame(self) -> pd.DataFrame:
-        """All active spaces as columns id, lat, lon, country, city, amenities (lists)."""
+        """All active spaces as the ACTIVE_FRAME_COLUMNS: id, lat, lon, country, city,
+        amenities (lists)."""
         ...
 
     def nodes(self) -> NodeStates:

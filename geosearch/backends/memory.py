@@ -31,7 +31,7 @@ import shapely
 from scipy.spatial import cKDTree
 from shapely.strtree import STRtree
 
-from geosearch.backends.base import NoDataset, NodeStates, StaleVersion
+from geosearch.backends.base import ACTIVE_FRAME_COLUMNS, NoDataset, NodeStates, StaleVersion
 from geosearch.backends.textindex import TextIndex
 from geosearch.features import Hits, Slices, space_from_head
 from geosearch.geo import (
@@ -99,6 +99,12 @@ def _k_nearest(idx: np.ndarray, dist: np.ndarray, limit: float, k: int
     return idx[order], dist[order]
 
 
+def _after_distance(after: tuple) -> float:
+    """The distance of a keyset ``(distance, id)``."""
+    distance, _ = after
+    return float(distance)
+
+
 def _active_by_id(table: pa.Table) -> pa.Table:
     """The active rows sorted by id: a zero-copy slice of a snapshot, which stores them
     first and in order; a filter and a sort for any other table."""
@@ -143,7 +149,8 @@ class MemoryBackend:
         self.city, self._city_code = _codes(table["city_key"])
         feature = table["feature"].combine_chunks().cast(pa.large_binary())
         _, offsets, data = feature.buffers()
-        self._offsets = np.frombuffer(offsets, dtype=np.int64)[feature.offset:][:n + 1]
+        first = feature.offset
+        self._offsets = np.frombuffer(offsets, dtype=np.int64)[first:first + n + 1]
         self._buffer = memoryview(data if data is not None else b"")
         self._xyz = ecef(self.lat, self.lon).reshape(-1, 3)
         self._kdtree = cKDTree(self._xyz) if n else None
@@ -198,7 +205,7 @@ class MemoryBackend:
         (within ``r``, after the cursor), decided on chords alone."""
         chord = self._chords(idx, ecef_point(lat, lon))
         upper = geodesic_at_most(chord)
-        d0 = None if after is None else float(after[0])
+        d0 = None if after is None else _after_distance(after)
         possible = chord <= r if d0 is None else (chord <= r) & (upper >= d0)
         idx, chord, upper = idx[possible], chord[possible], upper[possible]
         sure = upper <= r if d0 is None else (upper <= r) & (chord > d0)
@@ -271,7 +278,7 @@ class MemoryBackend:
             first, count, world_x, world_y = index.cells(z, x, y)
             return self._tile_features(query, index.order[first], count, world_x, world_y)
         start, stop = index.span(z, x, y)
-        rows = index.order[start:stop]
+        rows, keys = index.order[start:stop], index.keys[start:stop]
         passing = self._passes(filters, rows)
         rows = rows[passing]
         if z >= POINT_ZOOM:
@@ -279,7 +286,7 @@ class MemoryBackend:
                                        index.x[rows], index.y[rows])
         if not len(rows):
             return self._tile_features(query, rows, _NO_ROWS, index.x[rows], index.y[rows])
-        cells = index.keys[start:stop][passing] >> cell_shift(z)
+        cells = keys[passing] >> cell_shift(z)
         first = np.flatnonzero(np.concatenate(([True], cells[1:] != cells[:-1])))
         count = np.diff(np.append(first, len(rows)))
         world_x = np.add.reduceat(index.x[rows], first) / count
@@ -345,9 +352,8 @@ class MemoryBackend:
         return {a.value: len(self._by_amenity[a]) for a in Amenity}
 
     def active_frame(self) -> pd.DataFrame:
-        """Active spaces: id, lat, lon, country, city, amenities."""
-        columns = ("id", "lat", "lon", "country", "city", "amenities")
-        frame = self._table.select(list(columns)).to_pandas()
+        """Active spaces: the ACTIVE_FRAME_COLUMNS."""
+        frame = self._table.select(list(ACTIVE_FRAME_COLUMNS)).to_pandas()
         frame["amenities"] = [list(a) for a in frame["amenities"]]
         return frame
 
@@ -537,7 +543,7 @@ class MemoryBackend:
         order = np.lexsort((idx, dist))
         idx, dist = idx[order], dist[order]
         if after is not None:
-            d0, cut = float(after[0]), self._after_id(after[1])
+            d0, cut = _after_distance(after), self._after_id(after[-1])
             later = (dist > d0) | ((dist == d0) & (idx >= cut))
             idx, dist = idx[later], dist[later]
         hits = self._hits(idx[:limit], dist[:limit])

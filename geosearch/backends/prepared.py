@@ -7,8 +7,8 @@ for the answer through a generic loop. Here a pooled :class:`ServingConnection` 
 the statements it has prepared on the server (by SQL text and parameter types) and
 :func:`run` sends one straight to libpq, adapting values and rows with psycopg's own
 ``Transformer`` (the same dumpers and loaders as a cursor, the connection's registered
-loaders included). About half the client CPU of ``cursor.execute(..., prepare=True)``
-per statement (docs/benchmarks.md).
+loaders included), for a fraction of the client CPU that ``cursor.execute(...,
+prepare=True)`` spends per statement (docs/benchmarks.md).
 
 Waiting under gevent: psycopg then waits through gevent's ``poll``, a switch to the hub
 and back for every statement. When the server says that its worker serves this one

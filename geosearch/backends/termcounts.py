@@ -89,7 +89,8 @@ class TermCounts:
             return
         try:
             state = self._fetch(STATE_SQL, {})
-            version, total = (state[0][0], int(state[0][1] or 0)) if state else (None, 0)
+            version, tile_count = state[0] if state else (None, 0)
+            total = int(tile_count or 0)
             if version != self._table[4]:
                 rows = self._fetch(WORDS_SQL, {}) if version is not None else []
                 self._table = ([w for w, _, _ in rows],

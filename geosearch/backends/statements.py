@@ -1,0 +1,356 @@
+"""The SQL of the PostGIS backend: each query's statement text and the parameters it
+binds, built from query objects without a database (tiles: :mod:`.tile_statements`).
+
+Radius uses ``ST_DWithin`` on geography (GiST) and then the exact spheroid distance;
+nearest uses the KNN operator ``<->`` to bound the k-th distance and ``ST_DWithin`` to
+collect every space within it, so that filters apply before k and the order is by exact
+distance (with text, in the word plane: :mod:`geosearch.wordplane`); areas use
+``ST_Covers`` on the planar geometry column (edges are straight in lon/lat, as the
+contract says).
+
+The SQL text depends only on a query's shape (which filters, a cursor or not), so that
+each shape is one prepared statement on the server, its text built once; every value is
+a bound ``%(name)s`` parameter, never written into the text. Each builder says what its
+rows are; the backend reads them by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from geosearch.backends.base import ACTIVE_FRAME_COLUMNS
+from geosearch.geo import BOX_PAD, R_LOW, lon_lat_boxes, parallel
+from geosearch.model import (
+    Filters,
+    ListQuery,
+    NearestQuery,
+    PolygonQuery,
+    RadiusQuery,
+    amenity_mask,
+)
+from geosearch.text import tsquery
+from geosearch.wordplane import PITCH
+
+Query = RadiusQuery | NearestQuery | PolygonQuery | ListQuery
+Statement = tuple[str, dict]
+ORIGIN = "ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography"
+AREA = "ST_GeomFromWKB(%(area)s, 4326)"
+# ST_DWithin's own spheroid test may differ from ST_Distance in the last bits: widen the
+# indexed pre-filter by a hair and decide with ST_Distance.
+DWITHIN_MARGIN_M = 0.01
+# A walk outwards from the origin checks the text on at most this many spaces
+WALK_MAX = 5_000
+# The WGS84 geodesic exceeds the sphere's great-circle distance (<->) by under 0.6%.
+SPHERE_MARGIN = 1.01
+# The reach up to which one longitude-latitude box around the origin is read in the word
+# plane; beyond, the boxes of geo.lon_lat_boxes (strips that follow the cap)
+BOX_REACH_M = 500_000.0
+
+# Rows: the version (none when no dataset is loaded).
+DATASET_VERSION_SQL = "SELECT version FROM dataset_state"
+# Rows: the feature of an active space (none when there is no such space).
+SPACE_SQL = "SELECT feature FROM spaces WHERE id = %(id)s AND status = 'active'"
+# Rows: an amenity, its active spaces.
+AMENITY_COUNTS_SQL = ("SELECT a, count(*) FROM spaces, unnest(amenities) a "
+                      "WHERE status = 'active' GROUP BY a")
+# Rows: ACTIVE_FRAME_COLUMNS of every active space, by id.
+ACTIVE_FRAME_SQL = (f"SELECT {', '.join(ACTIVE_FRAME_COLUMNS)} FROM spaces "
+                    "WHERE status = 'active' ORDER BY id")
+# One row: a node's dataset version, its WAL position (the primary's current one, a
+# replica's replayed one) and, on a replica, the seconds since the last replayed commit.
+NODE_STATE_SQL = (
+    "SELECT (SELECT version FROM dataset_state), CASE WHEN pg_is_in_recovery() "
+    "THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text, "
+    "CASE WHEN pg_is_in_recovery() THEN "
+    "extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END")
+
+
+def filter_sql(f: Filters, ordered_scan: bool, active: str = "status = 'active'",
+               text_index: bool | None = None) -> Statement:
+    """WHERE fragments for the filters (SQL fixed by the filters' shape) and their values.
+
+    Amenities (and text) are tested on the ``text[]`` column (the ``tsvector``), both
+    GIN-indexable, or, for an ``ordered_scan`` (radius, KNN, tile ranges), on the bitmask
+    (with ``ts_match_vq``), which no index serves: the planner then keeps the GiST scan
+    around the origin (or the tile key range) and filters as it goes, instead of reading
+    every space that has a common amenity (through the amenities' GIN index, a small
+    radius with a common amenity costs many times more). ``active``: the condition that
+    selects active spaces; ``text_index``: whether text may use its index (by default,
+    when the scan is not ordered).
+    """
+    text_index = not ordered_scan if text_index is None else text_index
+    parts: list[str] = [active]
+    params: dict[str, object] = {}
+    if f.all_amenities:
+        if ordered_scan:
+            parts.append("amenity_mask & %(all_mask)s = %(all_mask)s")
+            params["all_mask"] = amenity_mask(f.all_amenities)
+        else:
+            parts.append("amenities @> %(all_amenities)s::text[]")
+            params["all_amenities"] = sorted(a.value for a in f.all_amenities)
+    if f.any_amenities:
+        if ordered_scan:
+            parts.append("amenity_mask & %(any_mask)s <> 0")
+            params["any_mask"] = amenity_mask(f.any_amenities)
+        else:
+            parts.append("amenities && %(any_amenities)s::text[]")
+            params["any_amenities"] = sorted(a.value for a in f.any_amenities)
+    if f.countries:
+        parts.append("country = ANY(%(countries)s::text[])")
+        params["countries"] = sorted(f.countries)
+    if f.city_key is not None:
+        parts.append("city_key = %(city_key)s")
+        params["city_key"] = f.city_key
+    if f.min_capacity is not None:
+        parts.append("capacity >= %(min_capacity)s::int")
+        params["min_capacity"] = f.min_capacity
+    if f.text:  # ts_match_vq is @@ written as a function: no index serves it
+        parts.append("search @@ %(q)s::tsquery" if text_index
+                     else "ts_match_vq(search, %(q)s::tsquery)")
+        params["q"] = tsquery(f.text)
+    return " AND ".join(parts), params
+
+
+def _covered(where: str, params: dict, area: BaseGeometry) -> str:
+    """``where`` restricted to the spaces the area covers (its WKB into ``params``)."""
+    params["area"] = shapely.to_wkb(area)
+    return f"{where} AND ST_Covers({AREA}, geom)"
+
+
+def versioned(inner: str, order: str) -> str:
+    """``inner`` (a page of rows) with the dataset version, in one statement: rows of the
+    version then the page's columns; one row of nulls but the version when the page is
+    empty, no row when no dataset is loaded (read them with :func:`versioned_page`)."""
+    return (f"SELECT v.version, p.* FROM dataset_state v LEFT JOIN LATERAL ({inner}) p "
+            f"ON true ORDER BY {order}")
+
+
+def versioned_page(rows: list[tuple]) -> tuple[str, list[tuple]]:
+    """The dataset version and the page of a :func:`versioned` statement's rows (at least
+    one: a dataset is loaded); the rows themselves, or none for the row of an empty page.
+    Statements whose rows start with the version and have no page (``(version,)``) read
+    the same way."""
+    version, *columns = rows[0]
+    empty = columns.count(None) == len(columns)
+    return version, [] if empty else rows
+
+
+@lru_cache(maxsize=512)
+def _nearest_sql(where: str, capped: bool, walk: str | None, by_text: bool) -> str:
+    """Nearest in two steps: the k-th distance of k matches bounds the answer, then every
+    match within the bound is ranked by exact distance. The k matches come
+
+    - by walking outwards from the origin (KNN), the filters checked on the way;
+    - with ``walk`` (the filters without text, when there is text): walking at most
+      WALK_MAX spaces, the text checked on those; fewer than k matches give no bound and
+      no row (the caller then asks the text index);
+    - ``by_text`` (a rare term): from the text index, ranked by the sphere's ``<->``
+      (the ``+ 0`` keeps the planner from walking the KNN index instead), which is within
+      1% of the spheroid, so that exact distances go to the few that can be within it.
+
+    Rows: id, distance, feature.
+    """
+    if by_text:
+        knn = (f"SELECT ST_Distance(geog, {ORIGIN}) AS d FROM (SELECT geog FROM spaces "
+               f"WHERE {where} ORDER BY (geog <-> {ORIGIN}) + 0 LIMIT %(k)s) s")
+        near = f"(geog <-> {ORIGIN}) <= (SELECT d FROM bound) * {SPHERE_MARGIN} + %(margin)s"
+    else:
+        knn = (f"SELECT ST_Distance(geog, {ORIGIN}) AS d FROM spaces "
+               f"WHERE {where} ORDER BY geog <-> {ORIGIN} LIMIT %(k)s")
+        if walk is not None:
+            knn = (f"SELECT ST_Distance(geog, {ORIGIN}) AS d FROM (SELECT geog, search FROM "
+                   f"spaces WHERE {walk} ORDER BY geog <-> {ORIGIN} LIMIT {WALK_MAX}) near "
+                   f"WHERE ts_match_vq(search, %(q)s::tsquery) LIMIT %(k)s")
+        near = f"ST_DWithin(geog, {ORIGIN}, (SELECT d FROM bound) + %(margin)s)"
+    bound = ("SELECT max(d) AS d FROM knn" if walk is None else
+             "SELECT CASE WHEN count(*) = %(k)s THEN max(d) END AS d FROM knn")
+    cap = "AND d <= %(max_d)s" if capped else ""
+    return (f"WITH knn AS ({knn}), bound AS ({bound}) "
+            f"SELECT id, d, feature FROM (SELECT id, feature, ST_Distance(geog, {ORIGIN}) "
+            f"AS d FROM spaces WHERE {where} AND {near}) s "
+            f"WHERE d <= (SELECT d FROM bound) {cap} ORDER BY d, id LIMIT %(k)s")
+
+
+# -- nearest with q in the word plane (geosearch.wordplane) ----------------------------------
+
+_TILES = "unnest(%(tiles)s::int[]) t(tile)"  # the tiles of the rarest term's words
+_TILE_X = f"t.tile * {PITCH}::float8"
+
+
+def _plane_places(boxes: str) -> str:
+    """The places of the term's words in the plane boxes of ``boxes`` (a FROM item with
+    columns west, south, east, north: longitudes + 180 and latitudes)."""
+    return (f"SELECT p.place FROM {_TILES}, {boxes}, word_points p WHERE p.pt <@ box("
+            f"point({_TILE_X} + b.west, b.south), point({_TILE_X} + b.east, b.north))")
+
+
+def _plane_ranked(places: str, where: str) -> str:
+    """The k nearest of the matches among ``places`` within ``%(reach)s``, by exact
+    distance."""
+    return (f"SELECT id, d, feature FROM (SELECT id, feature, ST_Distance(geog, {ORIGIN}) "
+            f"AS d FROM spaces WHERE place = ANY(ARRAY({places})) AND {where}) s "
+            f"WHERE d <= %(reach)s ORDER BY d, id LIMIT %(k)s")
+
+
+@lru_cache(maxsize=256)
+def _plane_sql(where: str) -> str:
+    """Nearest with text in the word plane, in one statement, with the dataset version:
+
+    - ``found``: each word's k nearest matches, walking its tile outwards from the origin
+      (nearest in longitude and latitude: enough to bound the k-th distance);
+    - the bound, ``reach``: the k-th distance among them (infinite below k);
+    - when it is at most ``%(box_reach)s``, every match in the one box that holds the
+      disk (the latitudes within reach over b²/a, the least radius of curvature of a
+      meridian; the longitudes within asin(reach / ρ0), ρ0 the origin's distance from
+      the axis, as a chord of at most ``reach`` projects onto the equator's plane; both
+      sides of ±180°), ranked.
+
+    Rows: the version, the k-th distance, ``near`` (false: a walk's match; true: a ranked
+    match), id, distance, feature; one row with the version and the k-th distance alone
+    when there is no match.
+    """
+    walk = (f"SELECT s.id, ST_Distance(s.geog, {ORIGIN}) AS d, s.feature FROM word_points p "
+            f"JOIN spaces s ON s.place = p.place WHERE p.pt <@ box(point({_TILE_X}, -90), "
+            f"point({_TILE_X} + 360, 90)) AND {where} "
+            f"ORDER BY p.pt <-> point({_TILE_X} + %(lon)s + 180, %(lat)s) LIMIT %(k)s")
+    # the k-th distance, the box's latitudes, its half width and its centre (r: the k-th
+    # distance with the margin; pad: degrees for rounding in the plane's coordinates)
+    kth = ("SELECT coalesce((SELECT d FROM found GROUP BY id, d ORDER BY d OFFSET %(k)s - 1 "
+           "LIMIT 1), 'Infinity') AS kth")
+    box = (f"SELECT kth, greatest(-90, %(lat)s - degrees(r / {R_LOW}) - %(pad)s) AS south, "
+           f"least(90, %(lat)s + degrees(r / {R_LOW}) + %(pad)s) AS north, CASE WHEN "
+           f"r < %(rho)s THEN degrees(asin(r / %(rho)s)) + %(pad)s ELSE 180 END AS half, "
+           f"%(lon)s + 180 AS x FROM (SELECT kth, kth + %(margin)s AS r FROM kth) r")
+    # the box on each side of ±180° (in the plane, longitudes + 180 in [0, 360])
+    spans = ("(SELECT s.* FROM box, LATERAL (VALUES (greatest(0, x - half), south, "
+             "least(360, x + half), north), (x - half + 360, south, 360, north), "
+             "(0, south, x + half - 360, north)) s(west, south, east, north) "
+             "WHERE s.west <= s.east) b")
+    ranked = _plane_ranked(_plane_places(spans), where).replace(
+        "%(reach)s", "(SELECT kth FROM box)")
+    return (f"WITH found AS MATERIALIZED (SELECT m.* FROM {_TILES} CROSS JOIN LATERAL "
+            f"({walk}) m), kth AS MATERIALIZED ({kth}), box AS MATERIALIZED ({box}) "
+            f"SELECT v.version, (SELECT kth FROM box), r.* FROM dataset_state v LEFT JOIN "
+            f"LATERAL ("
+            f"SELECT false AS near, * FROM found UNION ALL SELECT true, * FROM ({ranked}) n "
+            f"WHERE (SELECT kth FROM box) <= %(box_reach)s) r ON true")
+
+
+@lru_cache(maxsize=256)
+def _plane_far_sql(where: str) -> str:
+    """Every match within ``reach`` in the plane boxes of the strips that follow its cap
+    (:func:`geosearch.geo.lon_lat_boxes`), ranked; with the dataset version
+    (:func:`versioned`: the version, id, distance, feature)."""
+    boxes = ("unnest(%(west)s::float8[], %(south)s::float8[], %(east)s::float8[], "
+             "%(north)s::float8[]) b(west, south, east, north)")
+    return versioned(_plane_ranked(_plane_places(boxes), where), "p.d, p.id")
+
+
+def plane_statement(query: NearestQuery, tiles: list[int]) -> Statement:
+    """Nearest with text among the word plane's ``tiles`` (:func:`_plane_sql`); the
+    spaces within ``params["box_reach"]`` of the origin are ranked in the same statement,
+    a bound beyond it needs :func:`plane_far_statement`."""
+    where, params = filter_sql(query.filters, ordered_scan=True)
+    rho, _ = parallel(query.origin.lat)
+    params.update(lat=query.origin.lat, lon=query.origin.lon, k=query.k, tiles=tiles,
+                  margin=DWITHIN_MARGIN_M, rho=rho, box_reach=BOX_REACH_M, pad=BOX_PAD)
+    return _plane_sql(where), params
+
+
+def plane_far_statement(query: NearestQuery, tiles: list[int], reach: float) -> Statement:
+    """The k nearest matches within ``reach`` among the word plane's ``tiles``, read in
+    the strips of the cap (:func:`_plane_far_sql`)."""
+    where, params = filter_sql(query.filters, ordered_scan=True)
+    lat, lon = query.origin.lat, query.origin.lon
+    boxes = lon_lat_boxes(lat, lon, reach + DWITHIN_MARGIN_M)
+    west, south, east, north = (list(side) for side in zip(*boxes, strict=True))
+    params.update(lat=lat, lon=lon, k=query.k, tiles=tiles, reach=reach,
+                  west=[w + 180 for w in west], south=south,
+                  east=[e + 180 for e in east], north=north)
+    return _plane_far_sql(where), params
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+@lru_cache(maxsize=512)
+def _distance_sql(where: str, keep: str, keyset: bool) -> str:
+    """A page by (distance, id), after the keyset ``(d0, id0)``: :func:`versioned` rows
+    of the version, id, distance, feature."""
+    after = "AND (d > %(d0)s OR (d = %(d0)s AND id > %(id0)s))" if keyset else ""
+    inner = (f"SELECT id, d, feature FROM (SELECT id, feature, ST_Distance(geog, {ORIGIN}) "
+             f"AS d FROM spaces WHERE {where}) s WHERE {keep} {after} "
+             f"ORDER BY d, id LIMIT %(n)s")
+    return versioned(inner, "p.d, p.id")
+
+
+@lru_cache(maxsize=512)
+def _id_sql(where: str, keyset: bool) -> str:
+    """A page by id, after the keyset ``id0``: :func:`versioned` rows of the version, id,
+    feature."""
+    after = "AND id > %(id0)s" if keyset else ""
+    inner = f"SELECT id, feature FROM spaces WHERE {where} {after} ORDER BY id LIMIT %(n)s"
+    return versioned(inner, "p.id")
+
+
+def _id_page(where: str, params: dict, after: tuple | None) -> Statement:
+    """The page by id of the spaces ``where`` selects, after the keyset ``(id,)``."""
+    if after is not None:
+        params["id0"] = str(after[-1])
+    return _id_sql(where, after is not None), params
+
+
+def _distance_keyset(after: tuple) -> dict:
+    """The parameters of a keyset ``(distance, id)``."""
+    d0, id0 = after
+    return {"d0": float(d0), "id0": str(id0)}
+
+
+def statement(query: Query, by_text: bool = False) -> Statement:
+    """The SQL and bound parameters that answer a query object (``by_text``: a nearest
+    query whose rarest text term has few spaces, answered from the text index).
+
+    Nearest: rows of id, distance, feature (:func:`_nearest_sql`); the others fetch one
+    page of ``limit + 1`` rows (:func:`_distance_sql`, or :func:`_id_sql` for the
+    lists and the areas without an origin).
+    """
+    if isinstance(query, NearestQuery):
+        where, params = filter_sql(query.filters, ordered_scan=True, text_index=by_text)
+        params.update(lat=query.origin.lat, lon=query.origin.lon, k=query.k,
+                      margin=DWITHIN_MARGIN_M)
+        if query.max_distance_m is not None:
+            params["max_d"] = query.max_distance_m
+        walk = None
+        if query.filters.text and not by_text:
+            walk, _ = filter_sql(replace(query.filters, text=()), ordered_scan=True)
+        return _nearest_sql(where, query.max_distance_m is not None, walk, by_text), params
+    where, params = filter_sql(query.filters, ordered_scan=isinstance(query, RadiusQuery))
+    params["n"] = query.limit + 1
+    if isinstance(query, RadiusQuery):
+        params.update(lat=query.origin.lat, lon=query.origin.lon, r=query.radius_m,
+                      r_index=query.radius_m + DWITHIN_MARGIN_M)
+        where += f" AND ST_DWithin(geog, {ORIGIN}, %(r_index)s)"
+        keep = "d <= %(r)s"
+    elif isinstance(query, PolygonQuery):
+        where = _covered(where, params, query.area)
+        keep = "TRUE"
+        if query.origin is None:
+            return _id_page(where, params, query.after)
+        params.update(lat=query.origin.lat, lon=query.origin.lon)
+    else:
+        return _id_page(where, params, query.after)
+    if query.after is not None:
+        params.update(_distance_keyset(query.after))
+    return _distance_sql(where, keep, query.after is not None), params
+
+
+def count_statement(query: ListQuery | PolygonQuery) -> Statement:
+    """How many spaces a list or area query matches over all its pages: :func:`versioned`
+    rows of the version and the count (always one)."""
+    where, params = filter_sql(query.filters, ordered_scan=False)
+    if isinstance(query, PolygonQuery):
+        where = _covered(where, params, query.area)
+    return versioned(f"SELECT count(*) AS n FROM spaces WHERE {where}", "p.n"), params
