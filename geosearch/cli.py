@@ -17,7 +17,9 @@ def _geocoder(settings: Settings):
 
     return GeopyGeocoder.from_settings(settings.geocoder, settings.geocoder_domain,
                                        settings.geocoder_scheme, settings.geocode_cache,
-                                       settings.geocoder_delay_s)
+                                       settings.geocoder_delay_s,
+                                       allow_http=settings.geocoder_allow_http,
+                                       miss_ttl_days=settings.geocode_miss_ttl_days)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

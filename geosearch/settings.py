@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 DEFAULT_SNAPSHOT = Path("var/snapshot")
+GEOCODE_MISS_TTL_DAYS = 30.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,12 @@ class Settings:
     geocoder_scheme: str = "https"
     geocoder_delay_s: float = 1.0
     geocode_cache: Path = Path("var/geocode-cache.sqlite")
+    # geocoder_scheme http is refused unless this is set (GEOSEARCH_GEOCODER_ALLOW_HTTP=1),
+    # for a geocoder on this machine or a private network.
+    geocoder_allow_http: bool = False
+    # An address the geocoder did not find is asked again once its miss is this many days
+    # old (0: every time); a position found is kept for good.
+    geocode_miss_ttl_days: float = GEOCODE_MISS_TTL_DAYS
     # Per-client limit on the heavy endpoints (coverage), in the limits library's notation
     # ("60/minute", "10/second;300/hour"); empty turns it off. Counted per worker process
     # with the default memory storage; give a redis:// URL to count across processes.
@@ -61,8 +68,10 @@ class Settings:
             raise ValueError("GEOSEARCH_MAX_BODY_BYTES must be > 0")
         if self.geocoder not in ("gazetteer", "nominatim", "photon", "pelias"):
             raise ValueError("GEOSEARCH_GEOCODER must be gazetteer, nominatim, photon or pelias")
-        if self.geocoder != "gazetteer" and self.geocoder_scheme not in ("http", "https"):
-            raise ValueError("GEOSEARCH_GEOCODER_SCHEME must be http or https")
+        if self.geocoder != "gazetteer":
+            check_geocoder_scheme(self.geocoder_scheme, self.geocoder_allow_http)
+        if not 0 <= self.geocode_miss_ttl_days < float("inf"):
+            raise ValueError("GEOSEARCH_GEOCODE_MISS_TTL_DAYS must be a number of days >= 0")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -78,6 +87,8 @@ class Settings:
                 values[f.name] = int(raw)
             elif kind.startswith("float"):
                 values[f.name] = float(raw)
+            elif kind.startswith("bool"):
+                values[f.name] = _flag(f"GEOSEARCH_{f.name.upper()}", raw)
             elif kind.startswith("Path"):
                 values[f.name] = Path(raw)
             elif kind.startswith("tuple"):
@@ -86,6 +97,26 @@ class Settings:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
+
+
+def check_geocoder_scheme(scheme: str, allow_http: bool) -> None:
+    """https, or http when explicitly allowed: over http the addresses of a feed travel in
+    clear, and any answer on the way is believed (and cached for good)."""
+    if scheme == "https" or (scheme == "http" and allow_http):
+        return
+    if scheme == "http":
+        raise ValueError("GEOSEARCH_GEOCODER_SCHEME=http sends every address in clear and "
+                         "believes any answer on the way; set GEOSEARCH_GEOCODER_ALLOW_HTTP=1 "
+                         "to allow it (a geocoder on this machine or a private network)")
+    raise ValueError("GEOSEARCH_GEOCODER_SCHEME must be https (or http, when allowed)")
+
+
+def _flag(name: str, raw: str) -> bool:
+    """An on/off environment variable: 1/true/yes/on or 0/false/no/off."""
+    value = raw.strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError(f"{name} must be 1 or 0")
+    return value in ("1", "true", "yes", "on")
 
 
 def worker_class() -> str:

@@ -188,7 +188,7 @@ def test_http_geocoder_is_cached_so_reingesting_never_asks_twice(tmp_path):
     try:
         geocoder = lambda: GeopyGeocoder.from_settings(  # noqa: E731
             "nominatim", f"127.0.0.1:{server.server_address[1]}", "http",
-            tmp_path / "cache.sqlite", min_delay_s=0.0)
+            tmp_path / "cache.sqlite", min_delay_s=0.0, allow_http=True)
         first = run_pipeline(feed, geocoder=geocoder(), progress=False)
         asked = len(_Nominatim.requests)
         second = run_pipeline(feed, geocoder=geocoder(), progress=False)
