@@ -13,16 +13,36 @@ what is supported:
 - ``S_INTERSECTS(geometry, BBOX(...))`` or with a polygon;
 
 each at most once, joined by ``AND``.
+
+The parser is native code whose recursion overflows its stack (the worker dies) on deeply
+nested text. So a filter is checked in three steps, each bounded:
+
+1. the text, before the parser sees it, in one linear scan: at most
+   :data:`MAX_FILTER_CHARS` characters, brackets nested at most :data:`MAX_FILTER_DEPTH`
+   deep, at most :data:`MAX_FILTER_OPERATORS` operators (``AND``, ``OR``, ``NOT``,
+   comparisons, arithmetic) and at most :data:`MAX_PREFIX_RUN` prefix operators (``NOT``,
+   ``-``, ``+``) in a row;
+2. the parser (``cql2``), which turns it into the cql2-json tree;
+3. the tree against the supported forms: each comparison of a queryable with a value of
+   its type and range (text lengths, codes, finite numbers, a valid area), walked without
+   recursion.
+
+Whatever fails is a :class:`FilterError` saying what is valid.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
 
 from geosearch.api.geojson import GeometryError, parse_area
+from geosearch.api.guard import CONTROL_CHARS
+from geosearch.api.params import MAX_CITY_CHARS, bbox
 from geosearch.geo import bbox_area
 from geosearch.model import MAX_CAPACITY, Amenity, field_schema
 
@@ -30,6 +50,10 @@ SUPPORTED = ("country = or IN, city =, capacity >= or >, A_CONTAINS or A_OVERLAP
              "amenities, S_INTERSECTS(geometry, BBOX or POLYGON), each once, joined by AND")
 # CQL2 text, and the name of its draft that older clients (GDAL before Part 3) send
 LANGUAGES = ("cql2-text", "cql-text")
+MAX_FILTER_CHARS = 4096
+MAX_FILTER_DEPTH = 32  # brackets open at once
+MAX_FILTER_OPERATORS = 100
+MAX_PREFIX_RUN = 4
 
 
 QUERYABLE = ("country", "city", "capacity", "amenities")
@@ -61,97 +85,199 @@ def queryables(self_url: str) -> dict:
     }
 
 
-def _property(arg: Any) -> str | None:
-    return arg.get("property") if isinstance(arg, dict) else None
+# The tokens of CQL2 text, as far as its bounds need them: operands (quoted text and
+# identifiers, numbers), words (keywords, names), operator symbols and brackets.
+_TOKEN = re.compile(r"""
+    (?P<operand>'[^']*(?:''[^']*)*'?|"[^"]*"?|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<word>[^\W\d]\w*)
+  | (?P<symbol><>|<=|>=|[-+*/%^=<>])
+  | (?P<open>[(\[{])
+  | (?P<close>[)\]}])
+  | (?P<space>\s+)
+  | (?P<other>.)
+""", re.VERBOSE | re.DOTALL)
+_BINARY_WORDS = frozenset({"AND", "OR", "LIKE", "BETWEEN", "IN", "IS", "DIV"})
+_CONTROL = re.compile(f"[{CONTROL_CHARS}]")
 
 
-def _strings(value: Any, what: str) -> list[str]:
+def check_text(text: str) -> None:
+    """Raise FilterError when ``text`` is beyond the bounds the parser is given text
+    within (see the module's doc), in one pass over its tokens. A sign or ``NOT`` is a
+    prefix operator where no operand ends just before it; a sign that starts a number
+    (``-0.5``) counts only in its run, so that coordinates do not use up the operators."""
+    if len(text) > MAX_FILTER_CHARS:
+        raise FilterError(f"{len(text)} characters; at most {MAX_FILTER_CHARS} are accepted")
+    depth = operators = run = 0
+    after_operand = False  # an operand just ended: an operator here is binary
+    for token in _TOKEN.finditer(text):
+        kind = token.lastgroup
+        if kind == "space":
+            continue
+        if kind == "word":
+            word = token.group().upper()
+            kind = ("operator" if word in _BINARY_WORDS or (word == "NOT" and after_operand)
+                    else "not" if word == "NOT" else "operand")
+        elif kind == "symbol":
+            kind = "operator" if after_operand else "sign"
+        operators += kind in ("operator", "not")
+        run = 0 if kind == "operand" else run + (kind in ("not", "sign"))
+        depth += (kind == "open") - (kind == "close")
+        after_operand = kind in ("operand", "close")
+        if depth > MAX_FILTER_DEPTH:
+            raise FilterError(f"brackets nested more than {MAX_FILTER_DEPTH} deep; at most "
+                              f"{MAX_FILTER_DEPTH} levels are accepted")
+        if operators > MAX_FILTER_OPERATORS:
+            raise FilterError(f"more than {MAX_FILTER_OPERATORS} operators (AND, OR, NOT, "
+                              f"comparisons, arithmetic); at most {MAX_FILTER_OPERATORS} "
+                              "are accepted")
+        if run > MAX_PREFIX_RUN:
+            raise FilterError(f"more than {MAX_PREFIX_RUN} prefix operators (NOT, -, +) "
+                              f"in a row; at most {MAX_PREFIX_RUN} are accepted")
+
+
+def _op(node: Any) -> tuple[str | None, list]:
+    """The operator and arguments of an operation node; (None, []) for anything else."""
+    if (isinstance(node, dict) and isinstance(node.get("op"), str)
+            and isinstance(node.get("args"), list)):
+        return node["op"], node["args"]
+    return None, []
+
+
+def _comparison(node: Any) -> tuple[str | None, str | None, Any]:
+    """(operator, queryable, value) of an operation on a property and a value; the
+    queryable is None for any other node."""
+    op, args = _op(node)
+    if len(args) == 2 and isinstance(args[0], dict) and args[0].keys() == {"property"}:
+        return op, args[0]["property"], args[1]
+    return op, None, None
+
+
+def _described(node: Any) -> str:
+    """A node, named for an error message: its operator, or a literal cut short."""
+    op, _ = _op(node)
+    return op or (repr(node)[:40] if isinstance(node, str | int | float | None) else
+                  "this expression")
+
+
+def _texts(value: Any, what: str) -> list[str]:
     values = value if isinstance(value, list) else [value]
     if not values or not all(isinstance(v, str) for v in values):
         raise FilterError(f"{what} takes text values such as 'DE'")
     return values
 
 
+def _countries(value: Any) -> frozenset[str]:
+    codes = [v.strip().upper() for v in _texts(value, "country")]
+    bad = [c for c in codes if len(c) != 2 or not c.isascii() or not c.isalpha()]
+    if bad:
+        raise FilterError(f"{bad[0][:20]!r}: country takes ISO 3166-1 alpha-2 codes such "
+                          "as 'DE'")
+    return frozenset(codes)
+
+
+def _city(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_CITY_CHARS or _CONTROL.search(value):
+        raise FilterError(f"city takes one text value of at most {MAX_CITY_CHARS} "
+                          "characters, such as 'Berlin'")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _capacity(value: Any, above: bool) -> int:
+    """The least whole capacity that passes ``capacity > value`` (``above``) or
+    ``capacity >= value``."""
+    if not _is_number(value) or not math.isfinite(value):
+        raise FilterError("capacity takes a finite number, such as capacity >= 10")
+    low = math.floor(value) + 1 if above else math.ceil(value)
+    if low > MAX_CAPACITY:
+        raise FilterError(f"capacity is at most {MAX_CAPACITY}")
+    return max(low, 0)
+
+
 def _amenities(value: Any) -> frozenset[Amenity]:
     try:
-        return frozenset(Amenity.parse(v) for v in _strings(value, "amenities"))
+        return frozenset(Amenity.parse(v) for v in _texts(value, "amenities"))
     except ValueError as exc:
         raise FilterError(str(exc)) from None
 
 
-class _Mapping:
-    """The filters and area of one CQL2 expression (cql2-json form), built node by node."""
+def _area(value: Any) -> BaseGeometry:
+    """The area of ``BBOX(...)`` (2D or 3D: minimum corner, then maximum) or of a polygon."""
+    if isinstance(value, dict) and value.keys() == {"bbox"}:
+        box = value["bbox"]
+        if (not isinstance(box, list) or len(box) not in (4, 6)
+                or not all(_is_number(v) for v in box)):
+            raise FilterError("BBOX takes 4 numbers: BBOX(minlon, minlat, maxlon, maxlat)")
+        corners = box if len(box) == 4 else [box[0], box[1], box[3], box[4]]
+        try:  # the bbox parameter's own rules: finite, in range, minlat < maxlat
+            return bbox_area(*bbox(",".join(map(repr, corners))))
+        except ValueError as exc:
+            raise FilterError(f"BBOX: {exc}") from None
+    try:
+        return parse_area(value)
+    except GeometryError as exc:
+        raise FilterError(str(exc)) from None
 
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-        self.area: BaseGeometry | None = None
 
-    def set(self, name: str, value: Any) -> None:
-        if name in self.values:
-            raise FilterError(f"{name} is constrained twice; supported: {SUPPORTED}")
-        self.values[name] = value
+# The supported comparisons: (queryable, operator) -> the filter (a keyword of
+# geosearch.model.Filters, or "geometry" for the area) and how its value is read.
+_COMPARISONS: dict[tuple[str, str], tuple[str, Callable[[Any], Any]]] = {
+    ("country", "="): ("countries", _countries),
+    ("country", "in"): ("countries", _countries),
+    ("city", "="): ("city", _city),
+    ("capacity", ">="): ("min_capacity", partial(_capacity, above=False)),
+    ("capacity", ">"): ("min_capacity", partial(_capacity, above=True)),
+    ("amenities", "a_contains"): ("all_amenities", _amenities),
+    ("amenities", "a_overlaps"): ("any_amenities", _amenities),
+    ("geometry", "s_intersects"): ("geometry", _area),
+}
 
-    def node(self, node: Any) -> None:
-        op = node.get("op") if isinstance(node, dict) else None
-        args = node.get("args", []) if isinstance(node, dict) else []
-        if op == "and":
-            for arg in args:
-                self.node(arg)
-            return
-        name = _property(args[0]) if args else None
-        if op == "or" and args:
-            self.set("countries", frozenset().union(*(self._countries(a) for a in args)))
-        elif name == "country" and op in ("=", "in"):
-            self.set("countries", self._countries(node))
-        elif name == "city" and op == "=":
-            self.set("city", _strings(args[1], "city")[0])
-        elif name == "capacity" and op in (">=", ">") and isinstance(args[1], int | float):
-            low = math.floor(args[1]) + 1 if op == ">" else math.ceil(args[1])
-            self.set("min_capacity", min(max(int(low), 0), MAX_CAPACITY + 1))
-        elif name == "amenities" and op in ("a_contains", "a_overlaps"):
-            key = "all_amenities" if op == "a_contains" else "any_amenities"
-            self.set(key, _amenities(args[1]))
-        elif name == "geometry" and op == "s_intersects" and self.area is None:
-            self.area = self._area(args[1])
-        else:
-            raise FilterError(f"{op or node!r} is not supported here; supported: {SUPPORTED}")
 
-    @staticmethod
-    def _countries(node: Any) -> frozenset[str]:
-        op, args = node.get("op"), node.get("args", [])
-        if op not in ("=", "in") or _property(args[0]) != "country":
+def _constraint(node: Any) -> tuple[str, Any]:
+    """The filter and value of one conjunct: a supported comparison, or comparisons of
+    country joined by OR."""
+    op, args = _op(node)
+    if op == "or":
+        joined = [_comparison(arg) for arg in args]
+        if not joined or any(name != "country" or arg_op not in ("=", "in")
+                             for arg_op, name, _ in joined):
             raise FilterError(f"OR joins only values of country; supported: {SUPPORTED}")
-        return frozenset(v.strip().upper() for v in _strings(args[1], "country"))
-
-    @staticmethod
-    def _area(value: Any) -> BaseGeometry:
-        if isinstance(value, dict) and "bbox" in value:
-            box = value["bbox"]
-            area = bbox_area(*box[:2], *box[-2:]) if len(box) in (4, 6) else None
-            if area is None:
-                raise FilterError("BBOX(minlon, minlat, maxlon, maxlat) with minlat < maxlat")
-            return area
-        try:
-            return parse_area(value)
-        except GeometryError as exc:
-            raise FilterError(str(exc)) from None
+        return "countries", frozenset().union(*(_countries(value) for _, _, value in joined))
+    op, name, value = _comparison(node)
+    if op is None or name is None or (name, op) not in _COMPARISONS:
+        raise FilterError(f"{_described(node)} is not supported here; supported: {SUPPORTED}")
+    key, read = _COMPARISONS[name, op]
+    return key, read(value)
 
 
 def parse_filter(text: str, language: str | None = None) -> tuple[dict[str, Any],
                                                                    BaseGeometry | None]:
     """The filter keyword arguments (``countries``, ``city``, ``min_capacity``,
-    ``all_amenities``, ``any_amenities``) and the area of a CQL2 text filter."""
+    ``all_amenities``, ``any_amenities``) and the area of a CQL2 text filter; each value
+    valid for :class:`~geosearch.model.Filters`."""
     if language not in (None, "", *LANGUAGES):
         raise FilterError(f"filter-lang {language!r} is not supported; use {LANGUAGES[0]}")
+    check_text(text)
     import cql2  # only when a filter is given: the serving path does not need it
 
     try:
-        expression = cql2.Expr(text).to_json()
+        tree = cql2.Expr(text).to_json()
     except Exception as exc:  # the parser raises its own kinds: each is a 400
         where = " ".join(str(exc).split())[:160] or "unreadable"
         raise FilterError(f"not CQL2 text: {where}") from None
-    mapping = _Mapping()
-    mapping.node(expression)
-    if mapping.values.get("min_capacity", 0) > MAX_CAPACITY:
-        raise FilterError(f"capacity is at most {MAX_CAPACITY}")
-    return mapping.values, mapping.area
+    values: dict[str, Any] = {}
+    pending = [tree]  # the conjuncts still to map, nested ANDs flattened
+    while pending:
+        node = pending.pop()
+        op, args = _op(node)
+        if op == "and":
+            pending.extend(reversed(args))
+            continue
+        key, value = _constraint(node)
+        if key in values:
+            raise FilterError(f"{key} is constrained twice; supported: {SUPPORTED}")
+        values[key] = value
+    return values, values.pop("geometry", None)

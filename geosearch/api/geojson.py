@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import orjson
@@ -17,6 +16,16 @@ from geosearch.model import MAX_VERTICES, Hit, Space
 GEOJSON = "application/geo+json"
 # The dataset version that answered, on every page and tile (cursors and ETags hold it)
 VERSION_HEADER = "X-Dataset-Version"
+# A body's area: at most this many rings in all (outer rings and holes of every polygon;
+# a drawn area has a few, a simplified country of islands some hundreds) and JSON nested
+# at most this deep (a Feature's coordinates are 6 deep, its properties may nest a few).
+MAX_RINGS = 500
+MAX_JSON_DEPTH = 16
+# A position, ring and polygon each is an array: room for every one of a polygon at its
+# limits, and for a Feature's properties.
+MAX_JSON_CONTAINERS = MAX_VERTICES + 2 * MAX_RINGS + 1000
+_CONTAINERS = (list, dict)  # what orjson makes of JSON arrays and objects
+_EXPECTED = "expected a GeoJSON Polygon or MultiPolygon geometry, or a Feature holding one"
 
 
 def feature(space: Space) -> dict:
@@ -47,25 +56,67 @@ def collection(hits: Sequence[Hit], self_url: str, next_url: str | None = None,
 
 
 class GeometryError(ValueError):
-    """A client geometry that cannot be used; the message says why."""
+    """A client geometry that cannot be used; the message says where (a JSON Pointer into
+    the document) and why."""
+
+
+def read_area(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> BaseGeometry:
+    """The area of a request body: strict JSON (UTF-8; no NaN or Infinity, no number beyond
+    a double's range, no lone surrogate) of at most :data:`MAX_JSON_CONTAINERS` arrays and
+    objects nested at most ``max_depth`` deep, then :func:`parse_area`. Raises
+    GeometryError saying what is wrong.
+
+    The containers are counted by the brackets of the text (in strings too), before any
+    is built: a megabyte of empty arrays costs far more to build than to count.
+    """
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_CONTAINERS:
+        raise GeometryError(f"more than {MAX_JSON_CONTAINERS} JSON arrays and objects; "
+                            f"{_EXPECTED}")
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise GeometryError(f"not valid JSON ({exc.msg} at byte {exc.pos}); {_EXPECTED}"
+                            ) from None
+    if _deeper_than(doc, max_depth):
+        raise GeometryError(f"JSON nested more than {max_depth} deep (at most {max_depth} "
+                            f"levels are accepted); {_EXPECTED}")
+    return parse_area(doc)
+
+
+def _deeper_than(doc: object, depth: int) -> bool:
+    """Whether ``doc`` nests arrays or objects more than ``depth`` deep (level by level,
+    without recursion; only containers are carried to the next level)."""
+    level: list = [doc] if type(doc) in _CONTAINERS else []
+    for _ in range(depth):
+        inner: list = []
+        for node in level:
+            inner.extend(c for c in (node.values() if type(node) is dict else node)
+                         if type(c) in _CONTAINERS)
+        level = inner
+    return bool(level)
+
+
+def _shown_number(value: float) -> str:
+    """A coordinate for an error message (an integer too long to print is not shown)."""
+    return repr(value) if isinstance(value, float) or value.bit_length() <= 64 else "…"
 
 
 def _position(value: object, where: str) -> tuple[float, float]:
     if (not isinstance(value, list) or len(value) < 2 or len(value) > 3
             or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
         raise GeometryError(f"{where}: a position is an array of 2 numbers [lon, lat]")
-    lon, lat = float(value[0]), float(value[1])
-    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180
-            and -90 <= lat <= 90):
-        raise GeometryError(f"{where}: [{value[0]}, {value[1]}] is out of range "
-                            "(lon -180..180, lat -90..90)")
-    return lon, lat
+    lon, lat = value[0], value[1]
+    # compared as they are: NaN fails, and an integer of any size is never made a float
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise GeometryError(f"{where}: [{_shown_number(lon)}, {_shown_number(lat)}] is out "
+                            "of range (lon -180..180, lat -90..90)")
+    return float(lon), float(lat)
 
 
 def _ring(value: object, where: str) -> list[tuple[float, float]]:
     if not isinstance(value, list):
         raise GeometryError(f"{where}: a linear ring is an array of positions")
-    ring = [_position(p, f"{where}[{i}]") for i, p in enumerate(value)]
+    ring = [_position(p, f"{where}/{i}") for i, p in enumerate(value)]
     if len(ring) < 4:
         raise GeometryError(f"{where}: a linear ring needs at least 4 positions")
     if ring[0] != ring[-1]:
@@ -77,31 +128,41 @@ def _ring(value: object, where: str) -> list[tuple[float, float]]:
 def _polygon(value: object, where: str) -> Polygon:
     if not isinstance(value, list) or not value:
         raise GeometryError(f"{where}: a Polygon is a non-empty array of linear rings")
-    rings = [_ring(r, f"{where}[{i}]") for i, r in enumerate(value)]
+    rings = [_ring(r, f"{where}/{i}") for i, r in enumerate(value)]
     return Polygon(rings[0], rings[1:])
 
 
-def parse_area(doc: object, max_vertices: int = MAX_VERTICES) -> BaseGeometry:
+def parse_area(doc: object, max_vertices: int = MAX_VERTICES,
+               max_rings: int = MAX_RINGS) -> BaseGeometry:
     """A valid shapely (Multi)Polygon from a GeoJSON geometry or a Feature holding one.
 
-    Raises GeometryError naming what is wrong: type, ring closure, ranges, vertex count
-    (at most ``max_vertices``), or self-intersection.
+    Raises GeometryError naming where (a JSON Pointer) and what is wrong: type, ring
+    closure, ranges, ring count (at most ``max_rings``, outer rings and holes of every
+    polygon), vertex count (at most ``max_vertices``), or self-intersection. Both counts
+    are checked before any geometry is built: validity costs more than linear time in
+    the rings.
     """
+    where = ""
     if isinstance(doc, dict) and doc.get("type") == "Feature":
-        doc = doc.get("geometry")
+        doc, where = doc.get("geometry"), "/geometry"
     if not isinstance(doc, dict) or doc.get("type") not in ("Polygon", "MultiPolygon"):
-        raise GeometryError("expected a GeoJSON Polygon or MultiPolygon geometry, or a "
-                            "Feature holding one")
-    coords = doc.get("coordinates")
+        raise GeometryError(f"{where}: {_EXPECTED}" if where else _EXPECTED)
+    coords, where = doc.get("coordinates"), f"{where}/coordinates"
+    polygons = [coords] if doc["type"] == "Polygon" else coords
+    if isinstance(polygons, list):
+        rings = sum(len(p) for p in polygons if isinstance(p, list))
+        if rings > max_rings:
+            raise GeometryError(f"{where}: {rings} rings; at most {max_rings} are accepted "
+                                "(outer rings and holes of every polygon, in all)")
     count = _count_positions(coords)
     if count > max_vertices:
-        raise GeometryError(f"{count} vertices; at most {max_vertices} are accepted")
+        raise GeometryError(f"{where}: {count} vertices; at most {max_vertices} are accepted")
     if doc["type"] == "Polygon":
-        geom: BaseGeometry = _polygon(coords, "coordinates")
+        geom: BaseGeometry = _polygon(coords, where)
     else:
         if not isinstance(coords, list) or not coords:
-            raise GeometryError("coordinates: a MultiPolygon is a non-empty array of polygons")
-        geom = MultiPolygon([_polygon(p, f"coordinates[{i}]") for i, p in enumerate(coords)])
+            raise GeometryError(f"{where}: a MultiPolygon is a non-empty array of polygons")
+        geom = MultiPolygon([_polygon(p, f"{where}/{i}") for i, p in enumerate(coords)])
     if not geom.is_valid:
         raise GeometryError(f"not a valid {doc['type']}: {explain_validity(geom)} "
                             "(rings must not cross themselves or each other)")

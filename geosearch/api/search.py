@@ -6,7 +6,6 @@ hold no SQL and no geometry logic.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import orjson
@@ -22,7 +21,7 @@ from geosearch.api.geojson import (
     GeometryError,
     collection,
     feature,
-    parse_area,
+    read_area,
 )
 from geosearch.api.guard import CONTROL_CHARS
 from geosearch.api.openapi import (
@@ -209,19 +208,7 @@ class SearchViews:
                 [ParamError("body", f"at most {self.max_body_bytes} bytes")],
             )
         try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise ApiError.bad_params(
-                [
-                    ParamError(
-                        "body",
-                        "not valid JSON; send a GeoJSON Polygon or MultiPolygon geometry, "
-                        "or a Feature holding one",
-                    )
-                ]
-            ) from None
-        try:
-            return parse_area(doc)
+            return read_area(data)
         except GeometryError as exc:
             raise ApiError.bad_params([ParamError("body", str(exc))]) from None
 
