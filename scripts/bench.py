@@ -51,23 +51,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psycopg
+from faults import Server, serve_args
+from floors import KdFloor
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import pgcluster  # noqa: E402
-from faults import Server, free_port, serve_args  # noqa: E402
-from floors import KdFloor  # noqa: E402
-from synthetic import city_scatter  # noqa: E402
-
-from geosearch.backends.memory import MemoryBackend  # noqa: E402
-from geosearch.backends.postgis import PostgisBackend, dsn, statement  # noqa: E402
-from geosearch.database import make_engine  # noqa: E402
-from geosearch.geo import bbox_area  # noqa: E402
-from geosearch.ingest.pipeline import IngestResult, dataset_version, run_pipeline  # noqa: E402
-from geosearch.ingest.report import IngestReport  # noqa: E402
-from geosearch.model import (  # noqa: E402
+from geosearch.backends.memory import MemoryBackend
+from geosearch.backends.postgis import PostgisBackend, statement
+from geosearch.database import libpq_url as dsn
+from geosearch.database import make_engine
+from geosearch.geo import bbox_area
+from geosearch.ingest.pipeline import IngestResult, dataset_version, run_pipeline
+from geosearch.ingest.report import IngestReport
+from geosearch.model import (
     Amenity,
     Filters,
     NearestQuery,
@@ -76,11 +70,16 @@ from geosearch.model import (  # noqa: E402
     RadiusQuery,
     TileQuery,
 )
-from geosearch.settings import Settings  # noqa: E402
-from geosearch.snapshot import write_snapshot  # noqa: E402
-from geosearch.store import load  # noqa: E402
-from geosearch.text import query_terms  # noqa: E402
-from geosearch.tiles import world_xy  # noqa: E402
+from geosearch.settings import Settings
+from geosearch.snapshot import write_snapshot
+from geosearch.store import load
+from geosearch.testing import pgcluster
+from geosearch.testing.ports import free_port
+from geosearch.testing.synthetic import city_scatter
+from geosearch.text import query_terms
+from geosearch.tiles import world_xy
+
+ROOT = Path(__file__).resolve().parents[1]
 
 AMENITIES = [a.value for a in Amenity]
 WIFI, PARKING = Filters(frozenset({Amenity.WIFI})), Filters(frozenset({Amenity.PARKING}))

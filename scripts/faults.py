@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,10 +32,10 @@ from pathlib import Path
 
 import psycopg
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import pgcluster  # noqa: E402
+from geosearch.testing import pgcluster
+from geosearch.testing.ports import free_port
 
+ROOT = Path(__file__).resolve().parents[1]
 FEED = ROOT / "data" / "feed" / "spaces.csv"
 QUERIES = [
     "/v1/spaces/nearest?lat=52.52&lon=13.405&k=5&amenities=wifi",
@@ -47,13 +46,6 @@ QUERIES = [
 ]
 # A few seconds after a fault ends, the answers must be back to normal.
 GRACE_S = 5.0
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children(pid: int) -> list[int]:
@@ -247,11 +239,9 @@ def subset_feed(feed: Path, rows: int, out: Path) -> Path:
 
 def check_answers(port: int, feed: Path) -> list[str]:
     """Compare the served answers with the brute-force oracle over the ingested feed."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import oracle
-
     from geosearch.ingest.pipeline import run_pipeline
     from geosearch.model import Amenity, Filters
+    from geosearch.testing import oracle
 
     frame = run_pipeline(feed, progress=False).frame
     frame = frame[frame["status"] == "active"]

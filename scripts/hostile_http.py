@@ -1,4 +1,4 @@
-"""Send the hostile battery (tests/hostile.py) to a running service over HTTP.
+"""Send the hostile battery (geosearch.testing.hostile) to a running service over HTTP.
 
     python scripts/hostile_http.py http://127.0.0.1:8000
 
@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import http.client
 import sys
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import hostile
+from geosearch.testing import hostile
 
 
 def send(base: str, probe: hostile.Probe) -> tuple[int, str, str]:

@@ -1,32 +1,27 @@
 """Shared fixtures: the feed through the pipeline, both backends, a throwaway PostGIS.
 
-The PostGIS cluster is started by the suite itself (scripts/pgcluster.py) in a temporary
-folder and removed at the end. A PostGIS test that cannot run fails; it is never skipped.
+The PostGIS cluster is started by the suite itself (geosearch.testing.pgcluster) in a
+temporary folder and removed at the end. A PostGIS test that cannot run fails; it is never
+skipped.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "tests"))
+from geosearch.backends.memory import MemoryBackend
+from geosearch.ingest.pipeline import IngestResult, dataset_version, run_pipeline
+from geosearch.ingest.report import IngestReport
+from geosearch.testing import pgcluster
+from geosearch.testing.ports import free_port
+from geosearch.testing.synthetic import synthetic_frame, text_frame
 
-import pgcluster  # noqa: E402
-from faults import free_port  # noqa: E402
-from synthetic import synthetic_frame, text_frame  # noqa: E402
-
-from geosearch.backends.memory import MemoryBackend  # noqa: E402
-from geosearch.ingest.pipeline import IngestResult, dataset_version, run_pipeline  # noqa: E402
-from geosearch.ingest.report import IngestReport  # noqa: E402
-
-FEED_DIR = ROOT / "data" / "feed"
+FEED_DIR = Path(__file__).resolve().parents[1] / "data" / "feed"
 
 
 def pytest_report_header(config) -> str:

@@ -8,7 +8,6 @@ from functools import lru_cache
 from urllib.parse import quote
 
 import numpy as np
-import oracle
 import pytest
 from flask import request
 from hypothesis import given, settings
@@ -22,6 +21,7 @@ from geosearch.backends.memory import MemoryBackend
 from geosearch.features import Hits
 from geosearch.model import Amenity, Filters
 from geosearch.settings import Settings
+from geosearch.testing import oracle
 
 BERLIN = {"lat": 52.52, "lon": 13.405}
 SQUARE = {"type": "Polygon", "coordinates": [[[13.2, 52.4], [13.6, 52.4], [13.6, 52.6],

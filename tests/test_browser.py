@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
-from served import served
+
+from geosearch.testing.served import served
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"
@@ -157,11 +158,10 @@ MILLION = 1_000_000
 @pytest.fixture(scope="module")
 def million_server():
     """``make run``'s app over a million spaces around the market cities."""
-    from synthetic import city_scatter
-
     from geosearch.api import create_app
     from geosearch.backends.memory import MemoryBackend
     from geosearch.settings import Settings
+    from geosearch.testing.synthetic import city_scatter
 
     backend = MemoryBackend.from_frame(city_scatter(MILLION, seed=5), "million")
     app = create_app(Settings(snapshot="unused", heavy_rate_limit=""), backend)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import math
 
-import oracle
 import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
@@ -26,6 +25,7 @@ from geosearch.model import (
     PolygonQuery,
     RadiusQuery,
 )
+from geosearch.testing import oracle
 
 # No shrinking: the oracle is slow, and the first failing example is reported as drawn.
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,

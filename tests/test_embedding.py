@@ -14,14 +14,11 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
 
-import oracle
 import pyogrio
 import pytest
 import requests
-from faults import free_port
 from flask import request
 from owslib.ogcapi.features import Features
-from served import served
 from werkzeug.serving import make_server
 
 import geosearch
@@ -30,6 +27,9 @@ from geosearch.backends.memory import MemoryBackend
 from geosearch.client import BadRequest, Client, Gone, Unavailable
 from geosearch.settings import Settings
 from geosearch.snapshot import write_snapshot
+from geosearch.testing import oracle
+from geosearch.testing.ports import free_port
+from geosearch.testing.served import served
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted((ROOT / "docs").glob("embedding-*.md"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-import hostile
 import pytest
 
 from geosearch.api import create_app
 from geosearch.settings import Settings
+from geosearch.testing import hostile
 
 PROBES = list(hostile.battery())
 

@@ -14,11 +14,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pgcluster
 import psycopg
 import pytest
 import sqlalchemy as sa
-from faults import free_port, start_stalled_ingest
+from faults import start_stalled_ingest
 
 from geosearch.api import create_app
 from geosearch.backends.postgis import PostgisBackend
@@ -29,6 +28,8 @@ from geosearch.ingest.report import IngestReport
 from geosearch.model import Amenity, Filters, NearestQuery, Point, PolygonQuery, RadiusQuery
 from geosearch.settings import Settings
 from geosearch.store import ROWS_THREAD, load
+from geosearch.testing import pgcluster
+from geosearch.testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FEED = ROOT / "data" / "feed" / "spaces.csv"

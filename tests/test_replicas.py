@@ -13,10 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-import pgcluster
 import psycopg
 import pytest
-from faults import free_port
 
 from geosearch.api import create_app
 from geosearch.backends.base import StaleVersion
@@ -28,6 +26,8 @@ from geosearch.ingest.report import IngestReport
 from geosearch.model import NearestQuery, Point, RadiusQuery
 from geosearch.settings import Settings
 from geosearch.store import load
+from geosearch.testing import pgcluster
+from geosearch.testing.ports import free_port
 
 pytestmark = [pytest.mark.postgis, pytest.mark.xdist_group("replicas")]
 ROOT = Path(__file__).resolve().parents[1]

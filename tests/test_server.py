@@ -112,8 +112,9 @@ def test_a_killed_worker_is_replaced_and_the_service_goes_on(server):
 
 
 def test_the_hostile_battery_over_real_sockets(server):
-    import hostile
     from hostile_http import send
+
+    from geosearch.testing import hostile
 
     _, port = server
     base = f"http://127.0.0.1:{port}"

@@ -4,7 +4,6 @@ and combined with every geographic query, filters and paging; and over HTTP."""
 
 from __future__ import annotations
 
-import oracle
 import pytest
 
 from geosearch.geo import bbox_area
@@ -18,6 +17,7 @@ from geosearch.model import (
     RadiusQuery,
     TileQuery,
 )
+from geosearch.testing import oracle
 from geosearch.text import MAX_Q_CHARS, MAX_Q_TERMS, query_terms
 from geosearch.tiles import tile_bounds, world_xy
 

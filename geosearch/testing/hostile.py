@@ -1,6 +1,7 @@
 """A battery of hostile requests: every endpoint, every parameter and path segment, with
 the inputs an attacker or a broken client sends. Used by the tests (in-process, both
-backends) and by scripts/hostile_http.py (over HTTP, against a running service)."""
+backends, and over real sockets) and by scripts/hostile_http.py (over HTTP, against a
+running service)."""
 
 from __future__ import annotations
 

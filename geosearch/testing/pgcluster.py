@@ -1,13 +1,14 @@
 """Start and stop a throwaway PostgreSQL 15 + PostGIS cluster in a folder.
 
-Used by the test suite and by ``make run-postgis``. initdb and pg_ctl refuse to run as
-root, so as root they run as the ``postgres`` user, on a folder that user owns. The
-server listens on 127.0.0.1 only, with its socket in the folder itself.
+Used by the test suite, the fault and benchmark scripts, and ``make run-postgis`` /
+``make run-cluster``. initdb and pg_ctl refuse to run as root, so as root they run as the
+``postgres`` user, on a folder that user owns. The server listens on 127.0.0.1 only, with
+its socket in the folder itself.
 
-    python scripts/pgcluster.py start DIR PORT   # prints the database URL
-    python scripts/pgcluster.py stop DIR
-    python scripts/pgcluster.py cluster-start DIR PRIMARY_PORT REPLICA_PORT...
-    python scripts/pgcluster.py cluster-stop DIR
+    python -m geosearch.testing.pgcluster start DIR PORT   # prints the database URL
+    python -m geosearch.testing.pgcluster stop DIR
+    python -m geosearch.testing.pgcluster cluster-start DIR PRIMARY_PORT REPLICA_PORT...
+    python -m geosearch.testing.pgcluster cluster-stop DIR
 """
 
 from __future__ import annotations
