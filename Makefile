@@ -9,16 +9,24 @@ FEED := data/feed/spaces.csv
 SNAPSHOT := var/snapshot/spaces.parquet
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install static run snapshot test fuzz faults lint bench feed score postgis chromium \
+.PHONY: install lock static run snapshot test fuzz faults lint bench feed score postgis chromium \
   run-postgis pg-stop run-cluster cluster-stop clean
 
-$(BIN)/geosearch: setup.cfg pyproject.toml
+LOCK := requirements/constraints.txt
+$(BIN)/geosearch: setup.cfg pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $@
 
-install: $(BIN)/geosearch static ## create .venv, install geosearch (dev extra) and the map's Leaflet
+install: $(BIN)/geosearch static ## create .venv, install geosearch (dev extra) and the map's Leaflet at the versions of the lock
+
+# Not through install: that would first install the old lock, which may conflict with the
+# setup.cfg being locked. requirements/lock.py needs only the standard library and uv.
+lock: ## compile the lock (requirements/constraints.txt) again from setup.cfg; LOCK_ARGS=--upgrade moves every pin to the newest that fits
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c $(LOCK) uv
+	$(BIN)/python requirements/lock.py $(LOCK_ARGS)
 
 VENDOR := geosearch/static/vendor
 $(VENDOR)/markercluster/leaflet.markercluster.js: package.json package-lock.json
@@ -79,22 +87,22 @@ score: install ## precision/recall of ingestion against the defect manifest
 	$(BIN)/python scripts/score_ingest.py data/feed
 
 run-postgis: install postgis ## local PostGIS under .pgdata, ingest, serve on $(PORT)
-	$(BIN)/python -m geosearch.testing.pgcluster start .pgdata $(PG_PORT)
+	$(BIN)/python scripts/pgcluster.py start .pgdata $(PG_PORT)
 	$(BIN)/geosearch ingest $(FEED) --database postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/geosearch --report var/ingest-report-pg.json
 	$(BIN)/geosearch serve --database postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/geosearch --port $(PORT)
 
 pg-stop: ## stop the local PostGIS of run-postgis
-	$(BIN)/python -m geosearch.testing.pgcluster stop .pgdata
+	$(BIN)/python scripts/pgcluster.py stop .pgdata
 
 CLUSTER_URL = postgresql+psycopg://postgres@127.0.0.1:$(1)/geosearch
 run-cluster: install postgis ## a primary and two hot standbys (.pgcluster, ports 55440-55442), ingest, serve on $(PORT)
-	$(BIN)/python -m geosearch.testing.pgcluster cluster-start .pgcluster 55440 55441 55442
+	$(BIN)/python scripts/pgcluster.py cluster-start .pgcluster 55440 55441 55442
 	$(BIN)/geosearch ingest $(FEED) --database $(call CLUSTER_URL,55440) --report var/ingest-report-cluster.json
 	$(BIN)/geosearch serve --database $(call CLUSTER_URL,55440) \
 	  --replica $(call CLUSTER_URL,55441) --replica $(call CLUSTER_URL,55442) --port $(PORT)
 
 cluster-stop: ## stop the three servers of run-cluster
-	$(BIN)/python -m geosearch.testing.pgcluster cluster-stop .pgcluster
+	$(BIN)/python scripts/pgcluster.py cluster-stop .pgcluster
 
 clean:
 	rm -rf var test-output .pytest_cache
