@@ -25,7 +25,8 @@ cities:
 - with ``--servers``: gunicorn sync, gthread and gevent workers on the radius endpoint;
 - with ``--ingest``: ``geosearch ingest`` of a 1,000,000-row feed (scripts/scale_feed.py).
 
-Writes docs/benchmarks.md (``--out``) with the machine it ran on.
+Writes its tables, with the machine it ran on, into docs/benchmarks.md (``--out``) between
+two marker lines, and keeps the text around them (:func:`with_tables`).
 
     python scripts/bench.py [--quick] [--servers] [--ingest]
 """
@@ -544,36 +545,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -> None:
-    """docs/benchmarks.md."""
+# docs/benchmarks.md: a run rewrites the text between these two lines and keeps the rest (the
+# title and the hand-written "How to read these tables" after the tables).
+GENERATED_BEGIN = "<!-- make bench writes from here to the end line (scripts/bench.py) -->"
+GENERATED_END = "<!-- end of what make bench writes: the text below is written by hand -->"
+
+
+def report_tables(args: argparse.Namespace, report: Report, servers: list[str]) -> str:
+    """The run's part of docs/benchmarks.md: the machine, the date and the tables."""
     text = [
-        "# Benchmarks", "",
         f"Measured by `make bench` (scripts/bench.py) on {machine()}, "
-        f"{time.strftime('%Y-%m-%d')}. Every figure stands beside its floor, measured in the "
-        "same run; the ratio is what the targets are about.", "",
+        f"{time.strftime('%Y-%m-%d')}.", "",
         "## In-process (p50 ms; " f"{args.queries} queries per kind, each centred on a random "
         "space, ours and the floor interleaved, best of 3 passes)", "",
         "| spaces | query | ours / floor | ours | floor | ratio |",
         "| --- | --- | --- | ---: | ---: | ---: |", *report.inproc, "",
         f"## Over HTTP (wrk, 1 thread, 2 connections; {HTTP_PAIRS} pairs of {args.seconds} s "
-        "rounds, one per app, in alternating order: see scripts/bench.py)", "",
-        "Ours is `geosearch serve` (gunicorn, 2 gevent workers). The floor is a minimal "
-        "Flask app under the same server and settings: for memory it returns the bytes "
-        "geosearch returned for the same URL; for PostGIS it runs the same raw SQL "
-        "(psycopg, prepared) and returns the stored features. req/s and latencies are "
-        "each app's medians over the pairs; the ratio is the median of the pairs' ratios "
-        "(ours / floor req/s), with the lowest and the highest pair's in brackets.", "",
+        "rounds, one per app, in alternating order)", "",
         "| spaces | query | backend | ours req/s | ours p50 / p99 ms | floor req/s | "
         "floor p50 / p99 ms | ratio |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |", *report.http, "",
         "## Text search (in-process, p50 ms, the same query with and without `q`)", "",
-        "Target: adding `q` costs under 2x the query without it (1M, both backends).", "",
         "| spaces | query | backend | with q | without q | ratio |",
         "| --- | --- | --- | ---: | ---: | ---: |", *report.text, "",
         "## Vector tiles (in-process, ms; tiles around random spaces at each zoom, "
         "each timed once, the two backends in turn)", "",
-        "Targets at 1M: memory p50 < 10 ms and p99 < 50 ms at every zoom, PostGIS within "
-        "2x of that, no tile above 500 KB.", "",
         "| spaces | zoom | memory p50 / p99 | PostGIS p50 / p99 | PostGIS / memory p50 | "
         "largest tile KB |", "| --- | ---: | ---: | ---: | ---: | ---: |", *report.tiles, "",
         "## Memory per worker (MiB, 2 workers forked after the load)", "",
@@ -581,50 +577,37 @@ def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -
         "| --- | --- | ---: | ---: |", *report.memory, "",
     ]
     if servers:
-        text += ["## Worker classes (radius endpoint, 5k, wrk 2 connections)", "",
+        text += [f"## Worker classes (radius endpoint, 5k, wrk 2 connections, best of "
+                 f"{HTTP_ROUNDS} rounds)", "",
                  "| gunicorn worker | req/s | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: |",
-                 *servers, "",
-                 "gevent workers are the choice: the most requests per second here (they keep "
-                 "connections alive; sync workers close every one), and the only model of "
-                 "the three in which clients that trickle or stall their requests cost a "
-                 "greenlet instead of a worker or a thread (docs/deploy.md, "
-                 "tests/test_server.py). gthread would need a thread per slow client.", ""]
-    text += ["## Reading the numbers", "",
-             "- In-process, the memory backend does the floor's work and little more: the "
-             "k-d tree ball, the bitmask on candidates only, exact WGS84 distances for the "
-             "candidates that can be on the page (the chord bounds the geodesic from both "
-             "sides), a sort; results stay bytes until a caller asks for objects.",
-             "- Over HTTP the floor does no search at all (it returns stored bytes), so the "
-             "ratio falls as the search itself costs more: at 1M spaces a 2 km radius in a "
-             "city has hundreds of candidates, and their exact geodesics (GeographicLib, "
-             "about a microsecond each) are most of the difference.",
-             "- PostGIS in-process runs the same SQL as the floor, prepared on the server, "
-             "but sends it through psycopg's libpq layer without a cursor "
-             "(geosearch/backends/prepared.py): about half the client CPU of the floor's "
-             "`cursor.execute`, which pays for the backend's pool checkout and query "
-             "objects; rows come back as stored feature bytes. Over HTTP ours adds the "
-             "API's own work to the same statement: parameters parsed and validated, the "
-             "page's links, cursor and version header (tens of µs a request).",
-             "- Tiles: below zoom 12 an unfiltered tile reads 65 positions of prefix sums "
-             "whatever the number of spaces (PostGIS: 65 index probes); from zoom 12 a tile "
-             "is every point in it, so its time and size follow the density of the city "
-             "under it (the largest tiles are city centres at zoom 12).",
-             "- Text: a radius checks `q` on the candidates its ball (GiST) finds, so `q` "
-             "costs little. Nearest with `q` must find k matches: memory asks the k-d "
-             "trees of the rarest term's words for them; PostGIS walks the rarest term's "
-             "words' tiles in the word plane (an index of words and places together), "
-             "then ranks the matches in the box of the k-th distance, in one statement "
-             "planned once per session (a generic plan: a custom one took longer to plan "
-             "than to run). Origins far "
-             "from every match (a city's name asked from another continent) cost most: "
-             "the box, or the strips of the cap, hold the whole far cluster "
-             "(docs/api.md).",
-             ""]
-    text += ["## Loads", "", *report.notes, ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(text))
-    print("\n".join(text))
+                 *servers, ""]
+    text += ["## Loads", "", *report.notes]
+    return "\n".join(text)
 
+
+def with_tables(document: str | None, tables: str) -> str:
+    """``document`` with the text between its two marker lines replaced by ``tables``, the
+    rest as it was; with no document, a new one of the title and the tables. A document
+    without the marker lines is refused: its text would be lost."""
+    block = f"{GENERATED_BEGIN}\n\n{tables}\n\n{GENERATED_END}"
+    if document is None:
+        return f"# Benchmarks\n\n{block}\n"
+    head, begin, rest = document.partition(GENERATED_BEGIN)
+    _, end, tail = rest.partition(GENERATED_END)
+    if not begin or not end:
+        raise ValueError(f"no {GENERATED_BEGIN!r} line followed by {GENERATED_END!r}: "
+                         "add them around the tables to be replaced")
+    return head + block + tail
+
+
+def write_report(args: argparse.Namespace, report: Report, servers: list[str]) -> None:
+    """The run's tables into ``args.out`` (docs/benchmarks.md) between its marker lines,
+    printed first so that a refused document loses no run."""
+    tables = report_tables(args, report, servers)
+    print(tables)
+    document = args.out.read_text() if args.out.exists() else None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(with_tables(document, tables))
 
 if __name__ == "__main__":
     sys.exit(main())
