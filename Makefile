@@ -87,22 +87,22 @@ score: install ## precision/recall of ingestion against the defect manifest
 	$(BIN)/python scripts/score_ingest.py data/feed
 
 run-postgis: install postgis ## local PostGIS under .pgdata, ingest, serve on $(PORT)
-	$(BIN)/python scripts/pgcluster.py start .pgdata $(PG_PORT)
+	$(BIN)/python -m geosearch.testing.pgcluster start .pgdata $(PG_PORT)
 	$(BIN)/geosearch ingest $(FEED) --database postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/geosearch --report var/ingest-report-pg.json
 	$(BIN)/geosearch serve --database postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/geosearch --port $(PORT)
 
 pg-stop: ## stop the local PostGIS of run-postgis
-	$(BIN)/python scripts/pgcluster.py stop .pgdata
+	$(BIN)/python -m geosearch.testing.pgcluster stop .pgdata
 
 CLUSTER_URL = postgresql+psycopg://postgres@127.0.0.1:$(1)/geosearch
 run-cluster: install postgis ## a primary and two hot standbys (.pgcluster, ports 55440-55442), ingest, serve on $(PORT)
-	$(BIN)/python scripts/pgcluster.py cluster-start .pgcluster 55440 55441 55442
+	$(BIN)/python -m geosearch.testing.pgcluster cluster-start .pgcluster 55440 55441 55442
 	$(BIN)/geosearch ingest $(FEED) --database $(call CLUSTER_URL,55440) --report var/ingest-report-cluster.json
 	$(BIN)/geosearch serve --database $(call CLUSTER_URL,55440) \
 	  --replica $(call CLUSTER_URL,55441) --replica $(call CLUSTER_URL,55442) --port $(PORT)
 
 cluster-stop: ## stop the three servers of run-cluster
-	$(BIN)/python scripts/pgcluster.py cluster-stop .pgcluster
+	$(BIN)/python -m geosearch.testing.pgcluster cluster-stop .pgcluster
 
 clean:
 	rm -rf var test-output .pytest_cache

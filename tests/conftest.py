@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,8 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     """Fail the run when fewer tests passed than were collected."""
     if hasattr(session.config, "workerinput") or not _collected:
         return  # an xdist worker: the controller judges
+    if session.config.getoption("collectonly") or session.config.getoption("setuponly"):
+        return  # --collect-only, --setup-only, --setup-plan: no test was meant to run
     missing = sorted(_collected - _passed)
     if missing and exitstatus == 0:
         reasons = [f"  {n}: {_not_passed.get(n, 'never ran')}" for n in missing[:20]]
@@ -77,6 +80,39 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     else:
         session.config.get_terminal_writer().line(
             f"geosearch: {len(_passed)} passed of {len(_collected)} collected")
+
+
+# -- markers: postgis from the fixtures a test uses ---------------------------------------
+# Every PostGIS fixture of the suite stands on pg_cluster. A test parametrised over backend
+# kinds asks for its backend by name at run time (``postgis_feed``, ``pgbouncer_synthetic``),
+# out of sight of the collection: the kinds that name a PostGIS fixture mark it too.
+POSTGIS_KINDS = frozenset({"postgis", "pgbouncer"})
+
+
+def _uses_postgis(item: pytest.Item) -> bool:
+    if "pg_cluster" in getattr(item, "fixturenames", ()):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and any(
+        isinstance(v, str) and v in POSTGIS_KINDS for v in callspec.params.values())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``postgis`` every test that uses the session's PostGIS cluster. A test that
+    starts a cluster of its own carries the marker itself."""
+    for item in items:
+        if _uses_postgis(item):
+            item.add_marker(pytest.mark.postgis)
+
+
+@pytest.fixture(autouse=True)
+def _postgis_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that used the PostGIS cluster without the ``postgis`` marker: one that
+    asked for a PostGIS fixture by a name of its own making, which the collection cannot
+    see (it then needs ``@pytest.mark.postgis``)."""
+    yield
+    if "pg_cluster" in request.fixturenames and not request.node.get_closest_marker("postgis"):
+        pytest.fail(f"{request.node.nodeid} uses PostGIS but is not marked postgis")
 
 
 @pytest.fixture(scope="session")

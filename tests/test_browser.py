@@ -16,6 +16,8 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture(scope="module")
 def server(app):

@@ -251,6 +251,7 @@ def own_cluster():
     shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.postgis  # a cluster of its own
 def test_a_restart_during_a_load_leaves_the_old_dataset(own_cluster, feed_result):
     datadir, port, url = own_cluster
     engine = make_engine(Settings(database_url=url))
@@ -268,6 +269,7 @@ def test_a_restart_during_a_load_leaves_the_old_dataset(own_cluster, feed_result
     engine.dispose()
 
 
+@pytest.mark.postgis  # a cluster of its own
 def test_searches_answer_503_while_postgis_is_down_and_recover(own_cluster, feed_result):
     datadir, port, url = own_cluster
     settings = Settings(database_url=url, statement_timeout_ms=2000)

@@ -104,6 +104,7 @@ def test_the_world_tile_clusters_every_space_in_the_square(synthetic_backend,
     assert len(features) <= 64
 
 
+@pytest.mark.postgis  # asks for its PostGIS backend by name
 @pytest.mark.parametrize("dataset", ["feed", "synthetic"])
 def test_both_backends_give_the_same_tiles(request, dataset):
     memory = request.getfixturevalue(f"memory_{dataset}")
