@@ -113,11 +113,11 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
 
 
 def _time_left(deadline: float, url: str) -> float:
+    """Seconds until ``deadline``, the timeout of the next connect or read."""
     left = deadline - time.monotonic()
     if left <= 0:
         raise DeadlineExceeded(f"{url}: the request's deadline passed")
     return left
-
 
 
 def _csv(values: Iterable[str] | str | None) -> str | None:
