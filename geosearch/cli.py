@@ -95,14 +95,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the coverage report of every country (or of ``--countries``)."""
-    from geosearch.api.params import amenity_set
     from geosearch.backends import open_backend
+    from geosearch.model import Amenity
     from geosearch.reports.coverage import Coverage, CoverageOptions
     from geosearch.reports.render import write_report
 
     settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot)
     options = CoverageOptions(min_population=args.min_population, walk_m=args.walk_m,
-                              res=args.res, amenities=amenity_set(args.amenities or ""))
+                              res=args.res, amenities=Amenity.parse_set(args.amenities or ""))
     backend = open_backend(settings)
     try:
         coverage = Coverage(backend.active_frame(), options)

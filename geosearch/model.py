@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # a type only: the client imports the model without shapely
     from shapely.geometry.base import BaseGeometry
 
 MAX_RADIUS_M = 100_000.0
+MAX_DISTANCE_M = 20_040_000.0  # half the equator: every point on Earth is nearer
+MAX_CITY_CHARS = 200
 MAX_K = 100
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -65,17 +67,31 @@ class Amenity(StrEnum):
 
     @classmethod
     def parse(cls, name: str) -> Amenity:
-        """Return the amenity called ``name``; the error lists every valid name.
+        """Return the amenity called ``name`` (any case, spaces around it ignored); the
+        error lists every valid name.
 
         >>> Amenity.parse("wifi").label
         'Wi-Fi'
         """
-        try:
-            return cls(name.strip().lower())
-        except ValueError:
-            raise ValueError(
-                f"unknown amenity {name!r}; valid: {', '.join(a.value for a in cls)}"
-            ) from None
+        amenity = _BY_NAME.get(name.strip().lower())
+        if amenity is None:
+            raise _unknown([name])
+        return amenity
+
+    @classmethod
+    def parse_set(cls, text: str) -> frozenset[Amenity]:
+        """The amenities named in ``text``, separated by commas (empty names skipped): how
+        the HTTP parameters and the command line take them. The error names the unknown
+        ones and lists every valid name.
+
+        >>> sorted(Amenity.parse_set("WiFi, coffee,,wifi"))
+        [<Amenity.COFFEE: 'coffee'>, <Amenity.WIFI: 'wifi'>]
+        """
+        names = [t for t in (s.strip() for s in text.split(",")) if t]
+        bad = [n for n in names if n.lower() not in _BY_NAME]
+        if bad:
+            raise _unknown(bad)
+        return frozenset(_BY_NAME[n.lower()] for n in names)
 
 
 _LABELS = {
@@ -85,6 +101,22 @@ _LABELS = {
 
 
 _BITS = {a.value: 1 << i for i, a in enumerate(Amenity)}
+_BY_NAME = {a.value: a for a in Amenity}
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for an error message, cut short when long.
+
+    >>> shown("x" * 50, 3)
+    "'xxx…'"
+    """
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def _unknown(names: Sequence[str]) -> ValueError:
+    """The error for unknown amenity names: the first few of them, and every valid name."""
+    return ValueError(f"unknown amenity {', '.join(map(shown, names[:5]))}; valid: "
+                      f"{', '.join(_BY_NAME)}")
 
 
 def amenity_mask(amenities: Iterable[Amenity | str]) -> int:
@@ -174,9 +206,10 @@ class Filters:
 
     ``all_amenities``: the space has each of these; ``any_amenities``: at least one;
     ``countries``: ISO alpha-2 codes, any of them; ``city``: case-insensitive equality with
-    the space's own city; ``min_capacity``: at least this many desks; ``text``: the terms
-    of a text query (:func:`geosearch.text.query_terms`), each a prefix of a word of the
-    space's name, address or city.
+    the space's own city (at most :data:`MAX_CITY_CHARS` characters); ``min_capacity``: at
+    least this many desks; ``text``: the terms of a text query
+    (:func:`geosearch.text.query_terms`), each a prefix of a word of the space's name,
+    address or city.
     """
 
     all_amenities: frozenset[Amenity] = frozenset()
@@ -196,6 +229,8 @@ class Filters:
                 raise ValueError(f"country {c!r} is not an upper-case ISO 3166-1 alpha-2 code")
         if self.min_capacity is not None and not 0 <= self.min_capacity <= MAX_CAPACITY:
             raise ValueError(f"min_capacity must be an integer in 0..{MAX_CAPACITY}")
+        if self.city is not None and len(self.city) > MAX_CITY_CHARS:
+            raise ValueError(f"city must be at most {MAX_CITY_CHARS} characters")
 
     @property
     def is_empty(self) -> bool:
@@ -267,7 +302,8 @@ class RadiusQuery:
 
 @dataclass(frozen=True, slots=True)
 class NearestQuery:
-    """The ``k`` active spaces nearest to ``origin`` that pass the filters."""
+    """The ``k`` active spaces nearest to ``origin`` that pass the filters, none farther
+    than ``max_distance_m`` when it is given (at most :data:`MAX_DISTANCE_M`)."""
 
     origin: Point
     k: int = DEFAULT_K
@@ -278,9 +314,9 @@ class NearestQuery:
         if not 1 <= self.k <= MAX_K:
             raise ValueError(f"k must be an integer in 1..{MAX_K}")
         if self.max_distance_m is not None and not (
-            math.isfinite(self.max_distance_m) and self.max_distance_m >= 0
+            math.isfinite(self.max_distance_m) and 0 <= self.max_distance_m <= MAX_DISTANCE_M
         ):
-            raise ValueError("max_distance_m must be a number >= 0")
+            raise ValueError(f"max_distance_m must be a number in [0, {MAX_DISTANCE_M:.0f}]")
 
 
 @dataclass(frozen=True, slots=True)

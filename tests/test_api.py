@@ -315,8 +315,7 @@ def test_every_route_is_documented_with_the_parameters_its_view_reads(memory_fee
 
 
 def test_the_document_states_the_bounds_the_api_enforces():
-    from geosearch.api.params import MAX_DISTANCE_M
-    from geosearch.model import MAX_K, MAX_LIMIT, MAX_RADIUS_M
+    from geosearch.model import MAX_DISTANCE_M, MAX_K, MAX_LIMIT, MAX_RADIUS_M
 
     app = create_app(Settings(snapshot="does/not/exist", max_body_bytes=2048))
     client = app.test_client()
@@ -371,6 +370,32 @@ def test_the_document_follows_the_prefix_a_host_app_mounts_the_blueprints_under(
     assert ogc["servers"] == [{"url": "http://localhost/geo/features"}]
     assert "/collections/spaces/items" in ogc["paths"] and "/" in ogc["paths"]
     assert not [p for p in ogc["paths"] if p.startswith("/geo")]
+
+
+def test_the_library_refuses_what_http_refuses(memory_feed):
+    """The bounds the HTTP parameters enforce are the query objects' own: a library
+    caller gets ValueError for the values a client gets 400 for."""
+    from geosearch.library import Geosearch
+    from geosearch.model import MAX_CITY_CHARS, MAX_DISTANCE_M, MAX_RADIUS_M
+
+    client = create_app(Settings(), backend=memory_feed).test_client()
+    library = Geosearch(memory_feed)
+    far, wide, city = MAX_DISTANCE_M + 1, MAX_RADIUS_M + 1, "x" * (MAX_CITY_CHARS + 1)
+    for url, param, ask in (
+        (f"/v1/spaces/nearest?lat=0&lon=0&max_distance_m={far}", "max_distance_m",
+         lambda: library.nearest(0, 0, max_distance_m=far)),
+        (f"/v1/spaces/radius?lat=0&lon=0&radius_m={wide}", "radius_m",
+         lambda: library.radius(0, 0, wide)),
+        (f"/v1/spaces/nearest?lat=0&lon=0&city={city}", "city",
+         lambda: library.nearest(0, 0, city=city)),
+    ):
+        assert param in params_named(problem_of(client.get(url), 400))
+        with pytest.raises(ValueError, match=param.split("_")[0]):
+            ask()
+    # and what HTTP accepts at the bounds, the library accepts
+    assert client.get(f"/v1/spaces/nearest?lat=0&lon=0&max_distance_m={MAX_DISTANCE_M}"
+                      f"&city={city[1:]}").status_code == 200
+    assert library.nearest(0, 0, max_distance_m=MAX_DISTANCE_M, city=city[1:]) == []
 
 
 def test_links_follow_a_mount_prefix_and_keep_every_parameter(memory_feed):

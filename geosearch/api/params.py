@@ -24,19 +24,20 @@ from geosearch.model import (
     DEFAULT_K,
     DEFAULT_LIMIT,
     MAX_CAPACITY,
+    MAX_CITY_CHARS,
+    MAX_DISTANCE_M,
     MAX_K,
     MAX_LIMIT,
     MAX_RADIUS_M,
     Amenity,
     Filters,
     Point,
+    shown,
 )
 from geosearch.text import MAX_Q_CHARS, MAX_Q_TERMS, query_terms
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-MAX_CITY_CHARS = 200
-MAX_DISTANCE_M = 20_040_000.0  # half the equator: every point on Earth is nearer
 
 
 @dataclass(frozen=True)
@@ -152,11 +153,6 @@ _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 _BBOX = re.compile(r",".join([r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*"] * 4), re.ASCII)
 
 
-def shown(text: str, limit: int = 40) -> str:
-    """``text`` quoted for an error message, cut short when long."""
-    return repr(text if len(text) <= limit else text[:limit] + "…")
-
-
 def number(low: float, high: float, low_open: bool = False) -> Parser[float]:
     """A finite decimal number in [low, high] (or (low, high]).
 
@@ -204,17 +200,6 @@ def choice(*values: str) -> Parser[str]:
     return Parser(parse, {"type": "string", "enum": list(values)})
 
 
-@lru_cache(maxsize=1024)  # a request's few names come from a small vocabulary
-def amenity_set(text: str) -> frozenset[Amenity]:
-    """Comma-separated amenity names; the error lists the valid ones."""
-    names = [t for t in (s.strip() for s in text.split(",")) if t]
-    bad = [n for n in names if n.lower() not in Amenity._value2member_map_]
-    if bad:
-        valid = ", ".join(a.value for a in Amenity)
-        raise ValueError(f"unknown amenity {', '.join(map(shown, bad[:5]))}; valid: {valid}")
-    return frozenset(Amenity(n.lower()) for n in names)
-
-
 @lru_cache(maxsize=1024)
 def country_set(text: str) -> frozenset[str]:
     """Comma-separated ISO 3166-1 alpha-2 codes (any case)."""
@@ -256,8 +241,9 @@ def bbox(text: str) -> tuple[float, float, float, float]:
 
 
 _AMENITY = "|".join(a.value for a in Amenity)
-AMENITY_SET = Parser(amenity_set, {"type": "string",
-                                   "pattern": f"^({_AMENITY})?(,({_AMENITY}))*$"})
+# a request's few names come from a small vocabulary: each text is parsed once
+AMENITY_SET = Parser(lru_cache(maxsize=1024)(Amenity.parse_set),
+                     {"type": "string", "pattern": f"^({_AMENITY})?(,({_AMENITY}))*$"})
 COUNTRY_SET = Parser(country_set, {"type": "string", "pattern": "^([A-Za-z]{2})?(,[A-Za-z]{2})*$"})
 # Free text: anything but the control characters every request is refused for
 TEXT_PATTERN = f"^[^{CONTROL_CHARS}]*$"

@@ -59,7 +59,6 @@ from geosearch.api.params import (
     Params,
     Parser,
     query_args,
-    shown,
 )
 from geosearch.api.tiles import add_tile_routes
 from geosearch.backends.base import Backend
@@ -73,6 +72,7 @@ from geosearch.model import (
     PolygonQuery,
     RadiusQuery,
     Space,
+    shown,
 )
 from geosearch.settings import Settings
 
