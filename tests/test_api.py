@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -370,6 +372,16 @@ def test_the_document_follows_the_prefix_a_host_app_mounts_the_blueprints_under(
     assert ogc["servers"] == [{"url": "http://localhost/geo/features"}]
     assert "/collections/spaces/items" in ogc["paths"] and "/" in ogc["paths"]
     assert not [p for p in ogc["paths"] if p.startswith("/geo")]
+
+
+def test_importing_the_problem_types_does_not_load_the_request_guard():
+    """errors and guard do not import each other: the guard raises the problems, the
+    problems know nothing of the guard (a fresh interpreter: nothing else imported)."""
+    script = ("import sys, geosearch.api.errors; "
+              "print([m for m in sys.modules if 'guard' in m])")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_the_library_refuses_what_http_refuses(memory_feed):

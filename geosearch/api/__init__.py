@@ -13,15 +13,8 @@ import logging
 
 from flask import Flask
 
-from geosearch.api import errors
 from geosearch.api.cors import Cors
-from geosearch.api.coverage import coverage_blueprint
-from geosearch.api.health import health_blueprint
-from geosearch.api.mappage import map_blueprint
-from geosearch.api.ogc import ogc_blueprint
-from geosearch.api.openapi import openapi_blueprint
 from geosearch.api.ratelimit import RateLimit
-from geosearch.api.search import search_blueprint
 from geosearch.backends import Backend, open_backend
 from geosearch.settings import Settings
 
@@ -37,13 +30,24 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     backend : a ready backend; by default one is opened from the settings, once, and
         kept on the app as ``app.extensions["geosearch"]``.
     """
+    # The guard and the blueprints are imported here, not with the package: a module that
+    # needs one part of the API (the server, the problem type of geosearch.api.errors)
+    # does not load them all.
+    from geosearch.api import guard
+    from geosearch.api.coverage import coverage_blueprint
+    from geosearch.api.health import health_blueprint
+    from geosearch.api.mappage import map_blueprint
+    from geosearch.api.ogc import ogc_blueprint
+    from geosearch.api.openapi import openapi_blueprint
+    from geosearch.api.search import search_blueprint
+
     settings = settings or Settings.from_env()
     backend = backend or open_backend(settings)
     app = Flask(__name__, static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
     app.extensions["geosearch"] = backend
     app.extensions["geosearch.settings"] = settings
-    errors.register(app)
+    guard.register(app)
     if settings.cors_origins:
         Cors(settings.cors_origins).attach(app)
     app.register_blueprint(search_blueprint(backend, max_body_bytes=settings.max_body_bytes),

@@ -10,8 +10,9 @@ from dataclasses import replace
 
 from flask import Blueprint, Response
 
-from geosearch.api.errors import ApiError, register
+from geosearch.api.errors import ApiError
 from geosearch.api.geojson import GEOJSON
+from geosearch.api.guard import register
 from geosearch.api.openapi import ERRORS, OBJECT, ROWS, Operation, body, documented
 from geosearch.api.params import (
     AMENITIES,

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from flask import Blueprint, Flask, Response, json, request
+from flask import Blueprint, Flask, Response, json
 from werkzeug.exceptions import HTTPException
 
 from geosearch.backends.base import BackendUnavailable, NoDataset, StaleVersion
 
 PROBLEM_JSON = "application/problem+json"
-GUARDED = "geosearch.guarded"  # an app whose every request passes the guard
 log = logging.getLogger(__name__)
 
 
@@ -90,21 +89,10 @@ def handle_unexpected(exc: Exception) -> Response:
     return problem(500, "Internal Server Error", "an unexpected error occurred; it was logged")
 
 
-def register(target: Flask | Blueprint, app_wide: bool = True) -> None:
-    """Install the problem handlers and the request guard (:mod:`geosearch.api.guard`) on
-    an app (or, with ``app_wide=False``, a blueprint)."""
-    from geosearch.api.guard import check_request  # the guard raises this module's errors
-
-    def guard() -> None:
-        check_request(request.environ)
-
-    if isinstance(target, Flask):
-        target.before_request(guard)
-        target.extensions[GUARDED] = True
-    else:  # a blueprint guards its own routes, unless the app already guards them all
-        target.record_once(lambda state: None if state.app.extensions.get(GUARDED) else
-                           state.app.before_request_funcs.setdefault(state.name, [])
-                           .append(guard))
+def register_handlers(target: Flask | Blueprint, app_wide: bool = True) -> None:
+    """Answer the errors of the API's own kinds on ``target`` (an app or a blueprint) as
+    problem+json; ``app_wide``: Werkzeug's (404, 405, 413...) and unexpected ones too.
+    Installed with the request checks by :func:`geosearch.api.guard.register`."""
     target.register_error_handler(ApiError, handle_api_error)
     target.register_error_handler(BackendUnavailable, handle_unavailable)
     target.register_error_handler(NoDataset, handle_unavailable)

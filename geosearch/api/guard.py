@@ -5,6 +5,9 @@ these answer, in problem+json), and text that no parameter or path of the API ca
 control characters (NUL included) and percent-escapes that are not UTF-8. A value that
 passes here may still be refused by its parameter's own parser; one that fails never
 reaches a backend (PostgreSQL refuses NUL in text, for one).
+
+:func:`register` installs the checks on an app or a blueprint, with the problem handlers
+(:mod:`geosearch.api.errors`) that answer what they and the views raise.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_to_bytes
 
-from geosearch.api.errors import ApiError, ParamError
+from flask import Blueprint, Flask, request
+
+from geosearch.api.errors import ApiError, ParamError, register_handlers
 
 MAX_REQUEST_LINE_BYTES = 8192
 MAX_HEADER_BYTES = 8192
@@ -20,8 +25,14 @@ MAX_HEADERS_TOTAL_BYTES = 32768
 # C0 controls, DEL and C1 controls: no name, address, id or number contains them.
 CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f"
 _CONTROL = re.compile(f"[{CONTROL_CHARS}]")
-# A query string made only of these needs no decoding to be known clean.
-_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.,=&:;+\-~!*'()/?@]*")
+# The characters a query string holds as themselves: made only of these, it has nothing
+# encoded and splits as it stands (geosearch.api.params.query_args reads it so).
+_LITERAL = r"A-Za-z0-9_.,=&:;\-~!*'()/?@"
+UNENCODED_QUERY = re.compile(f"[{_LITERAL}]*")
+# "+" is encoded (a space) so it cannot be read as it stands, but the space it stands for
+# is clean text: a query string of these needs no decoding to pass the checks.
+_CLEAN_QUERY = re.compile(f"[{_LITERAL}+]*")
+GUARDED = "geosearch.guarded"  # an app whose every request passes the guard
 
 
 def _bad_text(raw: bytes) -> str | None:
@@ -43,7 +54,7 @@ def _query_bytes(component: str) -> bytes:
 
 def check_query(query_string: str) -> None:
     """Raise a 400 naming each query parameter whose name or value is unusable text."""
-    if _PLAIN_QUERY.fullmatch(query_string):
+    if _CLEAN_QUERY.fullmatch(query_string):
         return
     errors: list[ParamError] = []
     for pair in query_string.split("&"):
@@ -104,3 +115,21 @@ def check_request(environ: dict) -> None:
     check_sizes(environ)
     check_path(environ.get("PATH_INFO", ""))
     check_query(environ.get("QUERY_STRING", ""))
+
+
+def _guard() -> None:
+    check_request(request.environ)
+
+
+def register(target: Flask | Blueprint, app_wide: bool = True) -> None:
+    """Check every request to ``target`` (an app, or a blueprint's own routes) and answer
+    errors as problem+json (``app_wide``: Werkzeug's and unexpected ones too,
+    :func:`geosearch.api.errors.register_handlers`)."""
+    if isinstance(target, Flask):
+        target.before_request(_guard)
+        target.extensions[GUARDED] = True
+    else:  # a blueprint guards its own routes, unless the app already guards them all
+        target.record_once(lambda state: None if state.app.extensions.get(GUARDED) else
+                           state.app.before_request_funcs.setdefault(state.name, [])
+                           .append(_guard))
+    register_handlers(target, app_wide)

@@ -19,9 +19,9 @@ from shapely.geometry.base import BaseGeometry
 from geosearch.api import params
 from geosearch.api.cql import LANGUAGES, SUPPORTED, FilterError, parse_filter, queryables
 from geosearch.api.cursor import fingerprint
-from geosearch.api.errors import ApiError, ParamError, register
+from geosearch.api.errors import ApiError, ParamError
 from geosearch.api.geojson import GEOJSON, feature
-from geosearch.api.guard import CONTROL_CHARS
+from geosearch.api.guard import CONTROL_CHARS, register
 from geosearch.api.openapi import (
     OBJECT,
     PAGED_ERRORS,

@@ -19,7 +19,7 @@ from typing import Any, Generic, Literal, TypeVar
 from flask import request
 
 from geosearch.api.errors import ApiError, ParamError
-from geosearch.api.guard import CONTROL_CHARS
+from geosearch.api.guard import CONTROL_CHARS, UNENCODED_QUERY
 from geosearch.model import (
     DEFAULT_K,
     DEFAULT_LIMIT,
@@ -71,15 +71,11 @@ class Param(Generic[T_co]):
                 "description": self.description, "schema": schema}
 
 
-# A query string of these characters only has nothing encoded: it splits as it stands.
-_UNENCODED = re.compile(r"[A-Za-z0-9_.,=&:;\-~!*'()/?@]*")
-
-
 def query_args() -> Mapping[str, list[str]]:
     """This request's query parameters, name -> values in order, as Werkzeug decodes them
     (``request.args``); a query string with nothing encoded in it is split directly."""
     query = request.environ.get("QUERY_STRING", "")
-    if not _UNENCODED.fullmatch(query):
+    if not UNENCODED_QUERY.fullmatch(query):
         return request.args.to_dict(flat=False)
     args: dict[str, list[str]] = {}
     for pair in query.split("&"):

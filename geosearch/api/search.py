@@ -15,7 +15,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geosearch.api import params
 from geosearch.api.cursor import fingerprint
-from geosearch.api.errors import ApiError, ParamError, register
+from geosearch.api.errors import ApiError, ParamError
 from geosearch.api.geojson import (
     GEOJSON,
     GeometryError,
@@ -23,7 +23,7 @@ from geosearch.api.geojson import (
     feature,
     read_area,
 )
-from geosearch.api.guard import CONTROL_CHARS
+from geosearch.api.guard import CONTROL_CHARS, register
 from geosearch.api.openapi import (
     ERRORS,
     PAGED_ERRORS,
