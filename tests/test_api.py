@@ -361,17 +361,31 @@ def test_the_document_follows_the_prefix_a_host_app_mounts_the_blueprints_under(
     assert "/geo/v2/spaces/radius" in doc["paths"] and "/geo/v2/tiles/{z}/{x}/{y}.mvt" in \
         doc["paths"]
     assert not [p for p in doc["paths"] if p.startswith("/v1/")]
-    for path in doc["paths"]:  # every documented path is served there
+    for path, item in doc["paths"].items():  # every documented path is served there
         concrete = path.replace("{z}", "1").replace("{x}", "0").replace("{y}", "0") \
             .replace("{id}", "nope")
-        method = next(iter(doc["paths"][path]))
-        answer = client.open(concrete, method=method.upper())
-        assert answer.status_code not in (405,) and (answer.status_code != 404 or "nope" in
-                                                     concrete), path
+        for method, op in item.items():
+            # asked with nothing: the answer of a route whose view ran on a dataset
+            answer = client.open(concrete, method=method.upper())
+            assert answer.status_code == expected_bare_status(path, op), \
+                (method, path, answer.get_data(as_text=True)[:200])
+        # and with a method it does not serve: 405, naming the ones it does
+        refused = client.open(concrete, method="DELETE")
+        assert refused.status_code == 405, path
+        assert set(refused.headers["Allow"].split(", ")) >= {m.upper() for m in item}, path
     ogc = client.get("/geo/features/api").get_json()
     assert ogc["servers"] == [{"url": "http://localhost/geo/features"}]
     assert "/collections/spaces/items" in ogc["paths"] and "/" in ogc["paths"]
     assert not [p for p in ogc["paths"] if p.startswith("/geo")]
+
+
+def expected_bare_status(path: str, operation: dict) -> int:
+    """What a documented operation answers when asked with no parameter and no body: 404
+    for an item that is not there, 400 when it requires input, else 200."""
+    if "{id}" in path:
+        return 404
+    required = [p for p in operation["parameters"] if p["in"] == "query" and p["required"]]
+    return 400 if required or operation.get("requestBody", {}).get("required") else 200
 
 
 def test_importing_the_problem_types_does_not_load_the_request_guard():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import threading
 from collections import OrderedDict
 from dataclasses import replace
@@ -13,7 +11,7 @@ from flask import Blueprint, Response
 from geosearch.api.errors import ApiError
 from geosearch.api.geojson import GEOJSON
 from geosearch.api.guard import register
-from geosearch.api.openapi import ERRORS, OBJECT, ROWS, Operation, body, documented
+from geosearch.api.openapi import ERRORS, OBJECT, ROWS, Operation, add_route, body
 from geosearch.api.params import (
     AMENITIES,
     COUNTRY_SET,
@@ -24,6 +22,7 @@ from geosearch.api.params import (
     number,
     query_args,
 )
+from geosearch.api.responses import json_response
 from geosearch.backends.base import Backend
 from geosearch.geo import cell_geojson
 from geosearch.reports.coverage import (
@@ -38,21 +37,6 @@ from geosearch.reports.coverage import (
 
 CACHE_SIZE = 32
 WAIT_S = 20.0
-
-
-def _clean(value):
-    """JSON-safe: NaN and infinities become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _json(body: dict, mimetype: str = "application/json") -> Response:
-    return Response(json.dumps(_clean(body), ensure_ascii=False), mimetype=mimetype)
 
 
 _DEFAULTS = CoverageOptions()
@@ -114,7 +98,7 @@ class CoverageCache:
     Options are normalised before they become a key (amenities as a set, numbers as
     numbers), so ``amenities=wifi,wifi`` and ``amenities=wifi`` share one entry. At most
     one computation runs per process at a time (each is bounded: the cells of the chosen
-    resolution over the report's cities, at most ~300,000 at res 8, about a second), and
+    resolution over the report's cities, at most ~300,000 at res 8), and
     concurrent requests for the same key wait for the one computation instead of repeating
     it. A request that cannot start within ``wait_s`` gets a 503 with Retry-After.
     """
@@ -154,50 +138,62 @@ class CoverageCache:
             self._compute.release()
 
 
+def _cells(cov: Coverage, country: str) -> list[dict]:
+    """The H3 cells over the cities of ``country`` as GeoJSON features."""
+    cells = cov.cells[cov.cells["country"] == country]
+    names = cov.cities["name"]
+    return [{
+        "type": "Feature", "id": c.h3,
+        "geometry": cell_geojson(c.h3),
+        "properties": {"h3": c.h3, "city": names.loc[c.city_index], "spaces": int(c.spaces),
+                       "covered": bool(c.covered), "nearest_m": round(c.nearest_m, 1)},
+    } for c in cells.itertuples()]
+
+
+class CoverageViews:
+    """The views of one mounted coverage API, answering from its cache."""
+
+    def __init__(self, cache: CoverageCache) -> None:
+        self.coverage = cache.get
+
+    def countries(self) -> Response:
+        """GET /coverage/countries"""
+        options = options_from(Params.read(query_args(), COUNTRIES.params).check())
+        table = self.coverage(options).country_table()
+        return json_response({"options": options_dict(options),
+                              "countries": table.to_dict(orient="records")})
+
+    def _of_country(self) -> tuple[CoverageOptions, str, Coverage]:
+        """The options and the country of a per-country request, and their coverage."""
+        p = Params.read(query_args(), CITIES.params).check()
+        options = options_from(p)
+        return options, p[COUNTRY_ONE], self.coverage(options)
+
+    def cities(self) -> Response:
+        """GET /coverage/cities"""
+        options, country, cov = self._of_country()
+        table = cov.city_table(country)
+        return json_response({"country": country, "options": options_dict(options),
+                              "cities": table.to_dict(orient="records")})
+
+    def hexes(self) -> Response:
+        """GET /coverage/hexes"""
+        options, country, cov = self._of_country()
+        features = _cells(cov, country)
+        return json_response({"type": "FeatureCollection", "features": features,
+                              "numberReturned": len(features), "country": country,
+                              "options": options_dict(options)}, GEOJSON)
+
+
 def coverage_blueprint(backend: Backend, name: str = "coverage") -> Blueprint:
     """Coverage endpoints over ``backend``; results are cached per dataset and options."""
     bp = Blueprint(name, __name__)
     cache = CoverageCache(backend)
     bp.record_once(lambda state: state.app.extensions.setdefault(f"{name}.cache", cache))
-    coverage = cache.get
-
-    @bp.get("/coverage/countries")
-    @documented(COUNTRIES)
-    def countries():
-        options = options_from(Params.read(query_args(), COUNTRIES.params).check())
-        table = coverage(options).country_table()
-        return _json({"options": options_dict(options),
-                      "countries": table.to_dict(orient="records")})
-
-    def of_country() -> tuple[CoverageOptions, str, Coverage]:
-        p = Params.read(query_args(), CITIES.params).check()
-        options = options_from(p)
-        return options, p[COUNTRY_ONE], coverage(options)
-
-    @bp.get("/coverage/cities")
-    @documented(CITIES)
-    def cities():
-        options, country, cov = of_country()
-        table = cov.city_table(country)
-        return _json({"country": country, "options": options_dict(options),
-                      "cities": table.to_dict(orient="records")})
-
-    @bp.get("/coverage/hexes")
-    @documented(HEXES)
-    def hexes():
-        options, country, cov = of_country()
-        cells = cov.cells[cov.cells["country"] == country]
-        names = cov.cities["name"]
-        features = [{
-            "type": "Feature", "id": c.h3,
-            "geometry": cell_geojson(c.h3),
-            "properties": {"h3": c.h3, "city": names.loc[c.city_index], "spaces": int(c.spaces),
-                           "covered": bool(c.covered), "nearest_m": round(c.nearest_m, 1)},
-        } for c in cells.itertuples()]
-        return _json({"type": "FeatureCollection", "features": features,
-                      "numberReturned": len(features), "country": country,
-                      "options": options_dict(options)}, GEOJSON)
-
+    views = CoverageViews(cache)
+    add_route(bp, "/coverage/countries", "countries", views.countries, COUNTRIES)
+    add_route(bp, "/coverage/cities", "cities", views.cities, CITIES)
+    add_route(bp, "/coverage/hexes", "hexes", views.hexes, HEXES)
     register(bp, app_wide=False)
     return bp
 

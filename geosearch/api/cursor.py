@@ -14,11 +14,15 @@ import base64
 import hashlib
 import math
 import re
+from collections.abc import Callable
 
 import orjson
+import shapely
+from shapely.geometry.base import BaseGeometry
 
 from geosearch.api.errors import ApiError, ParamError
 from geosearch.api.guard import CONTROL_CHARS
+from geosearch.model import Filters
 
 # Longer than the cursor of any real keyset (one of an id of 3,000 ASCII characters fits);
 # checked before the text is decoded at all.
@@ -31,6 +35,22 @@ _CONTROL = re.compile(f"[{CONTROL_CHARS}]")
 def fingerprint(*parts: object) -> str:
     """A short digest of a query's defining parts (everything but the page size)."""
     return hashlib.sha256(orjson.dumps(parts, default=str)).hexdigest()[:16]
+
+
+def _part(value: object) -> object:
+    """A part of a query as its fingerprint takes it."""
+    if isinstance(value, Filters):
+        return value.key()
+    if isinstance(value, BaseGeometry):
+        return shapely.to_wkb(value, hex=True)
+    return value
+
+
+def query_fingerprint(*parts: object) -> Callable[[], str]:
+    """The :func:`fingerprint` of a query's defining ``parts``, made when called: only
+    paging needs it (to check a cursor, or to issue the next one), and most requests do
+    neither. Filters count by their ``key()`` and an area by its WKB, taken only then."""
+    return lambda: fingerprint(*map(_part, parts))
 
 
 def encode(after: tuple, version: str, query_fp: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, partial
 from importlib.resources import files
 from pathlib import Path
 
@@ -11,11 +11,16 @@ import shapely
 from flask import Blueprint, Response, jsonify, send_from_directory
 
 from geosearch.api.geojson import GEOJSON
-from geosearch.api.openapi import OBJECT, Operation, body, documented
+from geosearch.api.openapi import OBJECT, Operation, add_route, body
 from geosearch.reference import countries
 
 STATIC = Path(str(files("geosearch").joinpath("static")))  # package data, wherever installed
 OUTLINE_TOLERANCE_DEG = 0.05
+PAGE = Operation("The map page", body("text/html", {"type": "string"}, "HTML"))
+CONFIG = Operation("Settings of the map page", body(
+    "application/json", OBJECT, "tile_url, or null for the offline outlines"))
+OUTLINES = Operation("Country outlines for the map's base layer", body(
+    GEOJSON, OBJECT, "FeatureCollection"))
 
 
 @cache
@@ -32,27 +37,27 @@ def outlines_geojson() -> str:
                       separators=(",", ":"))
 
 
+def page() -> Response:
+    """GET /"""
+    return send_from_directory(STATIC, "map.html")
+
+
+def config(tile_url: str | None) -> Response:
+    """GET /map/config.json: where the map takes its tiles from (None: the outlines)."""
+    return jsonify(tile_url=tile_url,
+                   tile_attribution="© OpenStreetMap contributors" if tile_url else None)
+
+
+def outlines() -> Response:
+    """GET /map/countries.geojson"""
+    return Response(outlines_geojson(), mimetype=GEOJSON,
+                    headers={"Cache-Control": "public, max-age=86400"})
+
+
 def map_blueprint(tile_url: str | None) -> Blueprint:
     """``/`` (the page), ``/static/*``, ``/map/config.json``, ``/map/countries.geojson``."""
     bp = Blueprint("map", __name__, static_folder=str(STATIC), static_url_path="/static")
-
-    @bp.get("/")
-    @documented(Operation("The map page", body("text/html", {"type": "string"}, "HTML")))
-    def page():
-        return send_from_directory(STATIC, "map.html")
-
-    @bp.get("/map/config.json")
-    @documented(Operation("Settings of the map page", body(
-        "application/json", OBJECT, "tile_url, or null for the offline outlines")))
-    def config():
-        return jsonify(tile_url=tile_url,
-                       tile_attribution="© OpenStreetMap contributors" if tile_url else None)
-
-    @bp.get("/map/countries.geojson")
-    @documented(Operation("Country outlines for the map's base layer", body(
-        GEOJSON, OBJECT, "FeatureCollection")))
-    def outlines():
-        return Response(outlines_geojson(), mimetype=GEOJSON,
-                        headers={"Cache-Control": "public, max-age=86400"})
-
+    add_route(bp, "/", "page", page, PAGE)
+    add_route(bp, "/map/config.json", "config", partial(config, tile_url), CONFIG)
+    add_route(bp, "/map/countries.geojson", "outlines", outlines, OUTLINES)
     return bp

@@ -8,17 +8,15 @@ the ``next`` link) and the property filters of /v1 (``amenities``, ``amenities_a
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from functools import lru_cache
 
-import shapely
 from flask import Blueprint, Response, current_app, request, url_for
 from shapely.geometry.base import BaseGeometry
 
 from geosearch.api import params
 from geosearch.api.cql import LANGUAGES, SUPPORTED, FilterError, parse_filter, queryables
-from geosearch.api.cursor import fingerprint
+from geosearch.api.cursor import query_fingerprint
 from geosearch.api.errors import ApiError, ParamError
 from geosearch.api.geojson import GEOJSON, feature
 from geosearch.api.guard import CONTROL_CHARS, register
@@ -27,9 +25,9 @@ from geosearch.api.openapi import (
     PAGED_ERRORS,
     UNAVAILABLE,
     Operation,
+    add_route,
     body,
     document,
-    documented,
     problem,
 )
 from geosearch.api.paging import ID_KEY, after_of, page_response
@@ -45,10 +43,11 @@ from geosearch.api.params import (
     integer,
     query_args,
 )
+from geosearch.api.responses import json_response
 from geosearch.api.search import space_or_404
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
-from geosearch.model import MAX_LIMIT, Filters, ListQuery, Page, PolygonQuery
+from geosearch.model import MAX_LIMIT, Filters, ListQuery, PolygonQuery
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -79,21 +78,98 @@ ITEM_ID: Param[str] = Param(
     "The space's id", where="path")
 _JSON = body("application/json", OBJECT, "JSON")
 _GEOJSON = body(GEOJSON, OBJECT, "GeoJSON")
+LANDING = Operation("OGC API - Features landing page", _JSON)
+API = Operation("The OpenAPI document of this OGC API alone",
+                body(OPENAPI_MEDIA, OBJECT, "OpenAPI"))
+CONFORMANCE_CLASSES = Operation("Conformance classes", _JSON)
+COLLECTIONS = Operation("The collections (one: spaces)", _JSON)
+COLLECTION = Operation("The spaces collection", _JSON)
+QUERYABLES = Operation("What filter can constrain (JSON Schema)",
+                       body("application/schema+json", OBJECT, "The queryables"))
 ITEMS = Operation("Spaces as OGC API features, by id", _GEOJSON,
                   (ITEMS_BBOX, ITEMS_LIMIT, CURSOR, *FILTERS, FILTER, FILTER_LANG),
                   PAGED_ERRORS)
+ITEM = Operation("One space as an OGC API feature", _GEOJSON, (ITEM_ID,),
+                 {"404": problem("No such collection or item"), **UNAVAILABLE})
 
 
-def _json(body: dict, mimetype: str = "application/json") -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), mimetype=mimetype)
+def _url(endpoint: str, **values: str) -> str:
+    """The absolute URL of ``endpoint``, a view of the blueprint serving this request."""
+    return url_for(f".{endpoint}", _external=True, **values)
 
 
 def _link(rel: str, endpoint: str, kind: str = "application/json", title: str = "",
-          **values) -> dict:
-    link = {"rel": rel, "type": kind, "href": url_for(endpoint, _external=True, **values)}
+          **values: str) -> dict:
+    link = {"rel": rel, "type": kind, "href": _url(endpoint, **values)}
     if title:
         link["title"] = title
     return link
+
+
+def _collection_doc() -> dict:
+    """The spaces collection, with its links."""
+    return {
+        "id": "spaces", "title": "Coworking spaces",
+        "description": "Active coworking spaces of the marketplace",
+        "itemType": "feature", "crs": [CRS84],
+        "extent": {"spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]], "crs": CRS84}},
+        "links": [
+            _link("self", "collection"),
+            _link("items", "items", GEOJSON, "The spaces"),
+            *(_link(rel, "queryables_doc", "application/schema+json",
+                    "What the filter parameter can constrain")
+              for rel in ("http://www.opengis.net/def/rel/ogc/1.0/queryables", "queryables")),
+        ],
+    }
+
+
+def landing() -> Response:
+    """GET /"""
+    return json_response({
+        "title": "geosearch", "description": "Coworking spaces as OGC API - Features",
+        "links": [
+            _link("self", "landing"),
+            {"rel": "service-desc", "type": "application/vnd.oai.openapi+json;version=3.1",
+             "href": _url("api")},
+            _link("conformance", "conformance"),
+            _link("data", "collections"),
+        ]})
+
+
+def api() -> Response:
+    """GET /api: the routes of this blueprint, relative to its root, as OGC clients read
+    them (GDAL looks for /collections/...)."""
+    root = request.url_rule.rule.removesuffix("/api") if request.url_rule else ""
+    doc = document(current_app, root, "geosearch OGC API - Features",
+                   _url("landing").rstrip("/"))
+    return json_response(doc, OPENAPI_MEDIA)
+
+
+def conformance() -> Response:
+    """GET /conformance"""
+    return json_response({"conformsTo": CONFORMANCE})
+
+
+def collections() -> Response:
+    """GET /collections"""
+    return json_response({"collections": [_collection_doc()],
+                          "links": [_link("self", "collections")]})
+
+
+def collection() -> Response:
+    """GET /collections/spaces"""
+    return json_response(_collection_doc())
+
+
+def queryables_doc() -> Response:
+    """GET /collections/spaces/queryables"""
+    return json_response(queryables(_url("queryables_doc")), "application/schema+json")
+
+
+def unknown_collection(collection_id: str) -> Response:
+    """GET /collections/<collection_id> (and its items): 404, naming the one collection."""
+    raise ApiError(404, "Not Found", f"no collection {collection_id!r}; the only one is "
+                   "'spaces'")
 
 
 def _with_filter(filters: Filters, area: BaseGeometry | None, text: str,
@@ -112,113 +188,64 @@ def _with_filter(filters: Filters, area: BaseGeometry | None, text: str,
     return replace(filters, **values), where if where is not None else area
 
 
-def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
-    """The OGC API - Features endpoints over ``backend`` (mount with ``url_prefix``)."""
-    bp = Blueprint(name, __name__)
-    count = lru_cache(maxsize=COUNTS_KEPT)(backend.count)
+def _selection(p: Params) -> tuple[Filters, BaseGeometry | None]:
+    """The filters and the area (None: everywhere) of an items request: its parameters
+    and its CQL2 filter."""
+    filters, box = params.filters(p), p[ITEMS_BBOX]
+    area = None if box is None else bbox_area(*box)
+    text = p[FILTER]
+    if text is not None:
+        filters, area = _with_filter(filters, area, text, p[FILTER_LANG])
+    return filters, area
 
-    def collection_doc() -> dict:
-        return {
-            "id": "spaces", "title": "Coworking spaces",
-            "description": "Active coworking spaces of the marketplace",
-            "itemType": "feature", "crs": [CRS84],
-            "extent": {"spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]], "crs": CRS84}},
-            "links": [
-                _link("self", f"{name}.collection"),
-                _link("items", f"{name}.items", GEOJSON, "The spaces"),
-                *(_link(rel, f"{name}.queryables_doc", "application/schema+json",
-                        "What the filter parameter can constrain")
-                  for rel in ("http://www.opengis.net/def/rel/ogc/1.0/queryables",
-                              "queryables")),
-            ],
-        }
 
-    @bp.get("/")
-    @documented(Operation("OGC API - Features landing page", _JSON))
-    def landing():
-        return _json({
-            "title": "geosearch", "description": "Coworking spaces as OGC API - Features",
-            "links": [
-                _link("self", f"{name}.landing"),
-                {"rel": "service-desc", "type": "application/vnd.oai.openapi+json;version=3.1",
-                 "href": url_for(f"{name}.api", _external=True)},
-                _link("conformance", f"{name}.conformance"),
-                _link("data", f"{name}.collections"),
-            ]})
+class ItemViews:
+    """The views of one mounted OGC API that read its backend: the items and an item."""
 
-    @bp.get("/api")
-    @documented(Operation("The OpenAPI document of this OGC API alone",
-                          body(OPENAPI_MEDIA, OBJECT, "OpenAPI")))
-    def api():
-        # the routes of this blueprint, relative to its root, as OGC clients read them
-        # (GDAL looks for /collections/...)
-        root = request.url_rule.rule.removesuffix("/api") if request.url_rule else ""
-        doc = document(current_app, root, "geosearch OGC API - Features",
-                       url_for(f"{name}.landing", _external=True).rstrip("/"))
-        return _json(doc, OPENAPI_MEDIA)
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        # numberMatched, per query and dataset version: counted once, not once per page
+        self.count = lru_cache(maxsize=COUNTS_KEPT)(backend.count)
 
-    @bp.get("/conformance")
-    @documented(Operation("Conformance classes", _JSON))
-    def conformance():
-        return _json({"conformsTo": CONFORMANCE})
-
-    @bp.get("/collections")
-    @documented(Operation("The collections (one: spaces)", _JSON))
-    def collections():
-        return _json({"collections": [collection_doc()],
-                      "links": [_link("self", f"{name}.collections")]})
-
-    @bp.get("/collections/spaces")
-    @documented(Operation("The spaces collection", _JSON))
-    def collection():
-        return _json(collection_doc())
-
-    @bp.get("/collections/spaces/queryables")
-    @documented(Operation("What filter can constrain (JSON Schema)",
-                          body("application/schema+json", OBJECT, "The queryables")))
-    def queryables_doc():
-        return _json(queryables(url_for(f"{name}.queryables_doc", _external=True)),
-                     "application/schema+json")
-
-    @bp.get("/collections/spaces/items")
-    @documented(ITEMS)
-    def items():
+    def items(self) -> Response:
+        """GET /collections/spaces/items"""
         p = Params.read(query_args(), ITEMS.params).check()
-        filters, box = params.filters(p), p[ITEMS_BBOX]
+        filters, area = _selection(p)
         # OGC API - Features: a limit above the server's maximum is lowered to it, not refused
         limit = min(p[ITEMS_LIMIT], MAX_LIMIT)
-        area = None if box is None else bbox_area(*box)
-        text = p[FILTER]
-        if text is not None:
-            filters, area = _with_filter(filters, area, text, p[FILTER_LANG])
-        def fp() -> str:  # only paging needs it (the area's WKB costs 8 µs)
-            return fingerprint("ogc", None if area is None else shapely.to_wkb(area, hex=True),
-                               filters.key())
-
+        fp = query_fingerprint("ogc", area, filters)
         after, version = after_of(p[CURSOR], fp, ID_KEY)
         query = (ListQuery(filters, limit, after, version) if area is None
                  else PolygonQuery(area, filters, None, limit, after, version))
-        page: Page = (backend.list(query) if isinstance(query, ListQuery)
-                      else backend.polygon(query))
+        page = (self.backend.list(query) if isinstance(query, ListQuery)
+                else self.backend.polygon(query))
         # counted on the page's own dataset version (a swap in between: 410, never a
-        # count of another dataset), once per query and version, not once per page
-        matched = count(replace(query, limit=1, after=None, version=page.version))
-        return page_response(page, fp, [_link("collection", f"{name}.collection")], matched)
+        # count of another dataset)
+        matched = self.count(replace(query, limit=1, after=None, version=page.version))
+        return page_response(page, fp, [_link("collection", "collection")], matched)
 
-    @bp.get("/collections/spaces/items/<id>")
-    @documented(Operation("One space as an OGC API feature", _GEOJSON, (ITEM_ID,),
-                          {"404": problem("No such collection or item"), **UNAVAILABLE}))
-    def item(id: str):
-        doc = feature(space_or_404(backend, id))
-        doc["links"] = [_link("self", f"{name}.item", GEOJSON, id=id),
-                        _link("collection", f"{name}.collection")]
-        return _json(doc, GEOJSON)
+    def item(self, id: str) -> Response:
+        """GET /collections/spaces/items/<id>"""
+        doc = feature(space_or_404(self.backend, id))
+        doc["links"] = [_link("self", "item", GEOJSON, id=id),
+                        _link("collection", "collection")]
+        return json_response(doc, GEOJSON)
 
-    @bp.get("/collections/<collection_id>")
-    @bp.get("/collections/<collection_id>/items")
-    def unknown_collection(collection_id: str):
-        raise ApiError(404, "Not Found", f"no collection {collection_id!r}; the only one is "
-                       "'spaces'")
 
+def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
+    """The OGC API - Features endpoints over ``backend`` (mount with ``url_prefix``)."""
+    bp = Blueprint(name, __name__)
+    views = ItemViews(backend)
+    add_route(bp, "/", "landing", landing, LANDING)
+    add_route(bp, "/api", "api", api, API)
+    add_route(bp, "/conformance", "conformance", conformance, CONFORMANCE_CLASSES)
+    add_route(bp, "/collections", "collections", collections, COLLECTIONS)
+    add_route(bp, "/collections/spaces", "collection", collection, COLLECTION)
+    add_route(bp, "/collections/spaces/queryables", "queryables_doc", queryables_doc,
+              QUERYABLES)
+    add_route(bp, "/collections/spaces/items", "items", views.items, ITEMS)
+    add_route(bp, "/collections/spaces/items/<id>", "item", views.item, ITEM)
+    for rule in ("/collections/<collection_id>", "/collections/<collection_id>/items"):
+        add_route(bp, rule, "unknown_collection", unknown_collection, None)
     register(bp, app_wide=False)
     return bp

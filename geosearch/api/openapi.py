@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document, generated from the app's own routes.
 
 Each view is registered with an :class:`Operation` (its summary, its declared parameters
-from :mod:`geosearch.api.params`, its responses). :func:`document` walks the URL map of
+from :mod:`geosearch.api.params`, its responses) by :func:`add_route`, the one way the
+API's blueprints register their routes. :func:`document` walks the URL map of
 the app that serves it, so the paths carry whatever prefix the blueprints were mounted
 under, and the parameters are the ones the views read, with the bounds they enforce.
 """
@@ -11,15 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from geosearch.api.geojson import GEOJSON
 from geosearch.api.params import Param
 from geosearch.model import FEATURE_PROPERTIES, field_schema
 
-F = TypeVar("F", bound=Callable[..., Any])
 OBJECT = {"type": "object"}
 ROWS = {"type": "array", "items": OBJECT}
 _RULE_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
@@ -126,26 +127,17 @@ class Operation:
         return op
 
 
-def documented(operation: Operation) -> Callable[[F], F]:
-    """Attach ``operation`` to a view function (a decorator, under the route's)."""
-
-    def attach(view: F) -> F:
-        view.operation = operation  # type: ignore[attr-defined]
-        return view
-
-    return attach
-
-
 def add_route(bp: Blueprint, rule: str, endpoint: str, view: Callable[..., Any],
-              operation: Operation, methods: tuple[str, ...] = ("GET",)) -> None:
-    """Register ``view`` (a bound method too) on ``bp`` with its operation."""
-
-    def documented_view(**kwargs: Any) -> Any:
-        return view(**kwargs)
-
-    documented_view.__doc__ = view.__doc__
-    bp.add_url_rule(rule, endpoint, documented(operation)(documented_view),
-                    methods=list(methods))
+              operation: Operation | None, methods: tuple[str, ...] = ("GET",)) -> None:
+    """Serve ``view`` (a function or a bound method) at ``rule`` on ``bp``, documented by
+    ``operation`` in the OpenAPI document (None: a route the document leaves out)."""
+    if operation is not None:
+        # a partial can carry the operation (a bound method cannot), and calls the view
+        # without a Python frame of its own
+        documented = partial(view)
+        documented.operation = operation  # type: ignore[attr-defined]
+        view = documented
+    bp.add_url_rule(rule, endpoint, view, methods=list(methods))
 
 
 def openapi_path(rule: str) -> str:
@@ -196,17 +188,19 @@ def document(app: Flask, root: str = "", title: str = "geosearch",
     return doc
 
 
+def openapi_json() -> Response:
+    """GET /openapi.json: the document of the app that serves it, made once (the routes
+    are fixed once serving)."""
+    key = f"openapi:{request.script_root}"
+    if key not in current_app.extensions:
+        current_app.extensions[key] = document(current_app,
+                                               server_url=request.script_root or None)
+    return jsonify(current_app.extensions[key])
+
+
 def openapi_blueprint() -> Blueprint:
     """Serves ``/openapi.json``: the document of the app it is registered on."""
     bp = Blueprint("openapi", __name__)
-
-    @bp.get("/openapi.json")
-    @documented(Operation("This document", body("application/json", OBJECT, "OpenAPI 3.1")))
-    def openapi_json():
-        key = f"openapi:{request.script_root}"
-        if key not in current_app.extensions:  # the routes are fixed once serving
-            current_app.extensions[key] = document(current_app,
-                                                   server_url=request.script_root or None)
-        return jsonify(current_app.extensions[key])
-
+    add_route(bp, "/openapi.json", "openapi_json", openapi_json,
+              Operation("This document", body("application/json", OBJECT, "OpenAPI 3.1")))
     return bp

@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import orjson
-import shapely
 from flask import Blueprint, Response, request
 from shapely.geometry.base import BaseGeometry
 
 from geosearch.api import params
-from geosearch.api.cursor import fingerprint
+from geosearch.api.cursor import query_fingerprint
 from geosearch.api.errors import ApiError, ParamError
 from geosearch.api.geojson import (
     GEOJSON,
@@ -150,9 +149,7 @@ class SearchViews:
         """GET /spaces/radius"""
         p = Params.read(query_args(), RADIUS.params).check()
         origin, radius_m, filters = Point(p[LAT], p[LON]), p[RADIUS_M], params.filters(p)
-        def fp() -> str:  # only paging needs it
-            return fingerprint("radius", origin.lat, origin.lon, radius_m, filters.key())
-
+        fp = query_fingerprint("radius", origin.lat, origin.lon, radius_m, filters)
         after, version = after_of(p[CURSOR], fp, DISTANCE_KEY)
         return page_response(self.backend.radius(
             RadiusQuery(origin, radius_m, filters, p[LIMIT], after, version)), fp)
@@ -170,10 +167,8 @@ class SearchViews:
         origin = params.optional_origin(p)
         p.check()
         area, filters = area_of(), params.filters(p)
-        def fp() -> str:  # only paging needs it
-            return fingerprint(kind, shapely.to_wkb(area, hex=True), filters.key(),
+        fp = query_fingerprint(kind, area, filters,
                                None if origin is None else (origin.lat, origin.lon))
-
         after, version = after_of(p[CURSOR], fp, ID_KEY if origin is None else DISTANCE_KEY)
         return page_response(self.backend.polygon(
             PolygonQuery(area, filters, origin, p[LIMIT], after, version)), fp)
@@ -221,9 +216,7 @@ class SearchViews:
         """GET /spaces"""
         p = Params.read(query_args(), LIST.params).check()
         filters = params.filters(p)
-        def fp() -> str:  # only paging needs it
-            return fingerprint("list", filters.key())
-
+        fp = query_fingerprint("list", filters)
         after, version = after_of(p[CURSOR], fp, ID_KEY)
         return page_response(self.backend.list(ListQuery(filters, p[LIMIT], after, version)), fp)
 
