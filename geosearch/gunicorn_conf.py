@@ -4,7 +4,8 @@
 
 The same settings as ``geosearch serve`` (:func:`geosearch.serving.server_options`):
 gevent workers that answer their own refusals in problem+json, the request-head timeout,
-limits above the app's own. ``GEOSEARCH_BIND`` (default 127.0.0.1:8000) and
+limits above the app's own, ``X-Forwarded-Proto`` believed only from
+``GEOSEARCH_TRUSTED_PROXIES``. ``GEOSEARCH_BIND`` (default 127.0.0.1:8000) and
 ``GEOSEARCH_WORKERS`` (default 2) set the address and the number of workers.
 """
 
@@ -13,7 +14,12 @@ from __future__ import annotations
 import os
 
 from geosearch.serving import server_options
+from geosearch.settings import Settings
 
 _host, _, _port = os.environ.get("GEOSEARCH_BIND", "127.0.0.1:8000").rpartition(":")
 globals().update(server_options(_host or "127.0.0.1", int(_port),
-                                int(os.environ.get("GEOSEARCH_WORKERS", "2"))))
+                                int(os.environ.get("GEOSEARCH_WORKERS", "2")),
+                                Settings.from_env().trusted_proxies))
+# The app is built once, before the fork, so that the workers share its dataset and the
+# per-client counts (geosearch.api.ratelimit).
+preload_app = True

@@ -17,9 +17,11 @@ The worker model (docs/deploy.md says why, docs/benchmarks.md gives the numbers)
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
+import socket
 
 import gevent
 from flask import Flask
@@ -61,6 +63,12 @@ def server_problem(exc: BaseException) -> tuple[int, bytes]:
     return status, head.encode("latin-1") + body
 
 
+# The first byte of a TLS record carrying a handshake (a ClientHello)
+_TLS_HANDSHAKE = 0x16
+_TLS_REFUSAL = server_problem(http_errors.ParseException(
+    "this port speaks plain HTTP, not TLS: use http://"))[1]
+
+
 class ProblemGeventWorker(GeventWorker):
     """gunicorn's gevent worker, answering the requests it refuses in problem+json, and
     telling the PostGIS driver when it serves one connection alone
@@ -74,12 +82,26 @@ class ProblemGeventWorker(GeventWorker):
         super().init_process()
 
     def handle(self, listener, client, addr) -> None:
-        """Serve one connection (all its requests), counted while it is open."""
+        """Serve one connection (all its requests), counted while it is open; a TLS
+        handshake on this plain-HTTP port is answered 400 at once (it has no line end
+        for the request parser to wait for)."""
         self.connections += 1
         try:
+            if self._starts_tls(client):
+                client.recv(1 << 16)  # what came so far: closing on unread bytes resets
+                client.sendall(_TLS_REFUSAL)
+                return
             super().handle(listener, client, addr)
         finally:
             self.connections -= 1
+
+    def _starts_tls(self, client: socket.socket) -> bool:
+        """Whether the connection opens with a TLS handshake (peeked: nothing is
+        consumed), waiting no longer than for a request's head."""
+        first = b""
+        with self.timeout_ctx(), contextlib.suppress(OSError):
+            first = client.recv(1, socket.MSG_PEEK)
+        return first[:1] == bytes([_TLS_HANDSHAKE])
 
     def handle_error(self, req, client, addr, exc) -> None:
         """Answer a request the server itself refused with a problem+json body."""
@@ -108,8 +130,11 @@ class _Gunicorn(BaseApplication):
         return self.application
 
 
-def server_options(host: str, port: int, workers: int = 2) -> dict:
-    """gunicorn's settings for geosearch (what ``geosearch serve`` runs with)."""
+def server_options(host: str, port: int, workers: int = 2,
+                   trusted_proxies: tuple[str, ...] = ()) -> dict:
+    """gunicorn's settings for geosearch (what ``geosearch serve`` runs with);
+    ``trusted_proxies``: the only peers whose ``X-Forwarded-Proto`` gunicorn believes
+    (its own default trusts loopback)."""
     kind = worker_class()  # gevent unless the benchmark of worker classes asks otherwise
     return {
         "bind": f"{host}:{port}", "workers": workers,
@@ -120,6 +145,7 @@ def server_options(host: str, port: int, workers: int = 2) -> dict:
         # Above the app's own limits (0: none, up to 1 MB), so the app answers 414 and 431.
         "limit_request_line": 0, "limit_request_field_size": 65536, "limit_request_fields": 200,
         "accesslog": os.environ.get("GEOSEARCH_ACCESS_LOG", "-") or None,
+        "forwarded_allow_ips": ",".join(trusted_proxies),
     }
 
 
@@ -136,4 +162,5 @@ def serve(app: Flask, host: str, port: int, workers: int = 2) -> None:
         gevent.wait(timeout=1.0)
     gc.collect()
     gc.freeze()
-    _Gunicorn(app, server_options(host, port, workers)).run()
+    settings = app.extensions["geosearch.settings"]
+    _Gunicorn(app, server_options(host, port, workers, settings.trusted_proxies)).run()

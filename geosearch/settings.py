@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_SNAPSHOT = Path("var/snapshot")
 GEOCODE_MISS_TTL_DAYS = 30.0
+
+
+def _check_rate(name: str, spec: str) -> None:
+    """A rate in the limits library's notation, or empty."""
+    if spec:
+        from limits import parse_many
+
+        try:
+            parse_many(spec)
+        except ValueError:
+            raise ValueError(f"GEOSEARCH_{name.upper()} must read like '60/minute' "
+                             "(or be empty for no limit)") from None
+
+
+def _check_public_url(url: str) -> None:
+    """scheme://host[:port], nothing else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") \
+            or parts.query or parts.fragment or parts.username:
+        raise ValueError("GEOSEARCH_PUBLIC_URL must read like https://maps.example.com "
+                         "(a scheme and a host, optionally a port; no path)")
 
 
 @dataclass(frozen=True)
@@ -46,20 +69,36 @@ class Settings:
     # ("60/minute", "10/second;300/hour"); empty turns it off. Counted per worker process
     # with the default memory storage; give a redis:// URL to count across processes.
     heavy_rate_limit: str = "60/minute"
+    # The same, for every request but the health probes; empty (the default) for none.
+    rate_limit: str = ""
+    # Where the counts are kept: "memory://" shares them among this server's workers; a
+    # redis:// or memcached:// URL among several servers.
     rate_limit_storage: str = "memory://"
+    # The seconds of a worker each client may use per second (averaged over 10 s); one
+    # client asking in sequence uses at most 1; 0 turns the budget off.
+    client_budget: float = 1.0
+    # Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed; none by default.
+    trusted_proxies: tuple[str, ...] = ()
+    # The scheme://host[:port] clients reach this service at: every absolute link is
+    # built from it. Unset, links use the request's Host, which must be one of
+    # trusted_hosts (others are answered 400).
+    public_url: str | None = None
+    trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
     # Origins whose pages may call the API from a browser (CORS), comma-separated in
     # GEOSEARCH_CORS_ORIGINS ("https://maps.example.com", or "*" for any); none by default.
     cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.heavy_rate_limit:
-            from limits import parse_many
+        for name in ("heavy_rate_limit", "rate_limit"):
+            _check_rate(name, getattr(self, name))
+        if not 0 <= self.client_budget < math.inf:
+            raise ValueError("GEOSEARCH_CLIENT_BUDGET must be a number of seconds >= 0")
+        if self.public_url is not None:
+            _check_public_url(self.public_url)
+        from geosearch.clientid import proxy_networks
 
-            try:
-                parse_many(self.heavy_rate_limit)
-            except ValueError:
-                raise ValueError("GEOSEARCH_HEAVY_RATE_LIMIT must read like '60/minute' "
-                                 "(or be empty for no limit)") from None
+        proxy_networks(self.trusted_proxies)
         if self.statement_timeout_ms <= 0:
             raise ValueError("GEOSEARCH_STATEMENT_TIMEOUT_MS must be > 0")
         if self.database_pooler not in ("", "transaction"):

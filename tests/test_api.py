@@ -427,7 +427,8 @@ def test_the_library_refuses_what_http_refuses(memory_feed):
 def test_links_follow_a_mount_prefix_and_keep_every_parameter(memory_feed):
     from urllib.parse import parse_qs, urlsplit
 
-    client = create_app(Settings(), backend=memory_feed).test_client()
+    client = create_app(Settings(trusted_hosts=("localhost", "geo.example.org")),
+                        backend=memory_feed).test_client()
     url = "/v1/spaces/radius?lat=52.52&lon=13.405&radius_m=9000&limit=3&amenities=wifi&city=Berlin"
     body = client.get(url, base_url="https://geo.example.org/api").get_json()  # a proxy prefix
     links = {x["rel"]: x["href"] for x in body["links"]}

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask
+from flask import Blueprint, Flask
 
+from geosearch.api import origin
 from geosearch.api.cors import Cors
-from geosearch.api.ratelimit import RateLimit
+from geosearch.api.ratelimit import RateLimit, WorkerBudget
 from geosearch.backends import Backend, open_backend
+from geosearch.clientid import proxy_networks
 from geosearch.settings import Settings
 
 API_PREFIX = "/v1"
@@ -48,13 +50,13 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.extensions["geosearch"] = backend
     app.extensions["geosearch.settings"] = settings
     guard.register(app)
+    origin.configure(app, settings)
     if settings.cors_origins:
         Cors(settings.cors_origins).attach(app)
     app.register_blueprint(search_blueprint(backend, max_body_bytes=settings.max_body_bytes),
                            url_prefix=API_PREFIX)
     coverage = coverage_blueprint(backend)
-    if settings.heavy_rate_limit:
-        RateLimit(settings.heavy_rate_limit, settings.rate_limit_storage).attach(coverage)
+    _limit(app, coverage, settings)
     app.register_blueprint(coverage, url_prefix=API_PREFIX)
     app.register_blueprint(ogc_blueprint(backend), url_prefix="/ogc")
     app.register_blueprint(health_blueprint(backend))
@@ -62,3 +64,16 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.register_blueprint(openapi_blueprint())
     logging.getLogger("geosearch").setLevel(logging.INFO)
     return app
+
+
+def _limit(app: Flask, heavy: Blueprint, settings: Settings) -> None:
+    """The per-client limits the settings ask for (:mod:`geosearch.api.ratelimit`): the
+    worker-time budget and the request rate on every route, the heavy rate on ``heavy``.
+    Made here, before a server forks its workers, so that they share the counts."""
+    proxies = proxy_networks(settings.trusted_proxies)
+    if settings.client_budget:
+        WorkerBudget(settings.client_budget, proxies).attach(app)
+    for spec, scope, target in ((settings.rate_limit, "this service", app),
+                                (settings.heavy_rate_limit, "this endpoint", heavy)):
+        if spec:
+            RateLimit(spec, scope, proxies, settings.rate_limit_storage).attach(target)

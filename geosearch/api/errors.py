@@ -6,7 +6,8 @@ import logging
 from dataclasses import dataclass, field
 
 from flask import Blueprint, Flask, Response, json
-from werkzeug.exceptions import HTTPException
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from geosearch.backends.base import BackendUnavailable, NoDataset, StaleVersion
 
@@ -78,9 +79,18 @@ def handle_unavailable(exc: Exception) -> Response:
 
 def handle_http_exception(exc: HTTPException) -> Response:
     """Werkzeug's own errors (404, 405, 413...) as problem+json."""
+    if isinstance(exc, SecurityError):  # its text repeats the untrusted Host header
+        return problem(400, "Bad Request", "the Host header names a host this service "
+                       "does not answer for (GEOSEARCH_PUBLIC_URL, GEOSEARCH_TRUSTED_HOSTS)")
     headers = dict(exc.get_headers()) if exc.code == 405 else {}
     headers.pop("Content-Type", None)
     return problem(exc.code or 500, exc.name, exc.description or exc.name, headers=headers)
+
+
+def handle_unreadable_body(exc: Exception) -> Response:
+    """The server could not read the request's body (a malformed chunked encoding)."""
+    return problem(400, "Bad Request", "the request body could not be read: its chunked "
+                   "transfer coding is malformed")
 
 
 def handle_unexpected(exc: Exception) -> Response:
@@ -99,4 +109,5 @@ def register_handlers(target: Flask | Blueprint, app_wide: bool = True) -> None:
     target.register_error_handler(StaleVersion, handle_stale)
     if app_wide:
         target.register_error_handler(HTTPException, handle_http_exception)
+        target.register_error_handler(ParseException, handle_unreadable_body)
         target.register_error_handler(Exception, handle_unexpected)

@@ -30,6 +30,7 @@ from geosearch.api.openapi import (
     document,
     problem,
 )
+from geosearch.api.origin import absolute
 from geosearch.api.paging import ID_KEY, after_of, page_response
 from geosearch.api.params import (
     BBOX,
@@ -94,8 +95,9 @@ ITEM = Operation("One space as an OGC API feature", _GEOJSON, (ITEM_ID,),
 
 
 def _url(endpoint: str, **values: str) -> str:
-    """The absolute URL of ``endpoint``, a view of the blueprint serving this request."""
-    return url_for(f".{endpoint}", _external=True, **values)
+    """The absolute URL of ``endpoint``, a view of the blueprint serving this request
+    (on the service's own origin: :mod:`geosearch.api.origin`)."""
+    return absolute(url_for(f".{endpoint}", **values))
 
 
 def _link(rel: str, endpoint: str, kind: str = "application/json", title: str = "",

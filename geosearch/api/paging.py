@@ -17,6 +17,7 @@ from flask import Response, request
 
 from geosearch.api.cursor import decode, encode
 from geosearch.api.geojson import GEOJSON, VERSION_HEADER, collection
+from geosearch.api.origin import absolute
 from geosearch.model import Page
 
 DISTANCE_KEY = (float, str)  # pages ordered by distance, then id
@@ -38,17 +39,17 @@ def geojson_response(body: dict | bytes, version: str | None = None) -> Response
 def own_url(query_string: str | None = None) -> str:
     """This request's URL, with its own query string or ``query_string``.
 
-    Built from the WSGI environ as the client addressed it (scheme, host, the mount
-    prefix in ``SCRIPT_NAME`` and the path), so links stay right behind a prefix or a
-    proxy that sets them; cheaper than rebuilding it through the URL map.
+    The service's own origin (:mod:`geosearch.api.origin`: the public URL, or the
+    request's trusted host), then the mount prefix in ``SCRIPT_NAME`` and the path as the
+    client addressed them, so links stay right behind a prefix; cheaper than rebuilding
+    it through the URL map.
     """
     env = request.environ
-    host = env.get("HTTP_HOST") or f"{env['SERVER_NAME']}:{env['SERVER_PORT']}"
     path = env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")
     if not _PLAIN_PATH.fullmatch(path):
         path = quote(path.encode("latin-1"), safe=_PATH_SAFE)
     query = env.get("QUERY_STRING", "") if query_string is None else query_string
-    return f"{env['wsgi.url_scheme']}://{host}{path}" + (f"?{query}" if query else "")
+    return absolute(path) + (f"?{query}" if query else "")
 
 
 def next_url(cursor: str) -> str:

@@ -1,0 +1,145 @@
+"""Per-client limits shared by every worker, the clients they count, and the origin of
+every absolute URL (no link or redirect built from a Host header nobody configured)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+
+from geosearch.api import create_app
+from geosearch.clientid import client_name, proxy_networks
+from geosearch.settings import Settings
+from geosearch.sharedwindow import SharedWindows
+
+RADIUS = "/v1/spaces/radius?lat=52.52&lon=13.405&radius_m=20000&limit=2"
+LINKED = [RADIUS, "/v1/spaces?limit=2", "/ogc", "/ogc/", "/ogc/api",
+          "/ogc/collections/spaces/items?limit=2", "/ogc/collections/spaces/queryables",
+          "/ogc?x=1", "/ogc/collections/spaces"]
+
+
+def _take_many(windows: SharedWindows, n: int, allowed: multiprocessing.Queue) -> None:
+    allowed.put(sum(windows.take(42, 1.0, 50.0, 3600.0, 1000.0).allowed for _ in range(n)))
+
+
+def test_counts_are_shared_by_forked_workers():
+    windows = SharedWindows(slots=256)
+    context = multiprocessing.get_context("fork")
+    allowed: multiprocessing.Queue = context.Queue()
+    workers = [context.Process(target=_take_many, args=(windows, 40, allowed))
+               for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert sum(allowed.get(timeout=5) for _ in workers) == 50  # not 3 x 40, not 3 x 50
+
+
+def test_a_sliding_window_forgives_at_the_rate_the_previous_window_fades():
+    windows = SharedWindows(slots=64)
+    assert all(windows.take(7, 1.0, 10.0, 10.0, 5.0).allowed for _ in range(10))
+    refused = windows.take(7, 1.0, 10.0, 10.0, 9.0)
+    assert not refused.allowed and 0 < refused.retry_after_s <= 1.0 + 1e-9
+    # at 15 s, half of the first window (10 spent) still overlaps: 5 + 1 fits, 5 + 6 not
+    assert sum(windows.take(7, 1.0, 10.0, 10.0, 15.0).allowed for _ in range(9)) == 5
+    assert windows.take(8, 1.0, 10.0, 10.0, 15.0).allowed  # another key is not affected
+
+
+def test_a_full_table_forgives_rather_than_refuses_a_new_client():
+    windows = SharedWindows(slots=8)
+    for key in range(1, 100):
+        assert windows.take(key, 1.0, 1.0, 60.0, 0.0).allowed
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "proxies", "expected"), [
+    ("2001:db8:1:2:aaaa::1", None, (), "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff::9", None, (), "2001:db8:1:2::/64"),
+    ("::ffff:198.51.100.7", None, (), "198.51.100.7"),
+    ("198.51.100.7", "203.0.113.1", (), "198.51.100.7"),  # no proxy trusted
+    ("10.1.2.3", "203.0.113.1", ("10.0.0.0/8",), "203.0.113.1"),
+    ("10.1.2.3", "1.1.1.1, 203.0.113.1, 10.9.9.9", ("10.0.0.0/8",), "203.0.113.1"),
+    ("10.1.2.3", "garbage, 10.9.9.9", ("10.0.0.0/8",), "10.9.9.9"),
+    ("10.1.2.3", "2001:db8::5", ("10.0.0.0/8",), "2001:db8::/64"),
+    ("not an address", None, (), "unknown"),
+])
+def test_the_client_counted(peer, forwarded, proxies, expected):
+    assert client_name(peer, forwarded, proxy_networks(proxies)) == expected
+
+
+def _app(memory_feed, **settings):
+    return create_app(Settings(heavy_rate_limit="", **settings), backend=memory_feed)
+
+
+def test_the_request_rate_is_per_client_and_answers_429_with_retry_after(memory_feed):
+    client = _app(memory_feed, rate_limit="5/minute").test_client()
+    statuses = [client.get(RADIUS).status_code for _ in range(7)]
+    assert statuses == [200] * 5 + [429] * 2
+    refused = client.get(RADIUS)
+    assert refused.content_type == "application/problem+json"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    other = client.get(RADIUS, environ_base={"REMOTE_ADDR": "198.51.100.9"})
+    assert other.status_code == 200
+    assert client.get("/healthz").status_code == 200  # probes are never limited
+    # one IPv6 subscriber is one client, whichever address of its /64 it uses
+    v6 = [client.get(RADIUS, environ_base={"REMOTE_ADDR": f"2001:db8::{n:x}"}).status_code
+          for n in range(1, 8)]
+    assert v6 == [200] * 5 + [429] * 2
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_counts_apart(memory_feed):
+    client = _app(memory_feed, rate_limit="2/minute",
+                  trusted_proxies=("127.0.0.1",)).test_client()
+    for n in range(3):
+        headers = {"X-Forwarded-For": f"203.0.113.{n}"}
+        assert [client.get(RADIUS, headers=headers).status_code for _ in range(3)] \
+            == [200, 200, 429]
+
+
+def test_a_client_over_its_worker_budget_is_refused_and_the_others_are_not(memory_feed):
+    client = _app(memory_feed, client_budget=1e-5).test_client()
+    statuses = [client.get(RADIUS).status_code for _ in range(50)]
+    assert statuses[0] == 200 and statuses[-1] == 429
+    assert client.get(RADIUS, environ_base={"REMOTE_ADDR": "198.51.100.9"}).status_code \
+        == 200
+
+
+def test_one_client_in_sequence_stays_within_the_default_budget(memory_feed):
+    client = _app(memory_feed).test_client()
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        assert client.get(RADIUS).status_code == 200
+
+
+@pytest.mark.parametrize("path", LINKED)
+def test_an_untrusted_host_is_refused_and_never_echoed(memory_feed, path):
+    client = _app(memory_feed).test_client()
+    response = client.get(path, headers={"Host": "evil.example"})
+    assert response.status_code == 400
+    assert response.content_type == "application/problem+json"
+    assert "evil.example" not in response.get_data(as_text=True)
+    assert "evil.example" not in str(response.headers)
+
+
+def _urls(doc: object) -> list[str]:
+    """Every link target of a JSON document (hrefs, and the OpenAPI servers' urls)."""
+    if isinstance(doc, dict):
+        own = [doc[k] for k in ("href", "url", "$id") if isinstance(doc.get(k), str)]
+        return own + [u for value in doc.values() for u in _urls(value)]
+    if isinstance(doc, list):
+        return [u for value in doc for u in _urls(value)]
+    return []
+
+
+@pytest.mark.parametrize("path", LINKED)
+def test_links_start_with_the_public_url_whatever_the_host(memory_feed, path):
+    client = _app(memory_feed, public_url="https://maps.example.com").test_client()
+    response = client.get(path, headers={"Host": "maps.example.com"},
+                          follow_redirects=False)
+    if response.status_code == 308:
+        assert response.headers["Location"].startswith("/ogc/")  # relative: no host
+        return
+    assert response.status_code == 200, response.get_data(as_text=True)
+    own = [u for u in _urls(response.get_json()) if "opengis.net" not in u]
+    assert own and all(u.startswith("https://maps.example.com/") or
+                       u == "https://maps.example.com" for u in own), own
