@@ -189,7 +189,7 @@ _STALLED_INGEST = """
 import sys, time
 import geosearch.store as store
 from geosearch.cli import main
-chunks = store._csv_chunks
+chunks = store.csv_chunks
 def stalled(tables):
     def read():
         for i, table in enumerate(tables):
@@ -199,7 +199,7 @@ def stalled(tables):
             yield table
     return chunks(read())
 store.COPY_CHUNK_ROWS = 100
-store._csv_chunks = stalled
+store.csv_chunks = stalled
 sys.exit(main(sys.argv[1:]))
 """
 

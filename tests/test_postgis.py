@@ -107,9 +107,9 @@ def test_a_failure_mid_load_leaves_the_old_dataset(engine, feed_result, monkeypa
                 raise RuntimeError("the feed ended mid-way")
             yield chunk
 
-    chunks = store._csv_chunks
+    chunks = store.csv_chunks
     monkeypatch.setattr(store, "COPY_CHUNK_ROWS", 100)
-    monkeypatch.setattr(store, "_csv_chunks", broken_chunks)
+    monkeypatch.setattr(store, "csv_chunks", broken_chunks)
     with pytest.raises(RuntimeError):
         load(feed_result.frame, feed_result.meta(), engine)
 
@@ -118,12 +118,13 @@ def test_a_failure_mid_load_leaves_the_old_dataset(engine, feed_result, monkeypa
 
 def test_a_failure_making_the_rows_leaves_the_old_dataset(engine, feed_result, monkeypatch):
     """The spaces' rows are made by a thread of their own: its error fails the load."""
+    import geosearch.loadrows as loadrows
     import geosearch.store as store
 
     small = _subset(feed_result, 100)
     load(small.frame, small.meta(), engine)
     before = _state(engine)
-    rows = store._spaces_rows
+    rows = loadrows.spaces_rows
 
     def broken_rows(*args):
         for i, table in enumerate(rows(*args)):
@@ -132,7 +133,7 @@ def test_a_failure_making_the_rows_leaves_the_old_dataset(engine, feed_result, m
             yield table
 
     monkeypatch.setattr(store, "COPY_CHUNK_ROWS", 500)
-    monkeypatch.setattr(store, "_spaces_rows", broken_rows)
+    monkeypatch.setattr(loadrows, "spaces_rows", broken_rows)
     with pytest.raises(ValueError, match="no heads"):
         load(feed_result.frame, feed_result.meta(), engine)
 
@@ -334,7 +335,7 @@ def test_a_load_longer_than_the_statement_timeout_completes(pg_database, feed_re
                                                             monkeypatch):
     import geosearch.store as store
 
-    chunks = store._csv_chunks
+    chunks = store.csv_chunks
 
     def slow_chunks(table):
         for i, chunk in enumerate(chunks(table)):
@@ -343,7 +344,7 @@ def test_a_load_longer_than_the_statement_timeout_completes(pg_database, feed_re
             yield chunk
 
     monkeypatch.setattr(store, "COPY_CHUNK_ROWS", 1000)
-    monkeypatch.setattr(store, "_csv_chunks", slow_chunks)
+    monkeypatch.setattr(store, "csv_chunks", slow_chunks)
     url = pg_database("slow")
     engine = make_engine(Settings(database_url=url, statement_timeout_ms=200))
 
