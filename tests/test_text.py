@@ -171,10 +171,10 @@ def test_memory_nearest_with_q_matches_the_oracle_anywhere(request, monkeypatch,
     cap and a k beyond the matches, it gives the oracle's ids and distances."""
     import random
 
-    from geosearch.backends import memory, textindex
+    from geosearch.backends import memory, memory_search, textindex
 
     monkeypatch.setattr(textindex, "TREE_ROWS", tree_rows)
-    monkeypatch.setattr(memory, "_MEASURED_PER_K", 1)  # more queries take the far path
+    monkeypatch.setattr(memory_search, "_MEASURED_PER_K", 1)  # more queries take the far path
     result = request.getfixturevalue(f"{dataset}_result")
     backend = memory.MemoryBackend.from_frame(result.frame, "q")
     spaces = result.frame[result.frame["status"] == "active"].reset_index(drop=True)
