@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import lru_cache
+from typing import Any
 
 from flask import Blueprint, Response, current_app, request, url_for
 from shapely.geometry.base import BaseGeometry
@@ -94,7 +95,7 @@ ITEM = Operation("One space as an OGC API feature", _GEOJSON, (ITEM_ID,),
                  {"404": problem("No such collection or item"), **UNAVAILABLE})
 
 
-def _url(endpoint: str, **values: str) -> str:
+def _url(endpoint: str, **values: Any) -> str:
     """The absolute URL of ``endpoint``, a view of the blueprint serving this request
     (on the service's own origin: :mod:`geosearch.api.origin`)."""
     return absolute(url_for(f".{endpoint}", **values))
