@@ -33,9 +33,12 @@ def browser():
         browser.close()
 
 
-def open_map(browser, url: str):
-    """A desktop-sized page on the map, ready; and the console errors it logs."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+def open_map(browser, url: str, bypass_csp: bool = True):
+    """A desktop-sized page on the map, ready; and the console errors it logs.
+    ``bypass_csp``: lift the page's Content-Security-Policy, which forbids the string
+    evaluation Playwright's ``wait_for_function`` uses (one test keeps it: below)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800},
+                                  bypass_csp=bypass_csp)
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
@@ -60,6 +63,22 @@ def search(page, **fields):
     page.wait_for_function(
         f"document.body.dataset.searchDone && document.body.dataset.searchDone !== {before!r}"
         if before else "document.body.dataset.searchDone", timeout=20_000)
+
+
+def test_the_page_works_under_its_own_content_security_policy(browser, server):
+    context, page, problems = open_map(browser, server, bypass_csp=False)
+    try:
+        policy = page.evaluate("fetch('/').then(r => r.headers.get('content-security-policy'))")
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        page.fill("#lat", "52.52")
+        page.fill("#lon", "13.405")
+        page.fill("#radius", "8000")
+        page.click("#go")
+        page.wait_for_selector("body[data-search-done]", timeout=20_000)
+        assert page.locator("#results li").count() > 0
+        assert problems == []  # a blocked script, style or image is a console error
+    finally:
+        context.close()
 
 
 def test_radius_search_with_an_amenity_shows_the_apis_answer(page, client):
@@ -107,7 +126,8 @@ def test_nearest_mode_and_clear_errors(page):
 
 
 def test_phone_sized_screen_and_keyboard(browser, server):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                  bypass_csp=True)  # wait_for_function evaluates text
     page = context.new_page()
     page.goto(server + "/")
     page.wait_for_selector("body[data-ready=true]")

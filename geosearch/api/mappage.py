@@ -54,9 +54,40 @@ def outlines() -> Response:
                     headers={"Cache-Control": "public, max-age=86400"})
 
 
+def _tile_origin(tile_url: str) -> str:
+    """The origin of a Leaflet tile URL template; its ``{s}`` subdomains as ``*``."""
+    scheme, _, rest = tile_url.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://" + ("*." + host[4:] if host.startswith("{s}.") else host)
+
+
+def content_policy(tile_url: str | None) -> str:
+    """The page's Content-Security-Policy: its own scripts, styles and data only, images
+    from itself and the tile server, never framed by another site.
+
+    >>> content_policy("https://tile.example.org/{z}/{x}/{y}.png").split("; ")[3]
+    "img-src 'self' data: https://tile.example.org"
+    """
+    tiles = f" {_tile_origin(tile_url)}" if tile_url else ""
+    return "; ".join([
+        "default-src 'none'", "script-src 'self'", "style-src 'self'",
+        f"img-src 'self' data:{tiles}", "connect-src 'self'", "base-uri 'none'",
+        "form-action 'none'", "frame-ancestors 'none'"])
+
+
+def _protect(policy: str, response: Response) -> Response:
+    """The page's security headers, on the page and its files."""
+    response.headers["Content-Security-Policy"] = policy
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"  # frame-ancestors, for older browsers
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
 def map_blueprint(tile_url: str | None) -> Blueprint:
     """``/`` (the page), ``/static/*``, ``/map/config.json``, ``/map/countries.geojson``."""
     bp = Blueprint("map", __name__, static_folder=str(STATIC), static_url_path="/static")
+    bp.after_request(partial(_protect, content_policy(tile_url)))
     add_route(bp, "/", "page", page, PAGE)
     add_route(bp, "/map/config.json", "config", partial(config, tile_url), CONFIG)
     add_route(bp, "/map/countries.geojson", "outlines", outlines, OUTLINES)
