@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from geosearch.settings import Settings
@@ -73,6 +74,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the HTTP API on 127.0.0.1 with gunicorn (or Flask's server with --dev)."""
     settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot,
                                  replica_urls=tuple(args.replica) or None)
+    if args.host not in ("0.0.0.0", "::", *settings.trusted_hosts):
+        # the address it listens on is one its clients may name
+        settings = replace(settings, trusted_hosts=(*settings.trusted_hosts, args.host))
     from geosearch.settings import worker_class
 
     if not args.dev and worker_class() == "gevent":
