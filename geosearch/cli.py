@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from geosearch.settings import Settings
+from geosearch.settings import SERVER_CLIENT_BUDGET, Settings
 
 
 def _geocoder(settings: Settings):
@@ -74,6 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the HTTP API on 127.0.0.1 with gunicorn (or Flask's server with --dev)."""
     settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot,
                                  replica_urls=tuple(args.replica) or None)
+    if settings.client_budget is None:
+        settings = replace(settings, client_budget=SERVER_CLIENT_BUDGET)
     if args.host not in ("0.0.0.0", "::", *settings.trusted_hosts):
         # the address it listens on is one its clients may name
         settings = replace(settings, trusted_hosts=(*settings.trusted_hosts, args.host))

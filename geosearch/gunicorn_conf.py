@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 
 from geosearch.serving import server_options
-from geosearch.settings import Settings
+from geosearch.settings import SERVER_CLIENT_BUDGET, Settings
 
 _host, _, _port = os.environ.get("GEOSEARCH_BIND", "127.0.0.1:8000").rpartition(":")
+# Clients share these workers: the per-client budget is on unless set (geosearch.settings).
+os.environ.setdefault("GEOSEARCH_CLIENT_BUDGET", str(SERVER_CLIENT_BUDGET))
 globals().update(server_options(_host or "127.0.0.1", int(_port),
                                 int(os.environ.get("GEOSEARCH_WORKERS", "2")),
                                 Settings.from_env().trusted_proxies))

@@ -10,6 +10,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 DEFAULT_SNAPSHOT = Path("var/snapshot")
+# A client may use half a worker's time under a server: with two workers, a client that
+# spends all of it keeps each busy a quarter of the time, so another client's median
+# request still finds its worker free.
+SERVER_CLIENT_BUDGET = 0.5
 GEOCODE_MISS_TTL_DAYS = 30.0
 
 
@@ -74,9 +78,11 @@ class Settings:
     # Where the counts are kept: "memory://" shares them among this server's workers; a
     # redis:// or memcached:// URL among several servers.
     rate_limit_storage: str = "memory://"
-    # The seconds of a worker each client may use per second (averaged over 10 s); one
-    # client asking in sequence uses at most 1; 0 turns the budget off.
-    client_budget: float = 1.0
+    # The seconds of a worker each client may use per second (averaged over 10 s); 0
+    # turns the budget off. Unset: SERVER_CLIENT_BUDGET under geosearch serve and the
+    # gunicorn config, where clients share the workers; off in-process (the library, an
+    # embedded blueprint, a test client), where the caller is the only client.
+    client_budget: float | None = None
     # Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For and
     # X-Forwarded-Proto are believed; none by default.
     trusted_proxies: tuple[str, ...] = ()
@@ -92,7 +98,7 @@ class Settings:
     def __post_init__(self) -> None:
         for name in ("heavy_rate_limit", "rate_limit"):
             _check_rate(name, getattr(self, name))
-        if not 0 <= self.client_budget < math.inf:
+        if self.client_budget is not None and not 0 <= self.client_budget < math.inf:
             raise ValueError("GEOSEARCH_CLIENT_BUDGET must be a number of seconds >= 0")
         if self.public_url is not None:
             _check_public_url(self.public_url)

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 from bench_fairness import bench_fairness
-from bench_http import bench_http, bench_servers, serving
+from bench_http import LOAD_GENERATOR, bench_http, bench_servers, serving
 from bench_inprocess import bench_inprocess, bench_text, bench_tiles
 from bench_report import Report, write_report
 from bench_workload import synthetic_million, workload
@@ -162,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
                 sources["memory"] = ("--snapshot", str(snapshot))
             if served and url is not None and "PostGIS" in args.backends:
                 sources["PostGIS"] = ("--database", url)
-            with serving(sources) as services:
-                if "http" in args.parts:
+            if "http" in args.parts:
+                with serving(sources, LOAD_GENERATOR) as services:
                     bench_http(name, services, url, work, workdir, args.seconds, report)
-                if "fairness" in args.parts:
+            if "fairness" in args.parts:
+                with serving(sources) as services:
                     bench_fairness(name, services, result.frame, work, workdir, report)
             if name == "5k" and args.servers:
                 servers = bench_servers(snapshot, work, workdir, args.seconds)

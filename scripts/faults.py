@@ -299,8 +299,10 @@ def run(clients: int = 4, pause_s: float = 3.0, work: Path | None = None) -> Rep
         first = ingest(url, FEED)
         if first.returncode:
             raise RuntimeError(f"the first ingest failed: {first.stderr}")
+        # the load's threads stand for many clients: no per-client budget refuses them
         server = Server(serve_args("--database", url), log=work / "server.log",
-                        env={"GEOSEARCH_STATEMENT_TIMEOUT_MS": "2000"}, wait_s=60)
+                        env={"GEOSEARCH_STATEMENT_TIMEOUT_MS": "2000",
+                             "GEOSEARCH_CLIENT_BUDGET": "0"}, wait_s=60)
         load = Load(server.port, clients)
         load.start()
         time.sleep(pause_s)

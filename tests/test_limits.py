@@ -4,13 +4,13 @@ every absolute URL (no link or redirect built from a Host header nobody configur
 from __future__ import annotations
 
 import multiprocessing
-import time
 
 import pytest
 
 from geosearch.api import create_app
+from geosearch.api.ratelimit import BUDGET_PERIOD_S
 from geosearch.clientid import client_name, proxy_networks
-from geosearch.settings import Settings
+from geosearch.settings import SERVER_CLIENT_BUDGET, Settings
 from geosearch.sharedwindow import SharedWindows
 
 RADIUS = "/v1/spaces/radius?lat=52.52&lon=13.405&radius_m=20000&limit=2"
@@ -104,11 +104,17 @@ def test_a_client_over_its_worker_budget_is_refused_and_the_others_are_not(memor
         == 200
 
 
-def test_one_client_in_sequence_stays_within_the_default_budget(memory_feed):
-    client = _app(memory_feed).test_client()
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        assert client.get(RADIUS).status_code == 200
+def test_the_budget_is_off_in_process_and_on_under_a_server(memory_feed):
+    from geosearch.api.ratelimit import WorkerBudget
+
+    def budgets(app):
+        return [f for f in app.before_request_funcs[None]
+                if isinstance(getattr(f, "__self__", None), WorkerBudget)]
+
+    assert budgets(_app(memory_feed)) == []  # the library's caller is its only client
+    served = Settings.from_env({"GEOSEARCH_CLIENT_BUDGET": str(SERVER_CLIENT_BUDGET)})
+    assert [b.__self__.limit for b in budgets(create_app(served, backend=memory_feed))] \
+        == [SERVER_CLIENT_BUDGET * BUDGET_PERIOD_S]
 
 
 @pytest.mark.parametrize("path", LINKED)
