@@ -63,9 +63,12 @@ def server_problem(exc: BaseException) -> tuple[int, bytes]:
     return status, head.encode("latin-1") + body
 
 
-# The first byte of a TLS record carrying a handshake (a ClientHello)
-_TLS_HANDSHAKE = 0x16
-_TLS_REFUSAL = server_problem(http_errors.ParseException(
+# The bytes an HTTP/1 request can open with: a method's (a token's characters), or the CR
+# of an empty line before it. A TLS handshake opens with 0x16, a ClientHello in the SSL 2
+# format with a byte of its high bit set: neither has a line end to wait for.
+_REQUEST_START = frozenset(b"!#$%&'*+-.^_`|~\r0123456789"
+                           b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_NOT_HTTP_REFUSAL = server_problem(http_errors.ParseException(
     "this port speaks plain HTTP, not TLS: use http://"))[1]
 
 
@@ -82,26 +85,27 @@ class ProblemGeventWorker(GeventWorker):
         super().init_process()
 
     def handle(self, listener, client, addr) -> None:
-        """Serve one connection (all its requests), counted while it is open; a TLS
-        handshake on this plain-HTTP port is answered 400 at once (it has no line end
-        for the request parser to wait for)."""
+        """Serve one connection (all its requests), counted while it is open; one that
+        opens with a byte no HTTP request starts with (a TLS handshake on this plain-HTTP
+        port) is answered 400 at once (it has no line end for the request parser to wait
+        for)."""
         self.connections += 1
         try:
-            if self._starts_tls(client):
+            if self._opens_without_http(client):
                 client.recv(1 << 16)  # what came so far: closing on unread bytes resets
-                client.sendall(_TLS_REFUSAL)
+                client.sendall(_NOT_HTTP_REFUSAL)
                 return
             super().handle(listener, client, addr)
         finally:
             self.connections -= 1
 
-    def _starts_tls(self, client: socket.socket) -> bool:
-        """Whether the connection opens with a TLS handshake (peeked: nothing is
-        consumed), waiting no longer than for a request's head."""
+    def _opens_without_http(self, client: socket.socket) -> bool:
+        """Whether the connection's first byte can start no HTTP request (peeked:
+        nothing is consumed), waiting no longer than for a request's head."""
         first = b""
         with self.timeout_ctx(), contextlib.suppress(OSError):
             first = client.recv(1, socket.MSG_PEEK)
-        return first[:1] == bytes([_TLS_HANDSHAKE])
+        return first != b"" and first[0] not in _REQUEST_START
 
     def handle_error(self, req, client, addr, exc) -> None:
         """Answer a request the server itself refused with a problem+json body."""
