@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import time
-from urllib.parse import unquote
 
 import faults
 import pytest
@@ -110,19 +109,3 @@ def test_a_killed_worker_is_replaced_and_the_service_goes_on(server):
         time.sleep(0.2)
     assert all(faults.get(port, SEARCH)[0] == 200 for _ in range(20))
 
-
-def test_the_hostile_battery_over_real_sockets(server):
-    from hostile_http import send
-
-    from geosearch.testing import hostile
-
-    _, port = server
-    base = f"http://127.0.0.1:{port}"
-    failures = []
-    for probe in hostile.battery():
-        status, kind, text = send(base, probe)
-        found = hostile.problems_with(status, kind, text, unquote(probe.url))
-        if found:
-            failures.append(f"{probe.method} {probe.url[:100]}: {', '.join(found)}")
-    assert not failures, "\n".join(failures[:30])
-    assert faults.get(port, SEARCH)[0] == 200

@@ -13,5 +13,6 @@ dependencies do not include it.
 - :mod:`~geosearch.testing.synthetic`: generated spaces (geometry edge cases, text
   search, a network of any size).
 - :mod:`~geosearch.testing.hostile`: the hostile request battery and what a good answer
-  to it is.
+  to it is; :mod:`~geosearch.testing.hostile_wire`: its cases that exist only on the wire
+  (forged Host and forwarding headers, malformed chunked bodies, a TLS handshake).
 """
