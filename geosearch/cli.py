@@ -1,4 +1,4 @@
-"""The command line: ``geosearch ingest | serve | report | query``."""
+"""The command line: ``geosearch ingest | serve | report | query | keys``."""
 
 from __future__ import annotations
 
@@ -131,6 +131,44 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0 if response.status_code < 400 else 1
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Create, list or revoke API keys (geosearch.keys) in the PostGIS database."""
+    from geosearch.database import make_engine
+    from geosearch.keys import KeyCommandError, KeyStore
+    from geosearch.store import migrate
+
+    settings = Settings.from_env(database_url=args.database)
+    if not settings.database_url:
+        print("geosearch keys: give --database URL (or set GEOSEARCH_DATABASE_URL)",
+              file=sys.stderr)
+        return 2
+    engine = make_engine(settings)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    store = KeyStore(settings)
+    try:
+        if args.action == "create":
+            secret = store.create(args.name, args.scopes.split(","))
+            print(f"key {args.name!r} created; its secret, shown this once and kept "
+                  "nowhere (send it as Authorization: Bearer <secret>):")
+            print(secret)
+        elif args.action == "list":
+            print("\t".join(("name", "scopes", "prefix", "created", "last used", "revoked")))
+            for info in store.list_keys():
+                print("\t".join(info.row()))
+        else:
+            store.revoke(args.name)
+            print(f"key {args.name!r} revoked")
+    except KeyCommandError as exc:
+        print(f"geosearch keys {args.action}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``geosearch`` command."""
     parser = argparse.ArgumentParser(prog="geosearch", description=__doc__)
@@ -171,6 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--snapshot", type=Path)
     query.add_argument("--database")
     query.set_defaults(func=cmd_query)
+
+    keys = sub.add_parser("keys", help="create, list or revoke API keys (PostGIS)")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="make a key; its secret is the last line")
+    create.add_argument("name", help="the key's name, recorded as the actor of its writes")
+    create.add_argument("--scopes", required=True, help="write, changes, admin (comma-separated)")
+    listing = actions.add_parser("list", help="every key: name, scopes, prefix, times")
+    revoke = actions.add_parser("revoke", help="revoke a key for good")
+    revoke.add_argument("name")
+    for action in (create, listing, revoke):
+        action.add_argument("--database", help="PostGIS URL (default: GEOSEARCH_DATABASE_URL)")
+    keys.set_defaults(func=cmd_keys)
     return parser
 
 

@@ -94,9 +94,14 @@ class Settings:
     # Origins whose pages may call the API from a browser (CORS), comma-separated in
     # GEOSEARCH_CORS_ORIGINS ("https://maps.example.com", or "*" for any); none by default.
     cors_origins: tuple[str, ...] = ()
+    # "required": every route but the health probes needs a valid API key (any scope;
+    # geosearch.keys, kept in database_url); empty (the default): reads are open.
+    read_keys: str = ""
+    # Per-key limit on writes, in the notation of the rate limits above; empty for none.
+    write_rate_limit: str = "20/second;600/minute"
 
     def __post_init__(self) -> None:
-        for name in ("heavy_rate_limit", "rate_limit"):
+        for name in ("heavy_rate_limit", "rate_limit", "write_rate_limit"):
             _check_rate(name, getattr(self, name))
         if self.client_budget is not None and not 0 <= self.client_budget < math.inf:
             raise ValueError("GEOSEARCH_CLIENT_BUDGET must be a number of seconds >= 0")
@@ -105,6 +110,11 @@ class Settings:
         from geosearch.clientid import proxy_networks
 
         proxy_networks(self.trusted_proxies)
+        if self.read_keys not in ("", "required"):
+            raise ValueError("GEOSEARCH_READ_KEYS must be empty or 'required'")
+        if self.read_keys and not self.database_url:
+            raise ValueError("GEOSEARCH_READ_KEYS=required needs GEOSEARCH_DATABASE_URL, "
+                             "where the keys are kept")
         if self.statement_timeout_ms <= 0:
             raise ValueError("GEOSEARCH_STATEMENT_TIMEOUT_MS must be > 0")
         if self.database_pooler not in ("", "transaction"):

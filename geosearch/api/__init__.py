@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     # The guard and the blueprints are imported here, not with the package: a module that
     # needs one part of the API (the server, the problem type of geosearch.api.errors)
     # does not load them all.
-    from geosearch.api import guard
+    from geosearch.api import auth, guard
     from geosearch.api.coverage import coverage_blueprint
     from geosearch.api.health import health_blueprint
     from geosearch.api.mappage import map_blueprint
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                            url_prefix=API_PREFIX)
     coverage = coverage_blueprint(backend)
     _limit(app, coverage, settings)
+    auth.install(app, settings)  # after the limits: a flood is refused before any lookup
     app.register_blueprint(coverage, url_prefix=API_PREFIX)
     app.register_blueprint(ogc_blueprint(backend), url_prefix="/ogc")
     app.register_blueprint(health_blueprint(backend))

@@ -40,7 +40,7 @@ LOCAL_STORAGE = "memory://"  # the default: this server's workers share the coun
 UNLIMITED = frozenset({"health.healthz", "health.readyz"})
 
 
-def _too_many(what: str, wait_s: float) -> ApiError:
+def too_many(what: str, wait_s: float) -> ApiError:
     wait = max(1, math.ceil(wait_s))
     return ApiError(429, "Too Many Requests", f"{what}; retry in {wait} s (Retry-After)",
                     headers={"Retry-After": str(wait)})
@@ -72,7 +72,7 @@ class RateLimit:
         for item in self.items:
             wait = self._wait(item, request.remote_addr, forwarded)
             if wait is not None:
-                raise _too_many(f"too many requests to {self.scope}: at most {item} per "
+                raise too_many(f"too many requests to {self.scope}: at most {item} per "
                                 "client", wait)
 
     def _wait(self, item: RateLimitItem, remote: str | None, forwarded: str | None
@@ -118,7 +118,7 @@ class WorkerBudget:
         verdict = self.windows.take(self._key(), 0.0, self.limit, BUDGET_PERIOD_S,
                                     time.time())
         if not verdict.allowed:
-            raise _too_many("this client has used its share of the server's time "
+            raise too_many("this client has used its share of the server's time "
                             f"({self.limit / BUDGET_PERIOD_S:g} s per second)",
                             verdict.retry_after_s)
 
