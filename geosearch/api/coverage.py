@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import replace
+from typing import Protocol
 
 from flask import Blueprint, Response
 
-from geosearch.api.errors import ApiError
-from geosearch.api.geojson import GEOJSON
+from geosearch.api.errors import ApiError, ParamError
+from geosearch.api.geojson import GEOJSON, VERSION_HEADER
 from geosearch.api.guard import register
 from geosearch.api.openapi import ERRORS, OBJECT, ROWS, Operation, add_route, body
 from geosearch.api.params import (
@@ -22,7 +24,7 @@ from geosearch.api.params import (
     number,
     query_args,
 )
-from geosearch.api.responses import json_response
+from geosearch.api.responses import Encoded
 from geosearch.backends.base import Backend
 from geosearch.geo import cell_geojson
 from geosearch.reports.coverage import (
@@ -31,22 +33,38 @@ from geosearch.reports.coverage import (
     MAX_WALK_M,
     MIN_POPULATION,
     MIN_RES,
+    WALK_STEP_M,
     Coverage,
     CoverageOptions,
 )
+from geosearch.reports.grid import cell_rows
+from geosearch.reports.reach import Reach
 
-CACHE_SIZE = 32
+# What the cache of a process may hold: encoded answers and the measured reaches of
+# spaces, counted in bytes.
+CACHE_BYTES = 64 * 2**20
 WAIT_S = 20.0
+# The most cells /coverage/hexes answers (each one a polygon on the wire); more is a 400
+# naming res.
+MAX_HEX_CELLS = 10_000
+# The dataset a cached entry was made from (CoverageCache.stamp): the first member of
+# every key, so that no entry answers for another dataset.
+Stamp = tuple[str, ...]
 
 
 _DEFAULTS = CoverageOptions()
 MIN_POPULATION_PARAM: Param[int] = Param(
     "min_population", integer(MIN_POPULATION, MAX_POPULATION),
-    "Cities of at least this many inhabitants", _DEFAULTS.min_population)
+    "Cities of at least this many inhabitants, lowered to the ladder 50,000, 100,000, "
+    "200,000, 500,000, 1,000,000... (the answer's options say which)",
+    _DEFAULTS.min_population)
 WALK_M: Param[float] = Param("walk_m", number(0, MAX_WALK_M, low_open=True),
-                             "A cell is covered by a space this near its centre",
-                             _DEFAULTS.walk_m)
-RES: Param[int] = Param("res", integer(MIN_RES, MAX_RES), "H3 resolution of the cells",
+                             f"A cell is covered by a space this near its centre, rounded "
+                             f"to a multiple of {WALK_STEP_M:g} m (the answer's options say "
+                             f"which)", _DEFAULTS.walk_m)
+RES: Param[int] = Param("res", integer(MIN_RES, MAX_RES),
+                        f"H3 resolution of the cells (/coverage/hexes answers at most "
+                        f"{MAX_HEX_CELLS:,} cells: a large country asks a lower one)",
                         _DEFAULTS.res)
 WITH_AMENITIES = replace(AMENITIES, description="Count only spaces with all of these "
                                                 "amenities")
@@ -64,9 +82,10 @@ def _one(codes: frozenset[str]) -> str:
 
 
 def options_from(p: Params) -> CoverageOptions:
-    """Coverage options from the request's :data:`OPTIONS`."""
+    """Coverage options from the request's :data:`OPTIONS`, on the cache's steps
+    (:meth:`CoverageOptions.rounded`): the answer is the rounded options' own."""
     return CoverageOptions(min_population=p[MIN_POPULATION_PARAM], walk_m=p[WALK_M],
-                           res=p[RES], amenities=p[WITH_AMENITIES])
+                           res=p[RES], amenities=p[WITH_AMENITIES]).rounded()
 
 
 COUNTRIES = Operation(
@@ -88,105 +107,200 @@ HEXES = Operation(
 
 
 def options_dict(o: CoverageOptions) -> dict:
+    """The options an answer was computed for (after rounding), as its ``options``."""
     return {"min_population": o.min_population, "walk_m": o.walk_m, "res": o.res,
             "amenities": sorted(a.value for a in o.amenities)}
 
 
-class CoverageCache:
-    """Coverage results per (dataset version, normalised options), computed once.
+class Sized(Protocol):
+    """What the cache holds: anything that says how many bytes it keeps."""
 
-    Options are normalised before they become a key (amenities as a set, numbers as
-    numbers), so ``amenities=wifi,wifi`` and ``amenities=wifi`` share one entry. At most
-    one computation runs per process at a time (each is bounded: the cells of the chosen
-    resolution over the report's cities, at most ~300,000 at res 8), and
-    concurrent requests for the same key wait for the one computation instead of repeating
-    it. A request that cannot start within ``wait_s`` gets a 503 with Retry-After.
+    @property
+    def nbytes(self) -> int: ...
+
+
+class ByteLRU:
+    """Values by key, at most ``max_bytes`` of them (by their ``nbytes``), the least
+    recently used dropped first; a value larger than the whole bound is not kept."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._items: OrderedDict[Hashable, tuple[Sized, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable) -> Sized | None:
+        """The value of ``key`` (now the most recently used), or None."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: Hashable, value: Sized) -> None:
+        """Keep ``value`` under ``key``, dropping the least recently used to make room."""
+        size = value.nbytes
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.nbytes -= old[1]
+            if size > self.max_bytes:
+                return
+            while self.nbytes + size > self.max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.nbytes -= dropped
+            self._items[key] = (value, size)
+            self.nbytes += size
+
+
+class CoverageCache:
+    """Coverage answers, encoded once, per (dataset stamp, view, country, options).
+
+    The options are normalised and rounded before they become a key
+    (:func:`options_from`), so ``amenities=wifi,wifi``, ``walk_m=1e3`` and ``walk_m=990``
+    share one entry with ``amenities=wifi``, ``walk_m=1000``. An answer found is its bytes
+    as they were first sent. Beside the answers, the cache keeps each measured
+    :class:`~geosearch.reports.reach.Reach` (per stamp, res and amenities), so that answers
+    differing only in walk_m, min_population, the country or the view do not measure the
+    spaces again; everything is counted against one bound of ``max_bytes``.
+
+    At most one computation runs per process at a time, and concurrent requests for the
+    same key wait for it instead of repeating it. A request that cannot start within
+    ``wait_s`` gets a 503 with Retry-After.
     """
 
-    def __init__(self, backend: Backend, size: int = CACHE_SIZE, wait_s: float = WAIT_S) -> None:
+    def __init__(self, backend: Backend, max_bytes: int = CACHE_BYTES,
+                 wait_s: float = WAIT_S) -> None:
         self.backend = backend
-        self.size = size
+        self.entries = ByteLRU(max_bytes)
         self.wait_s = wait_s
-        self._results: OrderedDict[tuple, Coverage] = OrderedDict()
-        self._guard = threading.Lock()
         self._compute = threading.Lock()
-        self.computed = 0
+        self.computed = 0  # reaches measured: spaces read and looked up in a k-d tree
 
-    def get(self, options: CoverageOptions) -> Coverage:
-        """The coverage for ``options`` on the current dataset."""
-        key = (self.backend.dataset_version(), options)
-        with self._guard:
-            if key in self._results:
-                self._results.move_to_end(key)
-                return self._results[key]
+    def stamp(self) -> Stamp:
+        """The key member naming the dataset served now: its version (whatever else
+        tells datasets apart, such as a change sequence, belongs here too)."""
+        return (self.backend.dataset_version(),)
+
+    def answer(self, view: str, country: str | None, options: CoverageOptions,
+               build: Callable[[Coverage], dict], mimetype: str) -> Encoded:
+        """The answer of ``view`` for ``country`` and ``options`` on the current dataset:
+        from the cache, or ``build`` of a report of it, encoded as ``mimetype`` and kept."""
+        found = self.entries.get((self.stamp(), view, country, options))
+        if isinstance(found, Encoded):
+            return found
         if not self._compute.acquire(timeout=self.wait_s):
             raise ApiError(503, "Service Unavailable", "coverage computations are busy; try "
                            "again shortly", headers={"Retry-After": "5"})
         try:
-            with self._guard:  # computed by the request this one waited for
-                if key in self._results:
-                    return self._results[key]
-            result = Coverage(self.backend.active_frame(), options)
-            result.city_stats  # noqa: B018 - the heavy part, done once under the lock
-            self.computed += 1
-            with self._guard:
-                self._results[key] = result
-                while len(self._results) > self.size:
-                    self._results.popitem(last=False)
-            return result
+            found = self.entries.get((self.stamp(), view, country, options))
+            if isinstance(found, Encoded):  # made by the request this one waited for
+                return found
+            stamp, reach = self._reach(options)
+            encoded = Encoded.json(build(Coverage(reach, options)), mimetype,
+                                   ((VERSION_HEADER, stamp[0]),))
+            self.entries.put((stamp, view, country, options), encoded)
+            return encoded
         finally:
             self._compute.release()
 
+    def _reach(self, options: CoverageOptions) -> tuple[Stamp, Reach]:
+        """The reach of the current dataset's spaces for the options' res and amenities,
+        and the stamp of that dataset. The spaces are read between two readings of the
+        stamp: when they differ (a new dataset came in meanwhile), they are read again."""
+        for _ in range(3):
+            stamp = self.stamp()
+            key = (stamp, "reach", options.res, options.amenities)
+            found = self.entries.get(key)
+            if isinstance(found, Reach):
+                return stamp, found
+            spaces = self.backend.active_frame()
+            if self.stamp() == stamp:
+                reach = Reach(spaces, options.res, options.amenities)
+                self.computed += 1
+                self.entries.put(key, reach)
+                return stamp, reach
+        raise ApiError(503, "Service Unavailable", "the dataset is being replaced; try again "
+                       "shortly", headers={"Retry-After": "5"})
 
-def _cells(cov: Coverage, country: str) -> list[dict]:
-    """The H3 cells over the cities of ``country`` as GeoJSON features."""
-    cells = cov.cells[cov.cells["country"] == country]
-    names = cov.cities["name"]
-    return [{
-        "type": "Feature", "id": c.h3,
-        "geometry": cell_geojson(c.h3),
-        "properties": {"h3": c.h3, "city": names.loc[c.city_index], "spaces": int(c.spaces),
-                       "covered": bool(c.covered), "nearest_m": round(c.nearest_m, 1)},
-    } for c in cells.itertuples()]
+
+def _countries(cov: Coverage) -> dict:
+    """GET /coverage/countries: one row per country."""
+    return {"options": options_dict(cov.options),
+            "countries": cov.country_table().to_dict(orient="records")}
+
+
+def _cities(cov: Coverage, country: str) -> dict:
+    """GET /coverage/cities: one row per city of ``country``."""
+    return {"country": country, "options": options_dict(cov.options),
+            "cities": cov.city_table(country).to_dict(orient="records")}
+
+
+def _hexes(cov: Coverage, country: str) -> dict:
+    """GET /coverage/hexes: the H3 cells over the cities of ``country`` as GeoJSON."""
+    cells = cov.country_cells(country)
+    cities = cov.cities["name"].loc[cells["city_index"]].tolist()
+    features = [{
+        "type": "Feature", "id": h, "geometry": cell_geojson(h),
+        "properties": {"h3": h, "city": city, "spaces": spaces, "covered": covered,
+                       "nearest_m": round(nearest, 1)},
+    } for h, city, spaces, covered, nearest in zip(
+        cells["h3"].tolist(), cities, cells["spaces"].tolist(), cells["covered"].tolist(),
+        cells["nearest_m"].tolist(), strict=True)]
+    return {"type": "FeatureCollection", "features": features,
+            "numberReturned": len(features), "country": country,
+            "options": options_dict(cov.options)}
+
+
+def _hexes_bounded(options: CoverageOptions, country: str) -> None:
+    """A 400 naming res when the hexes of ``country`` would hold more than MAX_HEX_CELLS
+    cells."""
+    cells = len(cell_rows(options.res, options.min_population, country))
+    if cells > MAX_HEX_CELLS:
+        raise ApiError.bad_params([ParamError("res", (
+            f"{country} has {cells:,} cells at res {options.res} over its cities of at "
+            f"least {options.min_population:,} inhabitants; at most {MAX_HEX_CELLS:,} are "
+            f"answered: ask a lower res or a larger min_population"))])
 
 
 class CoverageViews:
     """The views of one mounted coverage API, answering from its cache."""
 
     def __init__(self, cache: CoverageCache) -> None:
-        self.coverage = cache.get
+        self.cache = cache
 
     def countries(self) -> Response:
         """GET /coverage/countries"""
         options = options_from(Params.read(query_args(), COUNTRIES.params).check())
-        table = self.coverage(options).country_table()
-        return json_response({"options": options_dict(options),
-                              "countries": table.to_dict(orient="records")})
+        return self.cache.answer("countries", None, options, _countries,
+                                 "application/json").response()
 
-    def _of_country(self) -> tuple[CoverageOptions, str, Coverage]:
-        """The options and the country of a per-country request, and their coverage."""
+    def _of_country(self) -> tuple[CoverageOptions, str]:
+        """The options and the country of a per-country request."""
         p = Params.read(query_args(), CITIES.params).check()
-        options = options_from(p)
-        return options, p[COUNTRY_ONE], self.coverage(options)
+        return options_from(p), p[COUNTRY_ONE]
 
     def cities(self) -> Response:
         """GET /coverage/cities"""
-        options, country, cov = self._of_country()
-        table = cov.city_table(country)
-        return json_response({"country": country, "options": options_dict(options),
-                              "cities": table.to_dict(orient="records")})
+        options, country = self._of_country()
+        return self.cache.answer("cities", country, options,
+                                 lambda cov: _cities(cov, country),
+                                 "application/json").response()
 
     def hexes(self) -> Response:
         """GET /coverage/hexes"""
-        options, country, cov = self._of_country()
-        features = _cells(cov, country)
-        return json_response({"type": "FeatureCollection", "features": features,
-                              "numberReturned": len(features), "country": country,
-                              "options": options_dict(options)}, GEOJSON)
+        options, country = self._of_country()
+        _hexes_bounded(options, country)
+        return self.cache.answer("hexes", country, options, lambda cov: _hexes(cov, country),
+                                 GEOJSON).response()
 
 
 def coverage_blueprint(backend: Backend, name: str = "coverage") -> Blueprint:
-    """Coverage endpoints over ``backend``; results are cached per dataset and options."""
+    """Coverage endpoints over ``backend``; answers are cached per dataset and options."""
     bp = Blueprint(name, __name__)
     cache = CoverageCache(backend)
     bp.record_once(lambda state: state.app.extensions.setdefault(f"{name}.cache", cache))
@@ -196,5 +310,3 @@ def coverage_blueprint(backend: Backend, name: str = "coverage") -> Blueprint:
     add_route(bp, "/coverage/hexes", "hexes", views.hexes, HEXES)
     register(bp, app_wide=False)
     return bp
-
-

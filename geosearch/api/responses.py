@@ -1,11 +1,14 @@
-"""JSON documents as responses: the OGC API's documents and the coverage tables."""
+"""JSON documents as responses: :func:`json_response` for the OGC API's documents,
+:class:`Encoded` for answers made once and kept as bytes (the coverage endpoints')."""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from flask import Response
 
 
@@ -22,9 +25,36 @@ def _finite(value: Any) -> Any:
 
 def json_response(body: dict, mimetype: str = "application/json") -> Response:
     """``body`` as JSON (UTF-8, members in their order); a number that JSON cannot hold
-    (NaN, an infinity: a coverage table's share of nothing) is written as null."""
+    (NaN, an infinity) is written as null."""
     try:
         text = json.dumps(body, ensure_ascii=False, allow_nan=False)
     except ValueError:  # only a body with such a number is walked
         text = json.dumps(_finite(body), ensure_ascii=False)
     return Response(text, mimetype=mimetype)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A response made once and answered many times: its body's bytes, media type and
+    headers. A Flask ``Response`` is made from it per request (:meth:`response`)."""
+
+    body: bytes
+    mimetype: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def json(cls, body: dict, mimetype: str = "application/json",
+             headers: tuple[tuple[str, str], ...] = ()) -> Encoded:
+        """``body`` as compact UTF-8 JSON, members in their order; NaN and infinities
+        are written as null (as :func:`json_response` does), numpy numbers as numbers."""
+        return cls(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), mimetype, headers)
+
+    @property
+    def nbytes(self) -> int:
+        """The memory it holds: the body, the headers and the media type."""
+        return (len(self.body) + len(self.mimetype)
+                + sum(len(k) + len(v) for k, v in self.headers))
+
+    def response(self) -> Response:
+        """A response carrying these bytes and headers."""
+        return Response(self.body, mimetype=self.mimetype, headers=list(self.headers))

@@ -20,24 +20,35 @@ Definitions (docs/coverage.md gives the reasons):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+import math
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
-import h3
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from geosearch.geo import WGS84, ecef, geodesic_m
+from geosearch.geo import ecef, geodesic_m
 from geosearch.model import Amenity
-from geosearch.reference import market_cities, markets
+from geosearch.reference import markets
+from geosearch.reports.grid import (
+    MAX_RES,
+    MIN_POPULATION,
+    MIN_RES,
+    cell_rows,
+    report_cities,
+)
+from geosearch.reports.reach import Reach
 
-MIN_RES, MAX_RES = 6, 8
-# The smallest city a report can include; the H3 grid is built once for all of these.
-MIN_POPULATION = 50_000
 # More than any city has: larger values are refused rather than compared.
 MAX_POPULATION = 100_000_000
 MAX_WALK_M = 50_000.0
+# The steps of :meth:`CoverageOptions.rounded`: walking distances are multiples of this,
+# smallest cities one of the ladder (1-2-5 steps from MIN_POPULATION to MAX_POPULATION).
+WALK_STEP_M = 50.0
+POPULATION_LADDER = (50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000,
+                     10_000_000, 20_000_000, 50_000_000, 100_000_000)
 
 
 @dataclass(frozen=True)
@@ -58,56 +69,13 @@ class CoverageOptions:
             raise ValueError(f"min_population must be an integer in "
                              f"{MIN_POPULATION}..{MAX_POPULATION}")
 
-
-def _around(lat: float, lon: float, radius_m: float, sides: int = 48) -> h3.LatLngPoly:
-    """A polygon around a geodesic disk (its edges touch the circle from outside)."""
-    outer = radius_m / np.cos(np.pi / sides) * 1.001
-    lons, lats, _ = WGS84.fwd(np.full(sides, lon), np.full(sides, lat),
-                              np.linspace(0, 360, sides, endpoint=False), np.full(sides, outer))
-    return h3.LatLngPoly(list(zip(lats, lons, strict=True)))
-
-
-def city_cells(lat: float, lon: float, radius_m: float, res: int) -> list[str]:
-    """Cells of ``res`` whose centres lie in the city's disk (the centre's cell included).
-
-    H3 fills a polygon drawn around the disk; each cell's centre is then measured.
-    """
-    candidates = h3.polygon_to_cells(_around(lat, lon, radius_m), res)
-    centre = h3.latlng_to_cell(lat, lon, res)
-    if not candidates:
-        return [centre]
-    centres = np.array([h3.cell_to_latlng(c) for c in candidates])
-    inside = geodesic_m(lat, lon, centres[:, 0], centres[:, 1]) <= radius_m
-    return sorted({c for c, ok in zip(candidates, inside, strict=True) if ok} | {centre})
-
-
-def report_cities() -> pd.DataFrame:
-    """Every market city a report can include (at least MIN_POPULATION inhabitants)."""
-    cities = market_cities()
-    return cities[cities["population"] >= MIN_POPULATION].reset_index(drop=True)
-
-
-@lru_cache(maxsize=4)
-def city_grid(res: int) -> pd.DataFrame:
-    """The cells over every city of :func:`report_cities` (independent of the spaces,
-    so built once per resolution): h3, city_index, country, lat, lon, weight.
-
-    Where disks overlap, a cell belongs to the larger city (cities are listed largest
-    first within a country), so dropping small cities later keeps the grid consistent.
-    """
-    c = report_cities()
-    pieces = [city_cells(r.latitude, r.longitude, r.radius_m, res) for r in c.itertuples()]
-    cells = pd.DataFrame({"h3": [x for p in pieces for x in p],
-                          "city_index": np.repeat(np.arange(len(c)), [len(p) for p in pieces])})
-    cells = cells.drop_duplicates("h3", keep="first").reset_index(drop=True)
-    cells["country"] = c["country_code"].to_numpy()[cells["city_index"]]
-    centres = np.array([h3.cell_to_latlng(x) for x in cells["h3"]]).reshape(-1, 2)
-    cells["lat"], cells["lon"] = centres[:, 0], centres[:, 1]
-    i = cells["city_index"].to_numpy()
-    d = geodesic_m(c["latitude"].to_numpy()[i], c["longitude"].to_numpy()[i],
-                   cells["lat"].to_numpy(), cells["lon"].to_numpy())
-    cells["weight"] = np.exp(-d / (c["radius_m"].to_numpy()[i] / 2))
-    return cells
+    def rounded(self) -> CoverageOptions:
+        """These options on the API's steps: ``walk_m`` to the nearest multiple of
+        WALK_STEP_M (at least one step), ``min_population`` down to the ladder value at or
+        below it. The API answers for these, so nearby values share one cached answer."""
+        steps = max(1, math.floor(self.walk_m / WALK_STEP_M + 0.5))
+        ladder = POPULATION_LADDER[bisect_right(POPULATION_LADDER, self.min_population) - 1]
+        return replace(self, walk_m=steps * WALK_STEP_M, min_population=ladder)
 
 
 class Coverage:
@@ -115,37 +83,49 @@ class Coverage:
 
     Parameters
     ----------
-    spaces : active spaces with columns id, lat, lon, country, city, amenities.
+    spaces : active spaces with columns id, lat, lon, country, city, amenities; or their
+        :class:`~geosearch.reports.reach.Reach` for the options' res and amenities, already
+        (partly) measured: reports that differ only in walk_m or min_population share one.
     options : the definition's parameters.
+
+    The tables of one country (:meth:`city_table`, :meth:`country_cells`) measure only
+    that country's cells.
     """
 
-    def __init__(self, spaces: pd.DataFrame, options: CoverageOptions | None = None) -> None:
-        self.options = options or CoverageOptions()
-        spaces = spaces.reset_index(drop=True)
-        need = {a.value for a in self.options.amenities}
-        self.spaces = spaces.assign(counted=[need <= set(a) for a in spaces["amenities"]])
+    def __init__(self, spaces: pd.DataFrame | Reach,
+                 options: CoverageOptions | None = None) -> None:
+        self.options = o = options or CoverageOptions()
+        if not isinstance(spaces, Reach):
+            spaces = Reach(spaces, o.res, o.amenities)
+        elif (spaces.res, spaces.amenities) != (o.res, o.amenities):
+            raise ValueError("the reach was measured for another res or other amenities")
+        self.reach = spaces
+        self.spaces = spaces.spaces
         cities = report_cities()
-        self.cities = cities[cities["population"] >= self.options.min_population]
+        self.cities = cities[cities["population"] >= o.min_population]
+
+    def _cells_at(self, rows: np.ndarray) -> pd.DataFrame:
+        """The grid's ``rows`` with the distance from each centre to the nearest counted
+        space, whether that is within walk_m, and the counted spaces in each cell."""
+        cells = self.reach.grid.iloc[rows].reset_index(drop=True)
+        cells["nearest_m"] = self.reach.metres(rows)
+        cells["covered"] = cells["nearest_m"] <= self.options.walk_m
+        cells["spaces"] = self.reach.spaces_per_cell[rows].astype(int)
+        return cells
+
+    def _country_rows(self, country: str | None) -> np.ndarray:
+        """The grid rows of the report's cities of ``country`` (None: of every country)."""
+        return cell_rows(self.options.res, self.options.min_population, country)
 
     @cached_property
-    def _tree(self) -> tuple[cKDTree, pd.DataFrame] | None:
-        counted = self.spaces[self.spaces["counted"]]
-        if counted.empty:
-            return None
-        return cKDTree(ecef(counted["lat"].to_numpy(), counted["lon"].to_numpy())), counted
+    def cells(self) -> pd.DataFrame:
+        """Every cell over every city: h3, city index, country, centre, density weight,
+        distance to the nearest space, covered, and the spaces in the cell."""
+        return self._cells_at(self._country_rows(None))
 
-    def nearest_m(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-        """Geodesic metres from each point to the nearest counted space.
-
-        The k-d tree finds the nearest space by chord in Earth-centred coordinates; at the
-        distances that matter here chord and geodesic rank spaces alike.
-        """
-        if self._tree is None:
-            return np.full(len(lat), np.inf)
-        tree, counted = self._tree
-        _, idx = tree.query(ecef(lat, lon).reshape(-1, 3))
-        return geodesic_m(lat, lon, counted["lat"].to_numpy()[idx],
-                          counted["lon"].to_numpy()[idx])
+    def country_cells(self, country: str) -> pd.DataFrame:
+        """The :attr:`cells` of ``country``, measuring no other country's."""
+        return self._cells_at(self._country_rows(country))
 
     @cached_property
     def assignment(self) -> np.ndarray:
@@ -156,48 +136,60 @@ class Coverage:
             return city_of
         tree = cKDTree(ecef(c["latitude"].to_numpy(), c["longitude"].to_numpy()))
         k = min(8, len(c))
-        _, near = tree.query(ecef(s["lat"].to_numpy(), s["lon"].to_numpy()).reshape(-1, 3), k=k)
-        near = near.reshape(len(s), k)
-        rel = geodesic_m(s["lat"].to_numpy()[:, None], s["lon"].to_numpy()[:, None],
-                         c["latitude"].to_numpy()[near], c["longitude"].to_numpy()[near])
-        rel = rel / c["radius_m"].to_numpy()[near]
+        chord, near = tree.query(ecef(s["lat"].to_numpy(), s["lon"].to_numpy()).reshape(-1, 3),
+                                 k=k)
+        chord, near = chord.reshape(len(s), k), near.reshape(len(s), k)
+        radius = c["radius_m"].to_numpy()[near]
         same = c["country_code"].to_numpy()[near] == s["country"].to_numpy()[:, None]
-        rel = np.where(same & (rel <= 1.0), rel, np.inf)
+        # a chord is never longer than its geodesic: only cities whose disk the chord
+        # reaches are measured
+        measured = same & (chord <= radius)
+        space, city = np.nonzero(measured)
+        rel = np.full((len(s), k), np.inf)
+        rel[measured] = geodesic_m(
+            s["lat"].to_numpy()[space], s["lon"].to_numpy()[space],
+            c["latitude"].to_numpy()[near[space, city]],
+            c["longitude"].to_numpy()[near[space, city]]) / radius[measured]
+        rel = np.where(rel <= 1.0, rel, np.inf)
         best = np.argmin(rel, axis=1)
         found = np.isfinite(rel[np.arange(len(s)), best])
         city_of[found] = c.index.to_numpy()[near[np.arange(len(s)), best][found]]
         return city_of
 
     @cached_property
-    def cells(self) -> pd.DataFrame:
-        """Every cell over every city: h3, city index, country, centre, density weight,
-        distance to the nearest space, covered, and the spaces in the cell."""
-        res = self.options.res
-        cells = city_grid(res)
-        cells = cells[cells["city_index"].isin(self.cities.index)].reset_index(drop=True)
-        cells["nearest_m"] = self.nearest_m(cells["lat"].to_numpy(), cells["lon"].to_numpy())
-        cells["covered"] = cells["nearest_m"] <= self.options.walk_m
-        counted = self.spaces[self.spaces["counted"]]
-        per_cell = pd.Series([h3.latlng_to_cell(a, b, res) for a, b in
-                              zip(counted["lat"], counted["lon"], strict=True)],
-                             dtype=object).value_counts()
-        cells["spaces"] = cells["h3"].map(per_cell).fillna(0).astype(int)
-        return cells
-
-    @cached_property
-    def city_stats(self) -> pd.DataFrame:
-        """One row per city of every country, in the cities' order."""
-        c, cells = self.cities, self.cells
-        cells = cells.assign(weighted=cells["weight"] * cells["covered"])
-        g = cells.groupby("city_index")
-        per = pd.DataFrame({
-            "cells": g.size(), "covered_cells": g["covered"].sum(),
-            "weight": g["weight"].sum(), "weighted": g["weighted"].sum(),
-            "median_nearest_m": g["nearest_m"].median(),
-            "p90_nearest_m": g["nearest_m"].quantile(0.9),
-        }).reindex(c.index)
+    def _city_spaces(self) -> pd.DataFrame:
+        """The counted spaces in a city, with its index (city_index)."""
         counted = self.spaces.assign(city_index=self.assignment)
-        counted = counted[counted["counted"] & (counted["city_index"] >= 0)]
+        return counted[counted["counted"] & (counted["city_index"] >= 0)]
+
+    def _per_city(self, rows: np.ndarray, distances: bool) -> pd.DataFrame:
+        """Per city of the grid's ``rows``: cells, covered cells, density weight in all and
+        covered; with ``distances``, the median and p90 distance to the nearest space
+        (which measures every cell exactly)."""
+        grid = self.reach.grid
+        covered = self.reach.covered(rows, self.options.walk_m)
+        weight = grid["weight"].to_numpy()[rows]
+        cells = pd.DataFrame({"city_index": grid["city_index"].to_numpy()[rows],
+                              "covered": covered, "weight": weight,
+                              "weighted": weight * covered})
+        if distances:
+            cells["nearest_m"] = self.reach.metres(rows)
+        g = cells.groupby("city_index")
+        per = {"cells": g.size(), "covered_cells": g["covered"].sum(),
+               "weight": g["weight"].sum(), "weighted": g["weighted"].sum()}
+        if distances:
+            per["median_nearest_m"] = g["nearest_m"].median()
+            per["p90_nearest_m"] = g["nearest_m"].quantile(0.9)
+        return pd.DataFrame(per)
+
+    def _city_stats(self, country: str | None, distances: bool) -> pd.DataFrame:
+        """One row per city of ``country`` (None: of every country), in the cities' order;
+        the distance columns only with ``distances``."""
+        c = self.cities
+        if country is not None:
+            c = c[c["country_code"] == country]
+        per = self._per_city(self._country_rows(country), distances).reindex(c.index)
+        counted = self._city_spaces
         spaces = counted.groupby("city_index").size().reindex(c.index, fill_value=0)
         table = pd.DataFrame({
             "city": c["name"], "country": c["country_code"],
@@ -210,11 +202,12 @@ class Coverage:
             "covered_share": (per["covered_cells"] / per["cells"]).fillna(0).round(4).to_numpy(),
             "covered_share_population_weighted":
                 (per["weighted"] / per["weight"]).fillna(0).round(4).to_numpy(),
-            "median_nearest_m": per["median_nearest_m"].round(1).to_numpy(),
-            "p90_nearest_m": per["p90_nearest_m"].round(1).to_numpy(),
         })
+        if distances:
+            table["median_nearest_m"] = per["median_nearest_m"].round(1).to_numpy()
+            table["p90_nearest_m"] = per["p90_nearest_m"].round(1).to_numpy()
         exploded = counted[["city_index", "amenities"]].explode("amenities")
-        shares = pd.crosstab(exploded["city_index"], exploded["amenities"])
+        shares = exploded.groupby(["city_index", "amenities"]).size().unstack(fill_value=0)
         shares = shares.reindex(index=c.index, columns=[a.value for a in Amenity],
                                 fill_value=0)
         for a in Amenity:
@@ -224,7 +217,7 @@ class Coverage:
 
     def city_table(self, country: str) -> pd.DataFrame:
         """One row per city of ``country``, largest first."""
-        table = self.city_stats[self.city_stats["country"] == country]
+        table = self._city_stats(country, distances=True)
         return table.sort_values("population", ascending=False, kind="stable")
 
     def country_table(self) -> pd.DataFrame:
@@ -232,29 +225,34 @@ class Coverage:
         m = markets()
         codes = list(m["iso_a2"]) + sorted(set(self.spaces["country"]) - set(m["iso_a2"]))
         names = dict(zip(m["iso_a2"], m["country_name"], strict=True))
-        stats = self.city_stats
+        stats = self._city_stats(None, distances=False)
+        of_country = stats.groupby("country").indices
+        city, population, in_city = (stats[k].to_numpy() for k in ("city", "population",
+                                                                   "spaces"))
+        covered = population * stats["covered_share_population_weighted"].to_numpy()
         counted = self.spaces[self.spaces["counted"]]
+        spaces = counted["country"].value_counts()
         outside = counted[self.assignment[self.spaces["counted"].to_numpy()] == -1]
+        spaces_outside = outside["country"].value_counts()
         rows = []
         for code in codes:
-            table = stats[stats["country"] == code]
-            population = int(table["population"].sum())
-            covered = float((table["population"] * table[
-                "covered_share_population_weighted"]).sum())
-            empty = table[table["spaces"] == 0].sort_values("population", ascending=False)
+            at = of_country.get(code, np.empty(0, dtype=np.intp))
+            people = int(population[at].sum())
+            empty = at[in_city[at] == 0]
+            largest = pd.Series(population[empty], empty).sort_values(ascending=False)
             rows.append({
                 "country": code, "name": names.get(code, code),
-                "spaces": int((counted["country"] == code).sum()),
-                "spaces_in_cities": int(table["spaces"].sum()),
-                "spaces_outside_cities": int((outside["country"] == code).sum()),
-                "cities": len(table),
-                "cities_with_spaces": int((table["spaces"] > 0).sum()),
-                "cities_without_spaces": int((table["spaces"] == 0).sum()),
-                "city_population": population,
-                "population_covered_share": round(covered / population, 4) if population else 0.0,
-                "expansion_candidates": [
-                    {"city": r.city, "population": int(r.population)}
-                    for r in empty.head(5).itertuples()],
+                "spaces": int(spaces.get(code, 0)),
+                "spaces_in_cities": int(in_city[at].sum()),
+                "spaces_outside_cities": int(spaces_outside.get(code, 0)),
+                "cities": len(at),
+                "cities_with_spaces": len(at) - len(empty),
+                "cities_without_spaces": len(empty),
+                "city_population": people,
+                "population_covered_share":
+                    round(float(covered[at].sum()) / people, 4) if people else 0.0,
+                "expansion_candidates": [{"city": city[i], "population": int(population[i])}
+                                         for i in largest.index[:5]],
             })
         return pd.DataFrame(rows)
 
