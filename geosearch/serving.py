@@ -31,10 +31,12 @@ from gunicorn.http import errors as http_errors
 from gunicorn.workers.ggevent import GeventWorker
 
 from geosearch.api.errors import PROBLEM_JSON
+from geosearch.api.mappage import outlines_geojson
 from geosearch.backends import prepared
 from geosearch.settings import worker_class
 
 KEEPALIVE_S = 5
+IO_TIMEOUT_S = 10
 WORKER_TIMEOUT_S = 60
 WORKER_CONNECTIONS = 1000
 
@@ -98,6 +100,13 @@ class ProblemGeventWorker(GeventWorker):
             super().handle(listener, client, addr)
         finally:
             self.connections -= 1
+
+    def handle_request(self, listener_name, req, sock, addr) -> bool:
+        """Serve one request whose head has arrived. Its body and its answer may wait no
+        longer than IO_TIMEOUT_S for the client: a body that stops arriving is answered
+        408 (geosearch.api.errors), a client that stops reading is dropped."""
+        sock.settimeout(IO_TIMEOUT_S)
+        return super().handle_request(listener_name, req, sock, addr)
 
     def _opens_without_http(self, client: socket.socket) -> bool:
         """Whether the connection's first byte can start no HTTP request (peeked:
@@ -164,6 +173,7 @@ def serve(app: Flask, host: str, port: int, workers: int = 2) -> None:
         # Let greenlets the app started (a rate limiter's expiry timer) finish before the
         # fork copies them half-run into every worker.
         gevent.wait(timeout=1.0)
+    outlines_geojson()  # built once here, not by each worker's first request
     gc.collect()
     gc.freeze()
     settings = app.extensions["geosearch.settings"]

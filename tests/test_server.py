@@ -95,6 +95,25 @@ def test_requests_refused_anywhere_are_problem_json(server, request_bytes, statu
     assert got == status and body["status"] == status and body["title"]
 
 
+@pytest.mark.parametrize("framing", [b"Content-Length: 100\r\n\r\n{\"type\":",
+                                     b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"typ"])
+def test_a_body_that_stops_arriving_is_answered_408_and_costs_the_client_nothing(
+        server, framing):
+    _, port = server
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"POST /v1/spaces/polygon HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Type: application/json\r\n" + framing)
+        started = time.monotonic()
+        answer = s.recv(65536)  # the rest of the body never comes; the socket stays open
+        waited = time.monotonic() - started
+    status, body = problem_status(answer)
+    assert status == 408 and "stopped arriving" in body["detail"]
+    assert waited < 20  # the server's I/O timeout, not the client's patience
+    # the wait was the client's, not a worker's: its time budget is untouched
+    assert raw(port, f"GET {SEARCH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "Connection: close\r\n\r\n".encode()).startswith(b"HTTP/1.1 200")
+
+
 def test_a_killed_worker_is_replaced_and_the_service_goes_on(server):
     proc, port = server
     deadline = time.monotonic() + 30

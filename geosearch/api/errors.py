@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from flask import Blueprint, Flask, Response, json
 from gunicorn.http.errors import ParseException
-from werkzeug.exceptions import HTTPException, SecurityError
+from werkzeug.exceptions import ClientDisconnected, HTTPException, SecurityError
 
 from geosearch.backends.base import BackendUnavailable, NoDataset, StaleVersion
 
@@ -79,6 +79,11 @@ def handle_unavailable(exc: Exception) -> Response:
 
 def handle_http_exception(exc: HTTPException) -> Response:
     """Werkzeug's own errors (404, 405, 413...) as problem+json."""
+    if isinstance(exc, ClientDisconnected):  # the body was cut short, or stopped coming
+        if isinstance(exc.__context__, TimeoutError):
+            return problem(408, "Request Timeout", "the request body stopped arriving "
+                           "before its end; send it whole", headers={"Connection": "close"})
+        return problem(400, "Bad Request", "the request body ended before its declared end")
     if isinstance(exc, SecurityError):  # its text repeats the untrusted Host header
         return problem(400, "Bad Request", "the Host header names a host this service "
                        "does not answer for (GEOSEARCH_PUBLIC_URL, GEOSEARCH_TRUSTED_HOSTS)")
