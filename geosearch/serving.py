@@ -33,6 +33,7 @@ from gunicorn.workers.ggevent import GeventWorker
 from geosearch.api.errors import PROBLEM_JSON
 from geosearch.api.mappage import outlines_geojson
 from geosearch.backends import prepared
+from geosearch.reports.grid import MAX_RES, MIN_RES, build_grids
 from geosearch.settings import worker_class
 
 KEEPALIVE_S = 5
@@ -174,6 +175,7 @@ def serve(app: Flask, host: str, port: int, workers: int = 2) -> None:
         # fork copies them half-run into every worker.
         gevent.wait(timeout=1.0)
     outlines_geojson()  # built once here, not by each worker's first request
+    build_grids(range(MIN_RES, MAX_RES + 1))
     gc.collect()
     gc.freeze()
     settings = app.extensions["geosearch.settings"]

@@ -106,3 +106,11 @@ def cell_rows(res: int, min_population: int, country: str | None = None) -> np.n
     rows = (np.arange(len(city_grid(res))) if country is None
             else _of_country(res).get(country, np.empty(0, dtype=np.intp)))
     return rows[_population(res)[rows] >= min_population]
+
+
+def build_grids(resolutions: range) -> None:
+    """Build every grid of ``resolutions`` now (a server does before it forks its
+    workers, so that no request pays for them and the workers share them)."""
+    for res in resolutions:
+        cell_rows(res, 0)
+        _sorted_cells(res)
