@@ -5,7 +5,8 @@ SQL type follows from its Python type, NULL allowed where the field is optional)
 feed's row number, then what is derived from them: the serving columns that
 :mod:`geosearch.features` derives once per dataset (a snapshot carries them too) and the
 columns the loader makes (positions as PostGIS types, the dataset version, the vector tile
-columns, the words as a ``tsvector``, the place number that ``word_points`` rows name).
+columns, the words as a ``tsvector``, the place number that ``word_points`` rows name), and
+the columns that writes keep (a space's revision and the time of its last write).
 
 From the declaration follow the loader's COPY columns (:data:`LOAD_COLUMNS`), the derived
 serving columns (:data:`DERIVED_COLUMNS`), what a backend reads of a snapshot
@@ -61,8 +62,12 @@ _LOADED = (
     Column("search", "tsvector"),
     Column("place", "integer"),
 )
+# Kept by the writes through the API (geosearch.writes); a load leaves their defaults (1,
+# now()): it does not COPY them.
+_WRITTEN = (Column("revision", "bigint", nullable=False),
+            Column("updated_at", "timestamp with time zone", nullable=False))
 SPACES = (*(_field_column(f) for f in fields(Space)),
-          Column("feed_row", "integer", nullable=False), *_SERVING, *_LOADED)
+          Column("feed_row", "integer", nullable=False), *_SERVING, *_LOADED, *_WRITTEN)
 # Every table a load fills, by name (the loader writes ``search_words`` and
 # ``word_points`` from the words of the spaces).
 TABLES: dict[str, tuple[Column, ...]] = {
@@ -74,7 +79,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
 }
 
 # The spaces' columns a load COPYs, in the order it builds them.
-LOAD_COLUMNS = tuple(c.name for c in SPACES)
+LOAD_COLUMNS = tuple(c.name for c in SPACES if c not in _WRITTEN)
 # Each space's text-search words, derived for serving with the columns above: a snapshot
 # carries them as they are, the spaces table as ``search`` and the ``search_words`` table.
 SEARCH_WORDS = "search_words"

@@ -32,6 +32,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
+from geosearch import changes
 from geosearch.database import NO_TIMEOUT, connect, make_engine
 from geosearch.layout import LAYOUT
 from geosearch.loadrows import load_tables
@@ -321,11 +322,15 @@ def _stage_all(main: psycopg.Connection, engine: Engine, frame: pd.DataFrame,
 
 def _swap_in(cur: psycopg.Cursor, staged: _Staged, version: str, feed: str) -> None:
     """Give the staging tables their primary keys, analyse them, swap them in for the
-    served tables and record the new dataset (its layout: :data:`LAYOUT`)."""
+    served tables and record the new dataset (its layout: :data:`LAYOUT`) with its entry
+    in the change feed. Writes through the API wait from the feed's seq to the commit:
+    none is lost between the tables (each is in the feed, before the dataset entry)."""
     for sql in staged.keys:
         cur.execute(sql)
-    for name, renames in staged.renames.items():
+    for name in staged.renames:
         cur.execute(f"ANALYZE {name}_staging")
+    seq = changes.take_seq(cur)  # before the served tables are locked, as writes take it
+    for name, renames in staged.renames.items():
         _swap(cur, name, renames)
     tiles = staged.tiles
     cur.execute(
@@ -337,6 +342,7 @@ def _swap_in(cur: psycopg.Cursor, staged: _Staged, version: str, feed: str) -> N
         "tile_sum_y = EXCLUDED.tile_sum_y, layout = EXCLUDED.layout",
         (version, feed, tiles.count, float(tiles.prefix_x[-1]), float(tiles.prefix_y[-1]),
          LAYOUT))
+    changes.append(cur, seq, "dataset", changes.INGEST_ACTOR)
 
 
 def _record_run(cur: psycopg.Cursor, started: datetime, feed: str, version: str,
