@@ -35,6 +35,12 @@ def tiles(spaces: np.ndarray, active: int) -> np.ndarray:
     return np.where(tiled, np.cumsum(tiled) - 1, -1)
 
 
+def plane_x(tile: np.ndarray | int, lon: np.ndarray | float) -> np.ndarray | float:
+    """The plane's x of a position in a word's tile: ``tile * PITCH + lon + 180`` (the
+    load's points and a write's, the same doubles)."""
+    return tile * float(PITCH) + lon + 180.0
+
+
 # A row of PostgreSQL's binary COPY of (point, integer): the field count, then each
 # field's length and value (a point is two float8), big-endian
 _COPY_ROW = np.dtype([("fields", ">i2"), ("pt_size", ">i4"), ("x", ">f8"), ("y", ">f8"),
@@ -50,7 +56,7 @@ def points_copy(row: np.ndarray, tile: np.ndarray, lon: np.ndarray, lat: np.ndar
     position and ``place``, the row itself."""
     rows = np.empty(len(row), dtype=_COPY_ROW)
     rows["fields"], rows["pt_size"], rows["place_size"] = 2, 16, 4
-    rows["x"] = tile * float(PITCH) + lon[row] + 180.0
+    rows["x"] = plane_x(tile, lon[row])
     rows["y"] = lat[row]
     rows["place"] = row
     return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask
 
@@ -19,6 +20,9 @@ from geosearch.api.ratelimit import RateLimit, WorkerBudget
 from geosearch.backends import Backend, open_backend
 from geosearch.clientid import proxy_networks
 from geosearch.settings import Settings
+
+if TYPE_CHECKING:
+    from geosearch.writes import LiveStore
 
 API_PREFIX = "/v1"
 
@@ -42,6 +46,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     from geosearch.api.ogc import ogc_blueprint
     from geosearch.api.openapi import openapi_blueprint
     from geosearch.api.search import search_blueprint
+    from geosearch.api.writes import read_only_blueprint, writes_blueprint
 
     settings = settings or Settings.from_env()
     backend = backend or open_backend(settings)
@@ -53,7 +58,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     origin.configure(app, settings)
     if settings.cors_origins:
         Cors(settings.cors_origins).attach(app)
-    app.register_blueprint(search_blueprint(backend, max_body_bytes=settings.max_body_bytes),
+    live = _live_store(backend)
+    app.extensions["geosearch.writes"] = live
+    app.register_blueprint(search_blueprint(backend, max_body_bytes=settings.max_body_bytes,
+                                            revised=None if live is None else live.get),
+                           url_prefix=API_PREFIX)
+    app.register_blueprint(read_only_blueprint() if live is None else writes_blueprint(live),
                            url_prefix=API_PREFIX)
     coverage = coverage_blueprint(backend)
     _limit(app, coverage, settings)
@@ -65,6 +75,15 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.register_blueprint(openapi_blueprint())
     logging.getLogger("geosearch").setLevel(logging.INFO)
     return app
+
+
+def _live_store(backend: Backend) -> LiveStore | None:
+    """The writes of a PostGIS backend's database (on its primary); None for a snapshot,
+    which stays read-only."""
+    from geosearch.backends.postgis import PostgisBackend
+    from geosearch.writes import LiveStore
+
+    return LiveStore(backend.settings) if isinstance(backend, PostgisBackend) else None
 
 
 def _limit(app: Flask, heavy: Blueprint, settings: Settings) -> None:

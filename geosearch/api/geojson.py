@@ -60,26 +60,39 @@ class GeometryError(ValueError):
     the document) and why."""
 
 
-def read_area(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> BaseGeometry:
-    """The area of a request body: strict JSON (UTF-8; no NaN or Infinity, no number beyond
-    a double's range, no lone surrogate) of at most :data:`MAX_JSON_CONTAINERS` arrays and
-    objects nested at most ``max_depth`` deep, then :func:`parse_area`. Raises
-    GeometryError saying what is wrong.
+class JsonError(ValueError):
+    """A request body that is not JSON within the bounds; the message says why."""
+
+
+def read_json(data: bytes, max_depth: int = MAX_JSON_DEPTH,
+              max_containers: int = MAX_JSON_CONTAINERS) -> object:
+    """A request body as strict JSON (UTF-8; no NaN or Infinity, no number beyond a
+    double's range, no lone surrogate) of at most ``max_containers`` arrays and objects
+    nested at most ``max_depth`` deep. Raises JsonError saying what is wrong.
 
     The containers are counted by the brackets of the text (in strings too), before any
     is built: a megabyte of empty arrays costs far more to build than to count.
     """
-    if data.count(b"[") + data.count(b"{") > MAX_JSON_CONTAINERS:
-        raise GeometryError(f"more than {MAX_JSON_CONTAINERS} JSON arrays and objects; "
-                            f"{_EXPECTED}")
+    if data.count(b"[") + data.count(b"{") > max_containers:
+        raise JsonError(f"more than {max_containers} JSON arrays and objects")
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise GeometryError(f"not valid JSON ({exc.msg} at byte {exc.pos}); {_EXPECTED}"
-                            ) from None
+        raise JsonError(f"not valid JSON ({exc.msg} at byte {exc.pos})") from None
     if _deeper_than(doc, max_depth):
-        raise GeometryError(f"JSON nested more than {max_depth} deep (at most {max_depth} "
-                            f"levels are accepted); {_EXPECTED}")
+        raise JsonError(f"JSON nested more than {max_depth} deep (at most {max_depth} "
+                        "levels are accepted)")
+    return doc
+
+
+def read_area(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> BaseGeometry:
+    """The area of a request body: :func:`read_json` (at most
+    :data:`MAX_JSON_CONTAINERS` arrays and objects, ``max_depth`` deep), then
+    :func:`parse_area`. Raises GeometryError saying what is wrong."""
+    try:
+        doc = read_json(data, max_depth)
+    except JsonError as exc:
+        raise GeometryError(f"{exc}; {_EXPECTED}") from None
     return parse_area(doc)
 
 

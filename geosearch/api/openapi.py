@@ -114,12 +114,13 @@ class Operation:
     errors: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     request_body: Mapping[str, Any] | None = None
+    status: str = "200"  # of ``ok`` (a create's 201, a delete's 204)
 
     def openapi(self) -> dict:
         """The OpenAPI Operation Object."""
         op: dict[str, Any] = {
             "summary": self.summary, "parameters": [p.openapi() for p in self.params],
-            "responses": {"200": self.ok, **self.errors, "4XX": CLIENT_ERROR}}
+            "responses": {self.status: self.ok, **self.errors, "4XX": CLIENT_ERROR}}
         if self.description:
             op["description"] = self.description
         if self.request_body is not None:

@@ -78,6 +78,26 @@ from geosearch.settings import Settings
 BODY_TYPES = (GEOJSON, "application/json")
 
 
+def request_body(max_bytes: int, media_types: tuple[str, ...]) -> bytes:
+    """The request's body, of one of ``media_types`` (415) and at most ``max_bytes``
+    (413), read no further than one byte past the limit."""
+    mimetype = request.mimetype
+    if mimetype and mimetype not in media_types:
+        raise ApiError(415, "Unsupported Media Type",
+                       f"the body is {shown(mimetype)}; send {' or '.join(media_types)}",
+                       [ParamError("Content-Type", f"one of {', '.join(media_types)}")])
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise ApiError(413, "Content Too Large",
+                       f"the body is {length} bytes; at most {max_bytes} are accepted",
+                       [ParamError("body", f"at most {max_bytes} bytes")])
+    data = request.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ApiError(413, "Content Too Large", f"the body is over {max_bytes} bytes",
+                       [ParamError("body", f"at most {max_bytes} bytes")])
+    return data
+
+
 def space_or_404(backend: Backend, space_id: str) -> Space:
     """The active space with this id; 404 when there is none."""
     space = backend.get(space_id)
@@ -135,13 +155,26 @@ def polygon_operation(max_body_bytes: int) -> Operation:
         {"required": True, "content": {media: {"schema": area} for media in BODY_TYPES}})
 
 
-class SearchViews:
-    """The views of one mounted search API, bound to its backend."""
+# A space's Feature (JSON) and revision by id, from the store that takes writes; None
+# when no active space has the id
+Revised = Callable[[str], tuple[bytes, int] | None]
 
-    def __init__(self, backend: Backend, max_body_bytes: int) -> None:
+
+def etag(revision: int) -> str:
+    """The ``ETag`` of a space at ``revision`` (a strong entity tag)."""
+    return f'"{revision}"'
+
+
+class SearchViews:
+    """The views of one mounted search API, bound to its backend (and, when it takes
+    writes, to the spaces' revisions: ``revised``)."""
+
+    def __init__(self, backend: Backend, max_body_bytes: int,
+                 revised: Revised | None = None) -> None:
         self.backend = backend
         self.max_body_bytes = max_body_bytes
         self.polygon_op = polygon_operation(max_body_bytes)
+        self.revised = revised
 
     # -- views --------------------------------------------------------------------------
 
@@ -181,27 +214,7 @@ class SearchViews:
 
     def _body_area(self) -> BaseGeometry:
         """The area in the request body; 413/415/400 naming what is wrong."""
-        mimetype = request.mimetype
-        if mimetype and mimetype not in BODY_TYPES:
-            raise ApiError(415, "Unsupported Media Type",
-                           f"the body is {shown(mimetype)}; send {' or '.join(BODY_TYPES)}",
-                           [ParamError("Content-Type", f"one of {', '.join(BODY_TYPES)}")])
-        length = request.content_length
-        if length is not None and length > self.max_body_bytes:
-            raise ApiError(
-                413,
-                "Content Too Large",
-                f"the body is {length} bytes; at most {self.max_body_bytes} are accepted",
-                [ParamError("body", f"at most {self.max_body_bytes} bytes")],
-            )
-        data = request.stream.read(self.max_body_bytes + 1)
-        if len(data) > self.max_body_bytes:
-            raise ApiError(
-                413,
-                "Content Too Large",
-                f"the body is over {self.max_body_bytes} bytes",
-                [ParamError("body", f"at most {self.max_body_bytes} bytes")],
-            )
+        data = request_body(self.max_body_bytes, BODY_TYPES)
         try:
             return read_area(data)
         except GeometryError as exc:
@@ -221,8 +234,16 @@ class SearchViews:
         return page_response(self.backend.list(ListQuery(filters, p[LIMIT], after, version)), fp)
 
     def one(self, id: str) -> Response:
-        """GET /spaces/<id>"""
-        return geojson_response(feature(space_or_404(self.backend, id)))
+        """GET /spaces/<id>; with its revision as the ``ETag`` where spaces are written."""
+        if self.revised is None:
+            return geojson_response(feature(space_or_404(self.backend, id)))
+        found = self.revised(id)
+        if found is None:
+            raise ApiError(404, "Not Found", f"no active space has the id {id!r}")
+        body, revision = found
+        response = geojson_response(body)
+        response.headers["ETag"] = etag(revision)
+        return response
 
     def amenities(self) -> Response:
         """GET /amenities"""
@@ -237,7 +258,8 @@ class SearchViews:
 
 
 def search_blueprint(
-    backend: Backend, name: str = "geosearch", max_body_bytes: int = Settings.max_body_bytes
+    backend: Backend, name: str = "geosearch", max_body_bytes: int = Settings.max_body_bytes,
+    revised: Revised | None = None
 ) -> Blueprint:
     """A blueprint serving the /v1 search API over ``backend``.
 
@@ -245,9 +267,10 @@ def search_blueprint(
     url_prefix="/geo/v1")``. Its client errors are problem+json; the host app's own
     handlers, config and routes are left alone; its routes are documented in the host's
     ``/openapi.json`` (:func:`geosearch.api.openapi.openapi_blueprint`) under that prefix.
+    ``revised``: where spaces are written, a space and its revision by id (its ``ETag``).
     """
     bp = Blueprint(name, __name__)
-    views = SearchViews(backend, max_body_bytes)
+    views = SearchViews(backend, max_body_bytes, revised)
     add_route(bp, "/spaces/radius", "radius", views.radius, RADIUS)
     add_route(bp, "/spaces/nearest", "nearest", views.nearest, NEAREST)
     add_route(bp, "/spaces/polygon", "polygon", views.polygon, views.polygon_op, ("POST",))

@@ -40,8 +40,10 @@ class IngestResult:
                 "input_rows": self.report.input_rows, "loaded": self.report.loaded}
 
 
-def _locate(record: Record, geocoder: Geocoder, gazetteer: GazetteerGeocoder) -> None:
-    """Geocode a row without a point; name the city of a row without one."""
+def locate(record: Record, geocoder: Geocoder, gazetteer: GazetteerGeocoder) -> None:
+    """Geocode a row without a point; name the city of a row without one (the stage after
+    :func:`~geosearch.ingest.validate.validate_position`; a write through the API runs it
+    too)."""
     index = countries()
     if record.lat is None or record.lon is None:  # both or neither (normalise)
         if not record.city and not record.address:
@@ -84,7 +86,9 @@ def _value(record: Record, name: str) -> object:
 _DTYPES = {"capacity": "Int64", "price_day": "Float64"}  # nullable numbers
 
 
-def _to_frame(records: list[Record]) -> gpd.GeoDataFrame:
+def to_frame(records: list[Record]) -> gpd.GeoDataFrame:
+    """The frame of located records (their H3 cells made): the Space fields and the feed
+    row, EPSG:4326 points; what an ingest loads, and a write its one space."""
     data = pd.DataFrame({
         **{name: pd.array([_value(r, name) for r in records], dtype=_DTYPES.get(name))
            if name in _DTYPES else [_value(r, name) for r in records]
@@ -119,7 +123,7 @@ def run_pipeline(feed: str | Path, geocoder: Geocoder | None = None,
             if record.id in ids:
                 raise Rejected("duplicate_id", f"id {record.id!r} appears earlier in the feed")
             validate_position(record, index)
-            _locate(record, geocoder, gazetteer)
+            locate(record, geocoder, gazetteer)
         except Rejected as verdict:
             report.reject(record, verdict)
             continue
@@ -137,6 +141,6 @@ def run_pipeline(feed: str | Path, geocoder: Geocoder | None = None,
         report.load(record)
         loaded.append(record)
     report.rejects.sort(key=lambda r: r["row"])
-    frame = _to_frame(loaded)
+    frame = to_frame(loaded)
     report.dataset_version = dataset_version(frame)
     return IngestResult(frame, report)

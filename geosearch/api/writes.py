@@ -1,0 +1,230 @@
+"""The write API and the change feed, over PostGIS: ``POST /spaces``, ``PUT``, ``PATCH``
+and ``DELETE /spaces/<id>``, ``GET /changes``.
+
+Views read the request (the key's scope, ``If-Match``, a bounded strict JSON body) and
+ask :class:`geosearch.writes.LiveStore`; its verdicts are answered here: 422 listing
+each bad field as a JSON Pointer, 404, 409 naming the existing space, 412 naming the
+current revision. A server over a snapshot takes no write: :func:`read_only_blueprint`
+answers the same routes 405, saying that writes need a database.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from flask import Blueprint, Response, g, request
+
+from geosearch import changes
+from geosearch.api.auth import require
+from geosearch.api.errors import ApiError, ParamError, problem
+from geosearch.api.geojson import GEOJSON, JsonError, read_json
+from geosearch.api.guard import register
+from geosearch.api.openapi import (
+    OBJECT,
+    UNAVAILABLE,
+    Operation,
+    add_route,
+    body,
+    ref,
+)
+from geosearch.api.openapi import problem as problem_doc
+from geosearch.api.params import Param, Params, integer, query_args
+from geosearch.api.search import SPACE_ID, etag, request_body
+from geosearch.livespace import Invalid
+from geosearch.writes import Conflict, IfMatch, LiveStore, NotFound, Stale, Written
+
+BODY_TYPES = (GEOJSON, "application/json")
+MERGE_PATCH = "application/merge-patch+json"
+# A space's body: a Feature of a few fields (the polygon body's reading, smaller bounds)
+MAX_SPACE_BODY_BYTES = 65_536
+MAX_SPACE_DEPTH = 8
+MAX_SPACE_CONTAINERS = 100
+# If-Match: at most this many entity tags
+MAX_IF_MATCH_TAGS = 20
+_ENTITY_TAG = re.compile(r'\s*(?:(W/)?"([\x21\x23-\x7e]*)")\s*')
+READ_ONLY = ("this server serves a read-only snapshot: writes need a PostGIS database "
+             "(geosearch serve --database URL)")
+
+SINCE: Param[int] = Param("since", integer(0, changes.MAX_SEQ),
+                          "Entries after this seq (the next_since of the last answer)", 0)
+FEED_LIMIT: Param[int] = Param("limit", integer(1, changes.MAX_LIMIT), "Entries at most",
+                               changes.DEFAULT_LIMIT)
+WAIT: Param[int] = Param("wait", integer(0, changes.MAX_WAIT_S),
+                         "Seconds to wait for a change when there is none yet", 0)
+
+_SPACE = body(GEOJSON, ref("Space"), "The space as it is served")
+_WRITE_ERRORS = {
+    "401": problem_doc("No key, or a key that is unknown or revoked"),
+    "403": problem_doc("The key does not have the scope write"),
+    "415": problem_doc("The body's Content-Type"),
+    "422": problem_doc("The space is invalid: each bad field named as a JSON Pointer"),
+    "429": problem_doc("Over the key's write limit"), **UNAVAILABLE}
+_PRECONDITION = {"412": problem_doc("If-Match names another revision (current_revision)"),
+                 "428": problem_doc("If-Match is required"),
+                 "404": problem_doc("No active space has this id")}
+
+
+def _request_body(media_types: tuple[str, ...]) -> dict:
+    return {"required": True, "content": {m: {"schema": OBJECT} for m in media_types}}
+
+
+CREATE = Operation("Create a space (201, Location, ETag)", _SPACE, (),
+                   {**_WRITE_ERRORS, "409": problem_doc("The id is taken, or the space "
+                                                        "repeats an active one (existing_id)")},
+                   "A GeoJSON Feature (a Point and the space's properties) or the "
+                   "properties alone (then geocoded); id optional.", _request_body(BODY_TYPES),
+                   "201")
+REPLACE = Operation("Replace a space (If-Match)", _SPACE, (SPACE_ID,),
+                    {**_WRITE_ERRORS, **_PRECONDITION}, "", _request_body(BODY_TYPES))
+PATCH = Operation("Change a space by a JSON Merge Patch (If-Match)", _SPACE, (SPACE_ID,),
+                  {**_WRITE_ERRORS, **_PRECONDITION}, "RFC 7396",
+                  _request_body((MERGE_PATCH,)))
+CLOSE = Operation("Close a space (If-Match): it leaves every read, its history stays",
+                  {"description": "Closed"}, (SPACE_ID,), {**_WRITE_ERRORS, **_PRECONDITION},
+                  status="204")
+FEED = Operation(
+    "The change feed: every committed change in seq order, with the next since",
+    body("application/json", {
+        "type": "object", "required": ["changes", "next_since"],
+        "properties": {"changes": {"type": "array", "items": OBJECT},
+                       "next_since": {"type": "integer", "minimum": 0}}}, "Entries"),
+    (SINCE, FEED_LIMIT, WAIT),
+    {"401": problem_doc("No key, or a key that is unknown or revoked"),
+     "403": problem_doc("The key does not have the scope changes"), **UNAVAILABLE})
+
+
+def if_match() -> IfMatch:
+    """The request's ``If-Match``: 428 without one, 400 when it is not a list of entity
+    tags. A weak tag never matches (RFC 9110 compares If-Match strongly)."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        raise ApiError(428, "Precondition Required", "this write needs If-Match with the "
+                       "space's ETag (GET it first)",
+                       [ParamError("If-Match", "required: the ETag of the space")])
+    if header.strip() == "*":
+        return IfMatch(any=True)
+    tags = header.split(",")
+    parsed = [_ENTITY_TAG.fullmatch(tag) for tag in tags]
+    if len(tags) > MAX_IF_MATCH_TAGS or not all(parsed):
+        raise ApiError.bad_params([ParamError(
+            "If-Match", f'"*" or at most {MAX_IF_MATCH_TAGS} entity tags such as "3"')])
+    return IfMatch(frozenset(int(m.group(2)) for m in parsed
+                             if m and not m.group(1) and m.group(2).isdigit()
+                             and len(m.group(2)) <= 18))
+
+
+def _document(media_types: tuple[str, ...]) -> object:
+    """The body as strict, bounded JSON (415 without a Content-Type, 413, 400)."""
+    if not request.mimetype:
+        raise ApiError(415, "Unsupported Media Type", f"send {' or '.join(media_types)}",
+                       [ParamError("Content-Type", f"one of {', '.join(media_types)}")])
+    data = request_body(MAX_SPACE_BODY_BYTES, media_types)
+    try:
+        return read_json(data, MAX_SPACE_DEPTH, MAX_SPACE_CONTAINERS)
+    except JsonError as exc:
+        raise ApiError.bad_params([ParamError("body", str(exc))]) from None
+
+
+def _space(written: Written, status: int = 200) -> Response:
+    response = Response(written.feature, status=status, mimetype=GEOJSON)
+    response.headers["ETag"] = etag(written.revision)
+    return response
+
+
+def _actor() -> str:
+    return str(g.actor)
+
+
+class WriteViews:
+    """The views of the write API and the change feed, bound to a LiveStore."""
+
+    def __init__(self, live: LiveStore) -> None:
+        self.live = live
+
+    def create(self) -> Response:
+        """POST /spaces"""
+        written = self.live.create(_document(BODY_TYPES), _actor())
+        response = _space(written, 201)
+        response.headers["Location"] = (f"{request.script_root}{request.path.rstrip('/')}/"
+                                        f"{quote(written.id, safe='')}")
+        return response
+
+    def replace(self, id: str) -> Response:
+        """PUT /spaces/<id>"""
+        precondition = if_match()
+        return _space(self.live.replace(id, _document(BODY_TYPES), precondition, _actor()))
+
+    def patch(self, id: str) -> Response:
+        """PATCH /spaces/<id>"""
+        precondition = if_match()
+        return _space(self.live.patch(id, _document((MERGE_PATCH,)), precondition, _actor()))
+
+    def close(self, id: str) -> Response:
+        """DELETE /spaces/<id>"""
+        written = self.live.close_space(id, if_match(), _actor())
+        return Response(status=204, headers={"ETag": etag(written.revision)})
+
+    def feed(self) -> Response:
+        """GET /changes"""
+        p = Params.read(query_args(), FEED.params).check()
+        entries = self.live.feed(p[SINCE], p[FEED_LIMIT], p[WAIT])
+        next_since = entries[-1].seq if entries else p[SINCE]
+        data = (b'{"changes":[' + b",".join(e.json() for e in entries)
+                + b'],"next_since":' + str(next_since).encode() + b"}")
+        return Response(data, mimetype="application/json")
+
+
+def _invalid(exc: Invalid) -> Response:
+    return problem(422, "Unprocessable Content", "the space is not valid: "
+                   f"{len(exc.errors)} field(s) to fix",
+                   [ParamError(where, what) for where, what in exc.errors])
+
+
+def _not_found(exc: NotFound) -> Response:
+    return problem(404, "Not Found", f"no active space has the id {str(exc)!r}")
+
+
+def _stale(exc: Stale) -> Response:
+    return problem(412, "Precondition Failed", f"the space is at revision {exc.revision}: "
+                   "GET it again and write against that", [ParamError(
+                       "If-Match", f"the current ETag is {etag(exc.revision)}")],
+                   {"ETag": etag(exc.revision)}, {"current_revision": exc.revision})
+
+
+def _conflict(exc: Conflict) -> Response:
+    return problem(409, "Conflict", exc.reason, extra={"existing_id": exc.existing})
+
+
+def writes_blueprint(live: LiveStore, name: str = "writes") -> Blueprint:
+    """The write routes and the change feed over ``live``; mounted where the search
+    blueprint is (``/v1``)."""
+    bp = Blueprint(name, __name__)
+    views = WriteViews(live)
+    write = require("write")
+    add_route(bp, "/spaces", "create", write(views.create), CREATE, ("POST",))
+    add_route(bp, "/spaces/<id>", "replace", write(views.replace), REPLACE, ("PUT",))
+    add_route(bp, "/spaces/<id>", "patch", write(views.patch), PATCH, ("PATCH",))
+    add_route(bp, "/spaces/<id>", "close", write(views.close), CLOSE, ("DELETE",))
+    add_route(bp, "/changes", "changes", require("changes")(views.feed), FEED)
+    bp.register_error_handler(Invalid, _invalid)
+    bp.register_error_handler(NotFound, _not_found)
+    bp.register_error_handler(Stale, _stale)
+    bp.register_error_handler(Conflict, _conflict)
+    register(bp, app_wide=False)
+    return bp
+
+
+def read_only_blueprint(name: str = "writes") -> Blueprint:
+    """The write routes of a server over a snapshot: each answers 405, with ``Allow``
+    naming what the path serves, and says that writes need a database."""
+    bp = Blueprint(name, __name__)
+
+    def refuse(**_: str) -> Response:
+        raise ApiError(405, "Method Not Allowed", READ_ONLY,
+                       headers={"Allow": "GET, HEAD, OPTIONS"})
+
+    add_route(bp, "/spaces", "create", refuse, None, ("POST",))
+    add_route(bp, "/spaces/<id>", "write", refuse, None, ("PUT", "PATCH", "DELETE"))
+    register(bp, app_wide=False)
+    return bp

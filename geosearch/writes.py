@@ -1,0 +1,302 @@
+"""Writes to PostGIS one space at a time: create, replace, patch (RFC 7396) and close.
+
+Each write is checked and made by the ingest's own stages before it takes its turn
+(:mod:`geosearch.livespace`), then runs as one transaction (:class:`LiveStore`): it takes
+the change feed's next seq (:func:`geosearch.changes.take_seq`: the writers, and the swap
+of a load, take turns from there to their commit), locks the space's row, checks that the
+space is still at the revision the write was checked against, writes the row and the word
+plane (:mod:`geosearch.liverows`) and appends the feed's entry, which NOTIFYs the
+followers at the commit. A write that fails leaves nothing: not its row, not its seq.
+
+Preconditions are the HTTP layer's ``If-Match``: a replace, patch or close names the
+revisions it was made against (:class:`IfMatch`); a space at another revision is
+:class:`Stale` with the one it has.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import orjson
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from geosearch import changes, liverows
+from geosearch.backends.base import BackendUnavailable, NoDataset
+from geosearch.database import CONNECT_TIMEOUT_S, libpq_url, session_options
+from geosearch.ingest.geocode import GazetteerGeocoder, Geocoder
+from geosearch.livespace import Invalid, document, merge_patch, read_draft, space_frame
+from geosearch.settings import Settings
+
+# How often a write whose space changed while it was checked is checked again
+RETRIES = 5
+POOL_SIZE = 4
+POOL_WAIT_S = 5.0
+_CURRENT_SQL = ("SELECT feature::text, revision, lon, lat, geocode_precision, place, "
+                "tsvector_to_array(search), status = 'active' FROM spaces WHERE id = %s")
+
+
+class NotFound(Exception):  # noqa: N818 - a verdict, answered 404
+    """No active space has the id."""
+
+
+class Stale(Exception):  # noqa: N818 - a verdict, answered 412
+    """The space is at another revision than the write's precondition names."""
+
+    def __init__(self, revision: int) -> None:
+        super().__init__(f"the space is at revision {revision}")
+        self.revision = revision
+
+
+class Conflict(Exception):  # noqa: N818 - a verdict, answered 409
+    """A create whose id is taken, or whose space repeats an active one (``existing``)."""
+
+    def __init__(self, existing: str, reason: str) -> None:
+        super().__init__(reason)
+        self.existing = existing
+        self.reason = reason
+
+
+class _Moved(Exception):  # noqa: N818
+    """The space changed between the check of a write and its turn: check it again."""
+
+
+@dataclass(frozen=True)
+class IfMatch:
+    """A write's precondition: the space is at one of ``revisions``, or exists at all
+    (``any``, ``If-Match: *``)."""
+
+    revisions: frozenset[int] = frozenset()
+    any: bool = False
+
+    def holds(self, revision: int) -> bool:
+        """Whether a space at ``revision`` meets it."""
+        return self.any or revision in self.revisions
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write left: the space's id, its revision, its Feature as served (JSON
+    bytes; the last one for a close) and the change feed's seq of the write."""
+
+    id: str
+    revision: int
+    feature: bytes
+    seq: int
+
+
+@dataclass(frozen=True)
+class _Current:
+    """A space as it is now: what a write is checked against and what it replaces."""
+
+    feature: bytes
+    revision: int
+    lon: float
+    lat: float
+    precision: str
+    place: int
+    words: list[str]
+    active: bool
+
+    @property
+    def placed(self) -> liverows.Placed:
+        """Its words and position in the word plane."""
+        return liverows.Placed(self.words, self.lon, self.lat)
+
+
+def new_id() -> str:
+    """An id for a space created without one."""
+    return f"sp-{secrets.token_hex(10)}"
+
+
+class LiveStore:
+    """The writes and the change feed of one PostGIS database (``settings.database_url``,
+    the primary), on a small pool of its own per process; ``geocoder`` places a space
+    sent without a position (default: the offline gazetteer, as an ingest does)."""
+
+    def __init__(self, settings: Settings, geocoder: Geocoder | None = None) -> None:
+        if not settings.database_url:
+            raise ValueError("writes need settings.database_url")
+        self._dsn = libpq_url(settings.database_url)
+        self._kwargs = {"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": True,
+                        "options": session_options(settings)}
+        self._pool: ConnectionPool | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self.gazetteer = GazetteerGeocoder()
+        self.geocoder = geocoder or self.gazetteer
+        self.follower = changes.Follower(self._dsn)
+
+    # -- connections --------------------------------------------------------------------
+
+    def _connections(self) -> ConnectionPool:
+        """This process' pool (a forked process opens its own)."""
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = ConnectionPool(self._dsn, min_size=1, max_size=POOL_SIZE,
+                                            kwargs=self._kwargs, timeout=POOL_WAIT_S,
+                                            name="geosearch-writes", open=True)
+                self._pid = os.getpid()
+            return self._pool
+
+    @contextmanager
+    def _session(self) -> Iterator[psycopg.Connection]:
+        """A connection of the pool; a database that cannot be reached is
+        BackendUnavailable."""
+        try:
+            with self._connections().connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise BackendUnavailable(str(exc)) from exc
+
+    @contextmanager
+    def _turn(self) -> Iterator[tuple[psycopg.Cursor, int, str]]:
+        """A write's transaction, from its seq to its commit: the cursor, the seq and the
+        dataset version (NoDataset before the first load)."""
+        with self._session() as conn, conn.transaction(), conn.cursor() as cur:
+            seq = changes.take_seq(cur)
+            found = cur.execute("SELECT version FROM dataset_state").fetchone()
+            if found is None:
+                raise NoDataset("no dataset is loaded")
+            yield cur, seq, str(found[0])
+
+    def close(self) -> None:
+        """Close this process' pool."""
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+        self._pool = None
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, space_id: str) -> tuple[bytes, int] | None:
+        """The Feature (JSON bytes) and revision of the active space, from the primary."""
+        with self._session() as conn:
+            found = conn.execute("SELECT feature::text, revision FROM spaces WHERE id = %s "
+                                 "AND status = 'active'", (space_id,)).fetchone()
+        return None if found is None else (found[0].encode(), int(found[1]))
+
+    def _current(self, cur: psycopg.Cursor, space_id: str, lock: bool = False
+                 ) -> _Current | None:
+        row = cur.execute(_CURRENT_SQL + (" FOR UPDATE" if lock else ""),
+                          (space_id,)).fetchone()
+        if row is None:
+            return None
+        feature, revision, lon, lat, precision, place, words, active = row
+        return _Current(feature.encode(), int(revision), lon, lat, precision, place,
+                        list(words or ()), active)
+
+    def _checked(self, space_id: str, if_match: IfMatch) -> _Current:
+        """The active space as it is now, meeting the precondition (NotFound, Stale)."""
+        with self._session() as conn, conn.cursor() as cur:
+            current = self._current(cur, space_id)
+        if current is None or not current.active:
+            raise NotFound(space_id)
+        if not if_match.holds(current.revision):
+            raise Stale(current.revision)
+        return current
+
+    def feed(self, since: int, limit: int, wait_s: float) -> list[changes.Entry]:
+        """The feed's entries after ``since`` (at most ``limit``); when there is none,
+        waiting up to ``wait_s`` seconds for the next commit (woken by its NOTIFY)."""
+        with self._session() as conn:
+            found = changes.read(conn, since, limit)
+        if found or wait_s <= 0 or not self.follower.wait_beyond(since, wait_s):
+            return found
+        with self._session() as conn:
+            return changes.read(conn, since, limit)
+
+    # -- writes -------------------------------------------------------------------------
+
+    def create(self, doc: object, actor: str) -> Written:
+        """Create the space of a body (its id, or a new one): Invalid, Conflict when the
+        id is taken or the space repeats an active one."""
+        draft = read_draft(doc)
+        space_id = draft.id or new_id()
+        frame = space_frame(draft, space_id, self.geocoder, self.gazetteer)
+        with self._turn() as (cur, seq, version):
+            if cur.execute("SELECT 1 FROM spaces WHERE id = %s", (space_id,)).fetchone():
+                raise Conflict(space_id, f"a space with the id {space_id!r} exists")
+            if (existing := liverows.duplicate_of(cur, frame)) is not None:
+                raise Conflict(existing, f"the same space as {existing} (same name, "
+                               "within 150 m), which is active")
+            row = liverows.space_row(frame, version)
+            place = liverows.next_place(cur)
+            liverows.insert(cur, row, place)
+            liverows.reword(cur, place, None, row.placed)
+            changes.append(cur, seq, "create", actor, space_id, 1, None, row.feature)
+        return Written(space_id, 1, row.feature, seq)
+
+    def replace(self, space_id: str, doc: object, if_match: IfMatch, actor: str) -> Written:
+        """Replace the space by a body (NotFound, Stale, Invalid)."""
+        return self._rewrite(space_id, if_match, actor, "replace", lambda _: doc)
+
+    def patch(self, space_id: str, patch: object, if_match: IfMatch, actor: str) -> Written:
+        """Apply a JSON Merge Patch to the space's writable document (NotFound, Stale,
+        Invalid: the pointers are into the patched document)."""
+        return self._rewrite(space_id, if_match, actor, "update",
+                             lambda current: merge_patch(document(orjson.loads(
+                                 current.feature)), patch))
+
+    def _rewrite(self, space_id: str, if_match: IfMatch, actor: str, op: str,
+                 new_doc: Callable[[_Current], object]) -> Written:
+        """Check the new document against the space as it is, then write it over the
+        space in its turn."""
+        def write(seen: _Current) -> Written:
+            draft = read_draft(new_doc(seen))
+            if draft.id is not None and draft.id != space_id:
+                raise Invalid([("/id", f"the id cannot change (it is {space_id!r})")])
+            frame = space_frame(draft, space_id, self.geocoder, self.gazetteer,
+                                (seen.lon, seen.lat, seen.precision))
+            with self._turn() as (cur, seq, version):
+                current = self._locked(cur, space_id, seen)
+                row = liverows.space_row(frame, version)
+                before, after = current.placed, row.placed
+                revision = liverows.update(cur, row, moved=(after.lon, after.lat) != (
+                    before.lon, before.lat))
+                liverows.reword(cur, current.place, before, after)
+                changes.append(cur, seq, op, actor, space_id, revision, current.revision,
+                               row.feature)
+            return Written(space_id, revision, row.feature, seq)
+
+        return self._as_checked(space_id, if_match, write)
+
+    def close_space(self, space_id: str, if_match: IfMatch, actor: str) -> Written:
+        """Close the space: it leaves every read; its row and its history stay (NotFound,
+        Stale)."""
+        def write(seen: _Current) -> Written:
+            with self._turn() as (cur, seq, _):
+                current = self._locked(cur, space_id, seen)
+                revision = liverows.close(cur, space_id)
+                liverows.reword(cur, current.place, current.placed, None)
+                changes.append(cur, seq, "close", actor, space_id, revision,
+                               current.revision, current.feature)
+            return Written(space_id, revision, current.feature, seq)
+
+        return self._as_checked(space_id, if_match, write)
+
+    def _as_checked(self, space_id: str, if_match: IfMatch,
+                    write: Callable[[_Current], Written]) -> Written:
+        """``write`` against the space as it is now (meeting ``if_match``); again when the
+        space changed between that check and the write's turn (a few times, then
+        Stale)."""
+        for _ in range(RETRIES):
+            try:
+                return write(self._checked(space_id, if_match))
+            except _Moved:
+                continue
+        raise Stale(self._checked(space_id, IfMatch(any=True)).revision)
+
+    def _locked(self, cur: psycopg.Cursor, space_id: str, seen: _Current) -> _Current:
+        """The space's row locked, still at the revision ``seen`` (else _Moved, or
+        NotFound when it is gone)."""
+        current = self._current(cur, space_id, lock=True)
+        if current is None or not current.active:
+            raise NotFound(space_id)
+        if current.revision != seen.revision:
+            raise _Moved
+        return current
