@@ -107,10 +107,12 @@ def update(cur: psycopg.Cursor, row: SpaceRow, moved: bool) -> int:
 
 
 def close(cur: psycopg.Cursor, space_id: str) -> int:
-    """Close the space (inactive: it leaves every read), a revision up; the new one."""
-    found = cur.execute("UPDATE spaces SET status = 'inactive', revision = revision + 1, "
-                        "updated_at = clock_timestamp() WHERE id = %s RETURNING revision",
-                        (space_id,)).fetchone()
+    """Close the space (inactive: it leaves every read, the tiles too, which take a space
+    with a rank for an active one), a revision up; the new one."""
+    unranked = ", ".join(f"{name} = NULL" for name in RANKED)
+    found = cur.execute(f"UPDATE spaces SET status = 'inactive', {unranked}, "
+                        "revision = revision + 1, updated_at = clock_timestamp() "
+                        "WHERE id = %s RETURNING revision", (space_id,)).fetchone()
     assert found is not None  # the caller holds the row's lock
     return int(found[0])
 

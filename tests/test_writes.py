@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import psycopg
 import pytest
@@ -38,6 +39,7 @@ from geosearch.settings import Settings
 from geosearch.store import load
 from geosearch.testing import oracle
 from geosearch.text import query_terms
+from geosearch.tiles import world_xy
 from geosearch.wordplane import plane_x
 
 BERLIN = [13.3777, 52.5163]  # lon, lat: in DE, far from its border
@@ -276,6 +278,37 @@ def test_the_snapshot_refuses_writes_with_405(memory_feed):
         problem = _problem(client.open(path, method=method, json={}), 405)
         assert "--database" in problem["detail"]
         assert "GET" in client.open(path, method=method).headers["Allow"]
+
+
+def _point_tile_ids(live, lat: float, lon: float, query: str = "") -> set[str]:
+    """The ids drawn in the point tile (zoom 16) that holds (lat, lon)."""
+    x, y = world_xy(np.array([lat]), np.array([lon]))
+    z = 16
+    body = live.client.get(f"/v1/tiles/{z}/{int(x[0] * (1 << z))}/{int(y[0] * (1 << z))}"
+                           f".json{query}").get_json()
+    return {f["properties"]["id"] for f in body["features"]}
+
+
+def test_a_closed_space_leaves_the_tiles_and_a_patched_one_stays_in_place(live, feed_result):
+    frame = feed_result.frame
+    spaces = frame[(frame["status"] == "active") & (frame["country"] == "FR")].iloc[:2]
+    closing, patching = (spaces.iloc[i] for i in (0, 1))
+    for space in (closing, patching):
+        assert space["id"] in _point_tile_ids(live, space["lat"], space["lon"])
+
+    etag = live.client.get(f"/v1/spaces/{closing['id']}").headers["ETag"]
+    assert _write(live, "DELETE", closing["id"], etag=etag).status_code == 204
+    etag = live.client.get(f"/v1/spaces/{patching['id']}").headers["ETag"]
+    patched = _write(live, "PATCH", patching["id"], {"properties": {"amenities": ["childcare"]}},
+                     etag, MERGE)
+    assert patched.status_code == 200, patched.get_data(as_text=True)
+
+    for query in ("", "?amenities=wifi"):
+        assert closing["id"] not in _point_tile_ids(live, closing["lat"], closing["lon"], query)
+    assert patching["id"] in _point_tile_ids(live, patching["lat"], patching["lon"],
+                                             "?amenities=childcare")
+    assert patching["id"] not in _point_tile_ids(live, patching["lat"], patching["lon"],
+                                                 "?amenities=wifi")
 
 
 # -- racing writers ------------------------------------------------------------------------
