@@ -58,7 +58,8 @@ def server_problem(exc: BaseException) -> tuple[int, bytes]:
     known = next(((s, t) for kind, s, t in _SERVER_ERRORS if isinstance(exc, kind)), None)
     if known is not None:
         status, title = known
-        detail = f"the server could not read the request: {exc}"
+        # what was wrong, without the client's own bytes (gunicorn quotes them after ":")
+        detail = f"the server could not read the request: {str(exc).split(':', 1)[0]}"
     body = json.dumps({"type": "about:blank", "title": title, "status": status,
                        "detail": detail[:500], "errors": []}).encode()
     head = (f"HTTP/1.1 {status} {title}\r\nConnection: close\r\n"

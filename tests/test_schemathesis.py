@@ -40,6 +40,8 @@ UNEXPRESSED = {
     ("/v1/spaces/polygon", "POST"): "a ring closes and does not cross itself; lat with lon",
     ("/v1/tiles/{z}/{x}/{y}.mvt", "GET"): "x and y at most 2^z - 1",
     ("/v1/tiles/{z}/{x}/{y}.json", "GET"): "x and y at most 2^z - 1",
+    ("/v1/coverage/hexes", "GET"): "at most 10,000 cells: a large country at a fine res is "
+                                   "refused (the cells depend on the data)",
 }
 # and elsewhere the positive cases leave out the optional parameters whose validity no
 # schema can say: a cursor is issued by the server, q's ten words are counted after
