@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from geosearch.serving import server_options
+from geosearch.serving import build_shared, server_options
 from geosearch.settings import SERVER_CLIENT_BUDGET, Settings
 
 _host, _, _port = os.environ.get("GEOSEARCH_BIND", "127.0.0.1:8000").rpartition(":")
@@ -25,3 +25,4 @@ globals().update(server_options(_host or "127.0.0.1", int(_port),
 # The app is built once, before the fork, so that the workers share its dataset and the
 # per-client counts (geosearch.api.ratelimit).
 preload_app = True
+build_shared()

@@ -175,9 +175,18 @@ def serve(app: Flask, host: str, port: int, workers: int = 2) -> None:
         # Let greenlets the app started (a rate limiter's expiry timer) finish before the
         # fork copies them half-run into every worker.
         gevent.wait(timeout=1.0)
-    outlines_geojson()  # built once here, not by each worker's first request
-    build_grids(range(MIN_RES, MAX_RES + 1))
+    settings = app.extensions.get("geosearch.settings")  # None: another app (the floor)
+    if settings is not None:
+        build_shared()
     gc.collect()
     gc.freeze()
-    settings = app.extensions["geosearch.settings"]
-    _Gunicorn(app, server_options(host, port, workers, settings.trusted_proxies)).run()
+    proxies = () if settings is None else settings.trusted_proxies
+    _Gunicorn(app, server_options(host, port, workers, proxies)).run()
+
+
+def build_shared() -> None:
+    """Build what every worker would otherwise build at its first request of each kind
+    (the map's country outlines, the coverage grids), once, before the fork: no request
+    pays for them and the workers share them."""
+    outlines_geojson()
+    build_grids(range(MIN_RES, MAX_RES + 1))
