@@ -28,15 +28,20 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from geosearch import changes, liverows
 from geosearch.backends.base import BackendUnavailable, NoDataset
-from geosearch.database import CONNECT_TIMEOUT_S, libpq_url, session_options
+from geosearch.backends.postgis import PostgisBackend
+from geosearch.database import CONNECT_TIMEOUT_S, session_options
+from geosearch.features import CLOSE
 from geosearch.ingest.geocode import GazetteerGeocoder, Geocoder
 from geosearch.livespace import Invalid, document, merge_patch, read_draft, space_frame
-from geosearch.settings import Settings
 
 # How often a write whose space changed while it was checked is checked again
 RETRIES = 5
 POOL_SIZE = 4
 POOL_WAIT_S = 5.0
+# Rows: the feature (its head, as the serving sessions load it) and revision of an active
+# space (none when there is no such space)
+_REVISED_SQL = ("SELECT feature, revision FROM spaces WHERE id = %(id)s "
+                "AND status = 'active'")
 _CURRENT_SQL = ("SELECT feature::text, revision, lon, lat, geocode_precision, place, "
                 "tsvector_to_array(search), status = 'active' FROM spaces WHERE id = %s")
 
@@ -115,14 +120,15 @@ def new_id() -> str:
 
 
 class LiveStore:
-    """The writes and the change feed of one PostGIS database (``settings.database_url``,
-    the primary), on a small pool of its own per process; ``geocoder`` places a space
-    sent without a position (default: the offline gazetteer, as an ingest does)."""
+    """The writes and the change feed of a PostGIS backend's database (its primary), on a
+    small pool of its own per process; a space and its revision are read on the backend's
+    own sessions of the primary. ``geocoder`` places a space sent without a position
+    (default: the offline gazetteer, as an ingest does)."""
 
-    def __init__(self, settings: Settings, geocoder: Geocoder | None = None) -> None:
-        if not settings.database_url:
-            raise ValueError("writes need settings.database_url")
-        self._dsn = libpq_url(settings.database_url)
+    def __init__(self, backend: PostgisBackend, geocoder: Geocoder | None = None) -> None:
+        settings = backend.settings
+        self._cluster = backend.cluster
+        self._dsn = backend.dsn
         self._kwargs = {"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": True,
                         "options": session_options(settings)}
         self._pool: ConnectionPool | None = None
@@ -174,11 +180,10 @@ class LiveStore:
     # -- reads --------------------------------------------------------------------------
 
     def get(self, space_id: str) -> tuple[bytes, int] | None:
-        """The Feature (JSON bytes) and revision of the active space, from the primary."""
-        with self._session() as conn:
-            found = conn.execute("SELECT feature::text, revision FROM spaces WHERE id = %s "
-                                 "AND status = 'active'", (space_id,)).fetchone()
-        return None if found is None else (found[0].encode(), int(found[1]))
+        """The Feature (JSON bytes) and revision of the active space, from the primary
+        (the revision a write's precondition is compared with)."""
+        rows = self._cluster.run_on_node(self._cluster.primary, _REVISED_SQL, {"id": space_id})
+        return next(((head + CLOSE, int(revision)) for head, revision in rows), None)
 
     def _current(self, cur: psycopg.Cursor, space_id: str, lock: bool = False
                  ) -> _Current | None:

@@ -83,7 +83,7 @@ def _live_store(backend: Backend) -> LiveStore | None:
     from geosearch.backends.postgis import PostgisBackend
     from geosearch.writes import LiveStore
 
-    return LiveStore(backend.settings) if isinstance(backend, PostgisBackend) else None
+    return LiveStore(backend) if isinstance(backend, PostgisBackend) else None
 
 
 def _limit(app: Flask, heavy: Blueprint, settings: Settings) -> None:
