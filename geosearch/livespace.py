@@ -85,7 +85,10 @@ class Draft:
     base: str = "/properties"
 
     def at(self, target: str) -> str:
-        """The JSON Pointer of a property, or of ``@id`` / ``@coordinates``."""
+        """The JSON Pointer of a property, of ``@id`` / ``@coordinates``, or of the
+        properties themselves ("")."""
+        if not target:
+            return self.base
         if target == "@id":
             return "/id"
         if target == _COORDINATES:
