@@ -1,13 +1,14 @@
 """The bench's fairness (scripts/bench.py): one hostile client beside a victim.
 
 The attacker sends the heaviest valid anonymous requests it can make, in turn, on
-:data:`ATTACK_CONNECTIONS` keep-alive connections without pause; the victim (wrk on one
-connection) asks for the nearest spaces, first alone, then beside the attacker. The
-server's limits count per client address, so the two are different clients: the
-attacker's sockets are bound to 127.0.0.2 (all of 127/8 is loopback on Linux), wrk
-connects from 127.0.0.1, and the server listens on 127.0.0.1. The figure is the victim's
-p50 beside the attacker over its p50 alone; beside it, how many of the attacker's requests
-were refused (429), and the heaviest request's own time on an idle server. The requests
+:data:`ATTACK_CONNECTIONS` keep-alive connections without pause; the victim (a map user:
+nearest queries paced at :data:`VICTIM_RATE` a second on one connection) asks first
+alone, then beside the attacker. The server's limits count per client address, so the
+two are different clients: the attacker's sockets are bound to 127.0.0.2 (all of 127/8 is
+loopback on Linux), the victim's to 127.0.0.1, and the server listens on 127.0.0.1. The
+figure is the victim's p50 beside the attacker over its p50 alone; beside it, how many
+of the attacker's requests were refused (429), and the heaviest request's own time on an
+idle server. The requests
 that find the largest coverage hexes and time each kind alone come from yet other
 addresses (127.1.*.*, 127.2.*.*), one client each, so that no limit refuses them.
 """
@@ -29,9 +30,9 @@ from string import ascii_uppercase
 from urllib.parse import quote
 
 import pandas as pd
-from bench_http import Service, WrkResult, write_paths, wrk
+from bench_http import Service, WrkResult
 from bench_report import Report, ratio_row
-from bench_workload import ATTACK_CONNECTIONS, FAIRNESS_ROUND_S, NEAREST, Case
+from bench_workload import ATTACK_CONNECTIONS, FAIRNESS_ROUND_S, NEAREST, VICTIM_RATE, Case
 
 from geosearch.api.cql import MAX_FILTER_OPERATORS
 from geosearch.api.geojson import MAX_RINGS
@@ -47,6 +48,7 @@ from geosearch.serving import WORKER_TIMEOUT_S
 from geosearch.text import words
 
 ATTACKER = "127.0.0.2"  # the hostile client's source address
+VICTIM = "127.0.0.1"  # the other client's
 FAR = (-48.88, -123.39)  # Point Nemo, the ocean's pole of inaccessibility: far from all
 COST_RUNS = 3  # timed runs of each request alone (after one warm-up); the median counts
 WARM_UP_S = 1.0  # the attacker's head start before the victim's round
@@ -225,9 +227,9 @@ class Attacker:
         conn.close()
 
 
-def attacked_round(port: int, heavies: list[Heavy], paths: Path
+def attacked_round(port: int, heavies: list[Heavy], paths: list[str]
                    ) -> tuple[WrkResult, Counter[int]]:
-    """The victim's wrk round beside the attacker (after its head start), and the
+    """The victim's round beside the attacker (after its head start), and the
     statuses the attacker got."""
     with Attacker(port, heavies) as attacker:
         time.sleep(WARM_UP_S)
@@ -235,9 +237,30 @@ def attacked_round(port: int, heavies: list[Heavy], paths: Path
     return victim, attacker.statuses
 
 
-def victim_round(port: int, paths: Path) -> WrkResult:
-    """wrk on one connection, waiting for each answer as long as a worker may take."""
-    return wrk(port, paths, FAIRNESS_ROUND_S, connections=1, timeout_s=WORKER_TIMEOUT_S)
+def victim_round(port: int, paths: list[str]) -> WrkResult:
+    """The victim: a map user's nearest queries at :data:`VICTIM_RATE` a second (paced,
+    the way a person on a map asks, far inside its own budget), on one keep-alive
+    connection from :data:`VICTIM`; each answer waited for as long as a worker may
+    take. Every answer must be a 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WORKER_TIMEOUT_S,
+                                      source_address=(VICTIM, 0))
+    latencies = []
+    started = time.perf_counter()
+    for n, path in enumerate(itertools.cycle(paths)):
+        due = started + n / VICTIM_RATE
+        if due > started + FAIRNESS_ROUND_S:
+            break
+        time.sleep(max(0.0, due - time.perf_counter()))
+        t = time.perf_counter()
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        latencies.append((time.perf_counter() - t) * 1000)
+        if response.status != 200:
+            raise RuntimeError(f"the victim got {response.status} for {path}")
+    conn.close()
+    cuts = statistics.quantiles(latencies, n=100)
+    return WrkResult(len(latencies) / (time.perf_counter() - started), cuts[49], cuts[98])
 
 
 def victim_cell(result: WrkResult) -> str:
@@ -260,7 +283,7 @@ def bench_fairness(name: str, services: dict[str, Service], frame: pd.DataFrame,
                    work: dict[str, list[Case]], workdir: Path, report: Report) -> None:
     """On each service: the heaviest request's time alone, then the victim's nearest
     queries alone and beside the attacker."""
-    paths = write_paths(work[NEAREST], workdir / "victim.txt")
+    paths = [case.path for case in work[NEAREST]]
     for label, service in services.items():
         heavies = heavy_requests(frame, service.port)
         cost, kind = heaviest(service.port, heavies)

@@ -18,6 +18,7 @@ from bench_workload import (
     HTTP_PAIRS,
     HTTP_ROUNDS,
     NEAREST,
+    VICTIM_RATE,
 )
 
 
@@ -83,8 +84,9 @@ def report_tables(args: argparse.Namespace, report: Report, servers: list[str]) 
         "| --- | --- | ---: | ---: |", *report.memory, "",
         f"## Fairness (`geosearch serve` with its default per-client budget; a hostile "
         f"client on {ATTACK_CONNECTIONS} keep-alive connections from 127.0.0.2 sends the "
-        f"heaviest anonymous requests in a loop; the victim, wrk on 1 connection from "
-        f"127.0.0.1, asks for the {NEAREST}: {FAIRNESS_ROUND_S} s alone, then "
+        f"heaviest anonymous requests in a loop; the victim, a map user on 1 connection "
+        f"from 127.0.0.1, asks for the {NEAREST} at {VICTIM_RATE} a second: "
+        f"{FAIRNESS_ROUND_S} s alone, then "
         f"{FAIRNESS_ROUND_S} s beside the attacker; all on this one machine)", "",
         "| spaces | backend | victim alone: req/s, p50 / p99 ms | victim attacked: req/s, "
         "p50 / p99 ms | "

@@ -35,6 +35,7 @@ HTTP_ROUNDS = 5
 # many seconds on an idle server.
 ATTACK_CONNECTIONS = 4
 FAIRNESS_ROUND_S = 8
+VICTIM_RATE = 50  # the fairness victim's requests per second (a map user's pace)
 FAIRNESS_TARGET = 3.0
 HEAVIEST_TARGET_S = 0.3
 
