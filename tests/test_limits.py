@@ -4,6 +4,7 @@ every absolute URL (no link or redirect built from a Host header nobody configur
 from __future__ import annotations
 
 import multiprocessing
+import time
 
 import pytest
 
@@ -149,3 +150,27 @@ def test_links_start_with_the_public_url_whatever_the_host(memory_feed, path):
     own = [u for u in _urls(response.get_json()) if "opengis.net" not in u]
     assert own and all(u.startswith("https://maps.example.com/") or
                        u == "https://maps.example.com" for u in own), own
+
+
+def test_a_greenlet_is_charged_its_own_turns_not_its_neighbours():
+    import gevent
+
+    from geosearch.runclock import run_time
+
+    spent: dict[str, float] = {}
+
+    def waiter():  # waits (the database, its client) while a neighbour computes
+        started = run_time()
+        gevent.sleep(0.3)
+        spent["waiter"] = run_time() - started
+
+    def busy():
+        started = run_time()
+        deadline = time.perf_counter() + 0.2
+        while time.perf_counter() < deadline:
+            pass
+        spent["busy"] = run_time() - started
+
+    gevent.joinall([gevent.spawn(waiter), gevent.spawn(busy)])
+    assert spent["busy"] >= 0.2
+    assert spent["waiter"] < 0.05  # not the 0.3 s it waited, of which 0.2 s the neighbour's

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import BinaryIO
 
 from flask import Blueprint, Flask, Response, g, request
 from limits import RateLimitItem, parse_many
@@ -33,6 +32,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from geosearch.api.errors import ApiError
 from geosearch.clientid import Network, client_key, client_name, key_of
+from geosearch.runclock import run_time
 from geosearch.sharedwindow import SharedWindows
 
 BUDGET_PERIOD_S = 10.0
@@ -92,32 +92,11 @@ class RateLimit:
         return None if verdict.allowed else verdict.retry_after_s
 
 
-class TimedInput:
-    """A request's input stream that adds up how long its reads took."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-        self.waited = 0.0
-
-    def _timed(self, read: Callable[..., bytes], *args: int) -> bytes:
-        started = time.perf_counter()
-        try:
-            return read(*args)
-        finally:
-            self.waited += time.perf_counter() - started
-
-    def read(self, *size: int) -> bytes:
-        """Read as the stream does, timed."""
-        return self._timed(self.stream.read, *size)
-
-    def readline(self, *size: int) -> bytes:
-        """Read a line as the stream does, timed."""
-        return self._timed(self.stream.readline, *size)
-
-
 class WorkerBudget:
     """At most ``share`` seconds of worker time per second for each client (averaged
-    over :data:`BUDGET_PERIOD_S`), charged as requests end."""
+    over :data:`BUDGET_PERIOD_S`), charged as requests end: the time each request held
+    its worker (:func:`geosearch.runclock.run_time`), not the time it waited for the
+    database, its client or its neighbours."""
 
     def __init__(self, share: float, proxies: tuple[Network, ...] = (),
                  windows: Callable[[], SharedWindows] = SharedWindows) -> None:
@@ -135,12 +114,8 @@ class WorkerBudget:
                           self.proxies)
 
     def check(self) -> None:
-        """Refuse (429) a client whose spent time is over its budget; time the body's
-        reads apart (waiting for the client's bytes holds no worker under gevent)."""
-        g.geosearch_started = time.perf_counter()
-        if request.content_length != 0 and "wsgi.input" in request.environ:
-            g.geosearch_input = request.environ["wsgi.input"] = TimedInput(
-                request.environ["wsgi.input"])
+        """Refuse (429) a client whose spent time is over its budget."""
+        g.geosearch_started = run_time()
         if request.endpoint in UNLIMITED:
             return
         verdict = self.windows.take(self._key(), 0.0, self.limit, BUDGET_PERIOD_S,
@@ -154,7 +129,6 @@ class WorkerBudget:
         """Charge the request's time to its client."""
         started = g.get("geosearch_started")
         if started is not None:
-            body = g.get("geosearch_input")
-            spent = time.perf_counter() - started - (0.0 if body is None else body.waited)
-            self.windows.charge(self._key(), spent, BUDGET_PERIOD_S, time.time())
+            self.windows.charge(self._key(), run_time() - started, BUDGET_PERIOD_S,
+                                time.time())
         return response
