@@ -29,6 +29,7 @@ import psycopg
 from geosearch.database import CONNECT_TIMEOUT_S
 
 CHANNEL = "geosearch_changes"
+LISTENER = "geosearch-changes"  # the application_name of a process' listening connection
 # ``GET /v1/changes``: at most this many entries per answer, and this long a wait
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -39,6 +40,8 @@ MAX_SEQ = 2**53 - 1
 INGEST_ACTOR = "ingest"
 # The follower's pause before it connects again after losing its connection
 RECONNECT_S = 1.0
+# How often the listener looks whether it was closed while no notification came
+CLOSE_CHECK_S = 5.0
 log = logging.getLogger(__name__)
 
 _APPEND_SQL = (
@@ -119,6 +122,7 @@ class Follower:
         self._latest = 0
         self._changed = threading.Condition()
         self._pid = 0
+        self._closed = threading.Event()
 
     def wait_beyond(self, seq: int, timeout_s: float) -> bool:
         """Wait until a change after ``seq`` is committed, at most ``timeout_s`` seconds;
@@ -147,19 +151,25 @@ class Follower:
                 self._latest = seq
                 self._changed.notify_all()
 
+    def close(self) -> None:
+        """Stop listening (within :data:`CLOSE_CHECK_S`); waiters wait out their time."""
+        self._closed.set()
+
     def _listen(self) -> None:
-        """LISTEN for as long as the process lives, connecting again after a failure;
-        on each connection, the counter is read once LISTEN is in place (what was
-        committed while no connection listened)."""
-        while True:
+        """LISTEN until closed, connecting again after a failure; on each connection, the
+        counter is read once LISTEN is in place (what was committed while no connection
+        listened)."""
+        while not self._closed.is_set():
             try:
-                with psycopg.connect(self._dsn, autocommit=True,
+                with psycopg.connect(self._dsn, autocommit=True, application_name=LISTENER,
                                      connect_timeout=CONNECT_TIMEOUT_S) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._advance(latest(conn))
-                    for note in conn.notifies():
-                        if note.payload.isdigit():  # another NOTIFY on the channel: not ours
-                            self._advance(int(note.payload))
+                    while not self._closed.is_set():
+                        # the timeout only lets the loop see close(): nothing is read
+                        for note in conn.notifies(timeout=CLOSE_CHECK_S):
+                            if note.payload.isdigit():  # not ours: another NOTIFY
+                                self._advance(int(note.payload))
             except psycopg.Error as exc:
                 log.warning("change feed listener: %s; connecting again", exc)
-            time.sleep(RECONNECT_S)
+            self._closed.wait(RECONNECT_S)

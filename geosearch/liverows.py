@@ -5,9 +5,9 @@
 space has the columns, the feature bytes and the words that a loaded one would have. The
 rest of this module writes it: INSERT or UPDATE of the row (each value cast to its
 column's type as :mod:`geosearch.layout` declares it), and the word plane kept exact for
-the space (``search_words``: how many active spaces have each word; ``word_points``: a
-point per active space and tiled word), each statement touching the space's own rows and
-words, never the dataset's.
+the space (``search_words``: how many active spaces have each word, 0 for a word written
+out of the dataset; ``word_points``: a point per active space and tiled word), each
+statement touching the space's own rows and words, never the dataset's.
 
 What a write does not keep exact (the tile prefix sums, built once per dataset) is said in
 docs/deploy.md.
@@ -23,6 +23,7 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 
+from geosearch.backends.statements import ORIGIN
 from geosearch.ingest.dedupe import NEAR_M, find_duplicates
 from geosearch.ingest.records import Record
 from geosearch.layout import SPACES
@@ -37,10 +38,9 @@ TILE_COLUMNS = ("tile_key", "tile_x", "tile_y", *RANKED)
 # Columns a write keeps as the space has them: its id, its place in the word plane, its
 # feed row and its dataset
 KEPT = ("id", "place", "feed_row", "dataset_version")
-# Half the side of the box that finds a point of the plane again (its coordinates are the
-# doubles written, up to the plane's x of about a thousand units per word)
+# Half the side of the box that finds a point of the plane again: its coordinates are the
+# doubles written, exact to far less than this at any tile's x
 _POINT_PAD = 1e-6
-_ORIGIN = "ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography"
 
 
 @dataclass(frozen=True)
@@ -158,14 +158,12 @@ def _count_in(cur: psycopg.Cursor, words: list[str]) -> list[int]:
 
 
 def _count_out(cur: psycopg.Cursor, words: list[str]) -> list[int]:
-    """Count one active space less in each word (a word no active space has any more
-    leaves the table); the words' tiles."""
-    tiles = _tiled(cur.execute("UPDATE search_words SET spaces = spaces - 1 "
-                               "WHERE word = ANY(%(words)s::text[]) RETURNING tile",
-                               {"words": words}).fetchall())
-    cur.execute("DELETE FROM search_words WHERE word = ANY(%(words)s::text[]) "
-                "AND spaces <= 0", {"words": words})
-    return tiles
+    """Count one active space less in each word; the words' tiles. A word no active space
+    has any more stays, at 0, with its tile: a tile is never given to another word, and
+    the word gets it back if a space takes it again."""
+    return _tiled(cur.execute("UPDATE search_words SET spaces = spaces - 1 "
+                              "WHERE word = ANY(%(words)s::text[]) RETURNING tile",
+                              {"words": words}).fetchall())
 
 
 def _tiles_of(cur: psycopg.Cursor, words: list[str]) -> list[int]:
@@ -199,7 +197,7 @@ def duplicate_of(cur: psycopg.Cursor, frame: pd.DataFrame) -> str | None:
     new = _record(frame.iloc[0])
     rows = cur.execute(
         "SELECT id, name, address, country, lat, lon, geocode_precision FROM spaces "
-        f"WHERE status = 'active' AND country = %(country)s AND ST_DWithin(geog, {_ORIGIN}, "
+        f"WHERE status = 'active' AND country = %(country)s AND ST_DWithin(geog, {ORIGIN}, "
         "%(near)s)", {"country": new.country, "lon": new.lon, "lat": new.lat,
                       "near": NEAR_M + 1.0}).fetchall()
     for space_id, name, address, country, lat, lon, precision in sorted(rows):

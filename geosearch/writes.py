@@ -172,7 +172,8 @@ class LiveStore:
             yield cur, seq, str(found[0])
 
     def close(self) -> None:
-        """Close this process' pool."""
+        """Close this process' pool and stop following the feed."""
+        self.follower.close()
         if self._pool is not None and self._pid == os.getpid():
             self._pool.close()
         self._pool = None
