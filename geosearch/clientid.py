@@ -83,6 +83,7 @@ def client_name(remote_addr: str | None, forwarded_for: str | None,
     return str(address)
 
 
+@lru_cache(maxsize=65536)
 def client_key(remote_addr: str | None, forwarded_for: str | None,
                proxies: tuple[Network, ...]) -> int:
     """The shared counters' key of the client (:func:`client_name`)."""

@@ -116,10 +116,10 @@ class WorkerBudget:
     def check(self) -> None:
         """Refuse (429) a client whose spent time is over its budget."""
         g.geosearch_started = run_time()
+        g.geosearch_client = key = self._key()
         if request.endpoint in UNLIMITED:
             return
-        verdict = self.windows.take(self._key(), 0.0, self.limit, BUDGET_PERIOD_S,
-                                    time.time())
+        verdict = self.windows.take(key, 0.0, self.limit, BUDGET_PERIOD_S, time.time())
         if not verdict.allowed:
             raise too_many("this client has used its share of the server's time "
                             f"({self.limit / BUDGET_PERIOD_S:g} s per second)",
@@ -129,6 +129,6 @@ class WorkerBudget:
         """Charge the request's time to its client."""
         started = g.get("geosearch_started")
         if started is not None:
-            self.windows.charge(self._key(), run_time() - started, BUDGET_PERIOD_S,
+            self.windows.charge(g.geosearch_client, run_time() - started, BUDGET_PERIOD_S,
                                 time.time())
         return response
