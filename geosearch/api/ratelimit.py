@@ -60,6 +60,7 @@ class RateLimit:
         self.remote = (None if storage_uri == LOCAL_STORAGE else
                        MovingWindowRateLimiter(storage_from_string(storage_uri)))
         self.windows = windows() if self.remote is None else None
+        self._salts = {str(item): key_of(f"{scope}|{item}") for item in self.items}
 
     def attach(self, target: Blueprint | Flask) -> None:
         """Check the limit before every request to ``target``."""
@@ -86,7 +87,8 @@ class RateLimit:
             stats = self.remote.get_window_stats(item, self.scope, client)
             return stats.reset_time - time.time()
         assert self.windows is not None
-        key = key_of(f"{self.scope}|{item}|{client_name(remote, forwarded, self.proxies)}")
+        # the client's cached key, told apart per limit (a client has one count each)
+        key = client_key(remote, forwarded, self.proxies) ^ self._salts[str(item)] or 1
         verdict = self.windows.take(key, 1.0, float(item.amount), float(item.get_expiry()),
                                     time.time())
         return None if verdict.allowed else verdict.retry_after_s

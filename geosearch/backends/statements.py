@@ -85,20 +85,19 @@ def filter_sql(f: Filters, ordered_scan: bool, active: str = "status = 'active'"
     text_index = not ordered_scan if text_index is None else text_index
     parts: list[str] = [active]
     params: dict[str, object] = {}
-    if f.all_amenities:
+    # every amenity asked for (the bitmask holds them all; the array contains them), or
+    # any of them (the bitmask shares a bit; the arrays overlap)
+    for kind, wanted, mask_test, array_op in (
+            ("all", f.all_amenities, "= %(all_mask)s", "@>"),
+            ("any", f.any_amenities, "<> 0", "&&")):
+        if not wanted:
+            continue
         if ordered_scan:
-            parts.append("amenity_mask & %(all_mask)s = %(all_mask)s")
-            params["all_mask"] = amenity_mask(f.all_amenities)
+            parts.append(f"amenity_mask & %({kind}_mask)s {mask_test}")
+            params[f"{kind}_mask"] = amenity_mask(wanted)
         else:
-            parts.append("amenities @> %(all_amenities)s::text[]")
-            params["all_amenities"] = sorted(a.value for a in f.all_amenities)
-    if f.any_amenities:
-        if ordered_scan:
-            parts.append("amenity_mask & %(any_mask)s <> 0")
-            params["any_mask"] = amenity_mask(f.any_amenities)
-        else:
-            parts.append("amenities && %(any_amenities)s::text[]")
-            params["any_amenities"] = sorted(a.value for a in f.any_amenities)
+            parts.append(f"amenities {array_op} %({kind}_amenities)s::text[]")
+            params[f"{kind}_amenities"] = sorted(a.value for a in wanted)
     if f.countries:
         parts.append("country = ANY(%(countries)s::text[])")
         params["countries"] = sorted(f.countries)
