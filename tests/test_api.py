@@ -470,7 +470,7 @@ def test_cors_is_off_by_default_and_answers_allowed_origins_when_set(memory_feed
     assert preflight.status_code == 204
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://maps.example.com"
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
-    assert preflight.headers["Access-Control-Allow-Headers"] == "Content-Type"
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
 
     answer = client.get("/v1/spaces/nearest?lat=52.52&lon=13.4&k=1",
                         headers={"Origin": "https://maps.example.com"})
@@ -485,6 +485,47 @@ def test_cors_is_off_by_default_and_answers_allowed_origins_when_set(memory_feed
     refused = client.options("/v1/spaces/polygon", headers={
         "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
     assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+def _listed(header: str) -> set[str]:
+    return {v.strip() for v in header.split(",")}
+
+
+def test_cors_lets_pages_of_allowed_origins_write_with_the_headers_a_write_needs(memory_feed):
+    """A page may PUT, PATCH and DELETE with a key, If-Match and a JSON body, and read the
+    Location of a create; the headers allowed are the ones the API reads, whatever the
+    preflight asks for; another origin still gets no CORS header."""
+    from geosearch.api import create_app
+    from geosearch.settings import Settings
+
+    settings = Settings.from_env({"GEOSEARCH_CORS_ORIGINS": "https://maps.example.com"},
+                                 heavy_rate_limit="")
+    client = create_app(settings, backend=memory_feed).test_client()
+    for method, path in (("PUT", "/v1/spaces/x"), ("PATCH", "/ogc/collections/spaces/items/x"),
+                         ("DELETE", "/v1/spaces/x"), ("POST", "/ogc/collections/spaces/items")):
+        preflight = client.options(path, headers={
+            "Origin": "https://maps.example.com", "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization,if-match,content-type"})
+        assert preflight.status_code == 204
+        assert method in _listed(preflight.headers["Access-Control-Allow-Methods"])
+        assert {"Authorization", "If-Match", "Content-Type"} <= _listed(
+            preflight.headers["Access-Control-Allow-Headers"])
+    assert {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} == _listed(
+        preflight.headers["Access-Control-Allow-Methods"])
+    asked = client.options("/v1/spaces/x", headers={
+        "Origin": "https://maps.example.com", "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "X-Anything, Cookie"})
+    assert asked.headers["Access-Control-Allow-Headers"] == \
+        preflight.headers["Access-Control-Allow-Headers"]  # a fixed list, not an echo
+    refused = client.post("/v1/spaces", json={}, headers={"Origin": "https://maps.example.com"})
+    assert refused.status_code == 405  # a snapshot: the page can read why
+    assert refused.headers["Access-Control-Allow-Origin"] == "https://maps.example.com"
+    assert "Location" in _listed(refused.headers["Access-Control-Expose-Headers"])
+    for method in ("PUT", "PATCH", "DELETE"):
+        other = client.options("/v1/spaces/x", headers={
+            "Origin": "https://evil.example", "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "Authorization, If-Match"})
+        assert not [h for h in other.headers if h[0].startswith("Access-Control-")]
 
 
 def test_ogc_items_say_how_many_match_in_all(client):

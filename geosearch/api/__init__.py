@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     _limit(app, coverage, settings)
     auth.install(app, settings)  # after the limits: a flood is refused before any lookup
     app.register_blueprint(coverage, url_prefix=API_PREFIX)
-    app.register_blueprint(ogc_blueprint(backend), url_prefix="/ogc")
+    app.register_blueprint(ogc_blueprint(backend, live=live), url_prefix="/ogc")
     app.register_blueprint(health_blueprint(backend))
     app.register_blueprint(map_blueprint(settings.tile_url))
     app.register_blueprint(openapi_blueprint())

@@ -4,14 +4,22 @@ One collection, ``spaces``. Items take ``bbox`` (``minlon > maxlon`` crosses the
 antimeridian), ``limit`` (default 10; above 500 it is lowered to 500), ``cursor`` (from
 the ``next`` link) and the property filters of /v1 (``amenities``, ``amenities_any``,
 ``country``, ``city``, ``min_capacity``, ``q``). Items are ordered by id.
+
+Over a database (a :class:`~geosearch.writes.LiveStore`), Part 4 too: POST to the items
+creates, PUT, PATCH and DELETE on an item replace, patch and close it, by the views and
+rules of the /v1 writes (:mod:`geosearch.api.writes`: keys, ``If-Match``, 422, 409, 412,
+428), where Part 4 asks for other answers (:class:`ItemWriteViews`). An item then has its
+revision as its ``ETag``. Over a snapshot the write methods answer 405 and the
+conformance document does not declare Part 4.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
+import orjson
 from flask import Blueprint, Response, current_app, request, url_for
 from shapely.geometry.base import BaseGeometry
 
@@ -46,10 +54,19 @@ from geosearch.api.params import (
     query_args,
 )
 from geosearch.api.responses import json_response
-from geosearch.api.search import space_or_404
+from geosearch.api.search import Revised, etag, space_or_404
+from geosearch.api.writes import (
+    BODY_TYPES,
+    MERGE_PATCH,
+    WRITE_METHODS,
+    WriteViews,
+    add_read_only_routes,
+    add_write_routes,
+)
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import MAX_LIMIT, Filters, ListQuery, PolygonQuery
+from geosearch.writes import IfMatch, LiveStore, NotFound
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -61,6 +78,12 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
 ]
+# Part 4 (OGC 20-002), declared by a server over a database: create, replace and delete;
+# update by JSON Merge Patch; If-Match on the ETag (428 without one); features as the
+# resources
+WRITE_CONFORMANCE = [
+    f"http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/{name}"
+    for name in ("create-replace-delete", "update", "optimistic-locking-etags", "features")]
 DEFAULT_LIMIT = 10
 COUNTS_KEPT = 256  # numberMatched of recent queries, per dataset version
 MAX_CLIENT_LIMIT = 10**18  # any limit a client may ask for; MAX_LIMIT is what it gets
@@ -148,9 +171,9 @@ def api() -> Response:
     return json_response(doc, OPENAPI_MEDIA)
 
 
-def conformance() -> Response:
-    """GET /conformance"""
-    return json_response({"conformsTo": CONFORMANCE})
+def conformance(classes: list[str]) -> Response:
+    """GET /conformance: ``classes``, those of the server this blueprint serves."""
+    return json_response({"conformsTo": classes})
 
 
 def collections() -> Response:
@@ -203,10 +226,12 @@ def _selection(p: Params) -> tuple[Filters, BaseGeometry | None]:
 
 
 class ItemViews:
-    """The views of one mounted OGC API that read its backend: the items and an item."""
+    """The views of one mounted OGC API that read its backend: the items and an item
+    (and, where spaces are written, an item's revision: ``revised``)."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, revised: Revised | None = None) -> None:
         self.backend = backend
+        self.revised = revised
         # numberMatched, per query and dataset version: counted once, not once per page
         self.count = lru_cache(maxsize=COUNTS_KEPT)(backend.count)
 
@@ -228,26 +253,93 @@ class ItemViews:
         return page_response(page, fp, [_link("collection", "collection")], matched)
 
     def item(self, id: str) -> Response:
-        """GET /collections/spaces/items/<id>"""
-        doc = feature(space_or_404(self.backend, id))
+        """GET /collections/spaces/items/<id>; with its revision as the ``ETag`` where
+        spaces are written."""
+        if self.revised is None:
+            doc, tag = feature(space_or_404(self.backend, id)), None
+        else:
+            found = self.revised(id)
+            if found is None:
+                raise NotFound(id)
+            doc, tag = orjson.loads(found[0]), etag(found[1])
         doc["links"] = [_link("self", "item", GEOJSON, id=id),
                         _link("collection", "collection")]
-        return json_response(doc, GEOJSON)
+        response = json_response(doc, GEOJSON)
+        if tag is not None:
+            response.headers["ETag"] = tag
+        return response
 
 
-def ogc_blueprint(backend: Backend, name: str = "ogc") -> Blueprint:
-    """The OGC API - Features endpoints over ``backend`` (mount with ``url_prefix``)."""
+class ItemWriteViews(WriteViews):
+    """The /v1 write views with Part 4's answers where they differ: a body without
+    ``Content-Type`` is a 400 (/req/create-replace-delete/post-content-type), a
+    ``Content-Crs`` other than CRS84 is a 400 (the body's coordinates are read as
+    CRS84), and a write to an id no active space has is a 404 with or without
+    ``If-Match`` (/req/create-replace-delete/put-rid-exception), not a 428."""
+
+    def body(self, media_types: tuple[str, ...]) -> object:
+        """The body (:meth:`WriteViews.body`), its media type and CRS checked first."""
+        if not request.mimetype:
+            raise ApiError.bad_params([ParamError(
+                "Content-Type", f"required: one of {', '.join(media_types)}")])
+        crs = request.headers.get("Content-Crs")
+        if crs is not None and crs.strip().removeprefix("<").removesuffix(">") != CRS84:
+            raise ApiError.bad_params([ParamError(
+                "Content-Crs", f"<{CRS84}> (longitude, latitude), or no Content-Crs")])
+        return super().body(media_types)
+
+    def precondition(self, id: str) -> IfMatch:
+        """:meth:`WriteViews.precondition`, once the space is known to exist when the
+        request has no ``If-Match``."""
+        if "If-Match" not in request.headers and self.live.get(id) is None:
+            raise NotFound(id)
+        return super().precondition(id)
+
+
+def _described(writable: bool):
+    """An ``after_request`` hook: the answer to OPTIONS names in ``Allow`` the methods
+    that work on the path (not the ones a read-only server refuses) and, for Part 4, the
+    bodies a POST takes (``Accept-Post``) and a PATCH takes (``Accept-Patch``)."""
+
+    def describe(response: Response) -> Response:
+        if request.method != "OPTIONS" or "Allow" not in response.headers:
+            return response
+        allowed = [m.strip() for m in response.headers["Allow"].split(",")]
+        if not writable:
+            allowed = [m for m in allowed if m != "POST" and m not in WRITE_METHODS]
+        response.headers["Allow"] = ", ".join(allowed)
+        if "POST" in allowed:
+            response.headers["Accept-Post"] = ", ".join(BODY_TYPES)
+        if "PATCH" in allowed:
+            response.headers["Accept-Patch"] = MERGE_PATCH
+        return response
+
+    return describe
+
+
+def ogc_blueprint(backend: Backend, name: str = "ogc", live: LiveStore | None = None
+                  ) -> Blueprint:
+    """The OGC API - Features endpoints over ``backend`` (mount with ``url_prefix``);
+    with ``live``, the writes of Part 4 on its database, else 405 on the write methods."""
     bp = Blueprint(name, __name__)
-    views = ItemViews(backend)
+    views = ItemViews(backend, None if live is None else live.get)
+    classes = CONFORMANCE if live is None else CONFORMANCE + WRITE_CONFORMANCE
+    items, item = "/collections/spaces/items", "/collections/spaces/items/<id>"
     add_route(bp, "/", "landing", landing, LANDING)
     add_route(bp, "/api", "api", api, API)
-    add_route(bp, "/conformance", "conformance", conformance, CONFORMANCE_CLASSES)
+    add_route(bp, "/conformance", "conformance", partial(conformance, classes),
+              CONFORMANCE_CLASSES)
     add_route(bp, "/collections", "collections", collections, COLLECTIONS)
     add_route(bp, "/collections/spaces", "collection", collection, COLLECTION)
     add_route(bp, "/collections/spaces/queryables", "queryables_doc", queryables_doc,
               QUERYABLES)
-    add_route(bp, "/collections/spaces/items", "items", views.items, ITEMS)
-    add_route(bp, "/collections/spaces/items/<id>", "item", views.item, ITEM)
+    add_route(bp, items, "items", views.items, ITEMS)
+    add_route(bp, item, "item", views.item, ITEM)
+    if live is None:
+        add_read_only_routes(bp, items, item)
+    else:
+        add_write_routes(bp, ItemWriteViews(live), items, item, ITEM_ID)
+    bp.after_request(_described(live is not None))
     for rule in ("/collections/<collection_id>", "/collections/<collection_id>/items"):
         add_route(bp, rule, "unknown_collection", unknown_collection, None)
     register(bp, app_wide=False)

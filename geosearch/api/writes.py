@@ -10,6 +10,7 @@ answers the same routes 405, saying that writes need a database.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from urllib.parse import quote
 
@@ -36,6 +37,7 @@ from geosearch.writes import Conflict, IfMatch, LiveStore, NotFound, Stale, Writ
 
 BODY_TYPES = (GEOJSON, "application/json")
 MERGE_PATCH = "application/merge-patch+json"
+WRITE_METHODS = ("PUT", "PATCH", "DELETE")  # on a space's own path (POST: on the spaces')
 # A space's body: a Feature of a few fields (the polygon body's reading, smaller bounds)
 MAX_SPACE_BODY_BYTES = 65_536
 MAX_SPACE_DEPTH = 8
@@ -114,18 +116,6 @@ def if_match() -> IfMatch:
                              and len(m.group(2)) <= 18))
 
 
-def _document(media_types: tuple[str, ...]) -> object:
-    """The body as strict, bounded JSON (415 without a Content-Type, 413, 400)."""
-    if not request.mimetype:
-        raise ApiError(415, "Unsupported Media Type", f"send {' or '.join(media_types)}",
-                       [ParamError("Content-Type", f"one of {', '.join(media_types)}")])
-    data = request_body(MAX_SPACE_BODY_BYTES, media_types)
-    try:
-        return read_json(data, MAX_SPACE_DEPTH, MAX_SPACE_CONTAINERS)
-    except JsonError as exc:
-        raise ApiError.bad_params([ParamError("body", str(exc))]) from None
-
-
 def _space(written: Written, status: int = 200) -> Response:
     response = Response(written.feature, status=status, mimetype=GEOJSON)
     response.headers["ETag"] = etag(written.revision)
@@ -137,14 +127,32 @@ def _actor() -> str:
 
 
 class WriteViews:
-    """The views of the write API and the change feed, bound to a LiveStore."""
+    """The views of the write API and the change feed, bound to a LiveStore.
+
+    How a view reads its body and its precondition are methods, so that a mount with
+    other rules (:class:`geosearch.api.ogc.ItemWriteViews`) overrides only those."""
 
     def __init__(self, live: LiveStore) -> None:
         self.live = live
 
+    def body(self, media_types: tuple[str, ...]) -> object:
+        """The body as strict, bounded JSON (415 without a Content-Type, 413, 400)."""
+        if not request.mimetype:
+            raise ApiError(415, "Unsupported Media Type", f"send {' or '.join(media_types)}",
+                           [ParamError("Content-Type", f"one of {', '.join(media_types)}")])
+        data = request_body(MAX_SPACE_BODY_BYTES, media_types)
+        try:
+            return read_json(data, MAX_SPACE_DEPTH, MAX_SPACE_CONTAINERS)
+        except JsonError as exc:
+            raise ApiError.bad_params([ParamError("body", str(exc))]) from None
+
+    def precondition(self, id: str) -> IfMatch:
+        """The precondition of a write to the space ``id``: :func:`if_match`."""
+        return if_match()
+
     def create(self) -> Response:
         """POST /spaces"""
-        written = self.live.create(_document(BODY_TYPES), _actor())
+        written = self.live.create(self.body(BODY_TYPES), _actor())
         response = _space(written, 201)
         response.headers["Location"] = (f"{request.script_root}{request.path.rstrip('/')}/"
                                         f"{quote(written.id, safe='')}")
@@ -152,17 +160,18 @@ class WriteViews:
 
     def replace(self, id: str) -> Response:
         """PUT /spaces/<id>"""
-        precondition = if_match()
-        return _space(self.live.replace(id, _document(BODY_TYPES), precondition, _actor()))
+        precondition = self.precondition(id)
+        return _space(self.live.replace(id, self.body(BODY_TYPES), precondition, _actor()))
 
     def patch(self, id: str) -> Response:
         """PATCH /spaces/<id>"""
-        precondition = if_match()
-        return _space(self.live.patch(id, _document((MERGE_PATCH,)), precondition, _actor()))
+        precondition = self.precondition(id)
+        return _space(self.live.patch(id, self.body((MERGE_PATCH,)), precondition,
+                                      _actor()))
 
     def close(self, id: str) -> Response:
         """DELETE /spaces/<id>"""
-        written = self.live.close_space(id, if_match(), _actor())
+        written = self.live.close_space(id, self.precondition(id), _actor())
         return Response(status=204, headers={"ETag": etag(written.revision)})
 
     def feed(self) -> Response:
@@ -196,35 +205,50 @@ def _conflict(exc: Conflict) -> Response:
     return problem(409, "Conflict", exc.reason, extra={"existing_id": exc.existing})
 
 
+def add_write_routes(bp: Blueprint, views: WriteViews, items: str, item: str,
+                     id_param: Param[str] = SPACE_ID) -> None:
+    """Serve the writes of ``views`` on ``bp``, each for a key with the scope write:
+    POST ``items`` creates; PUT, PATCH and DELETE ``item`` (a rule with ``<id>``,
+    documented as ``id_param``) replace, patch and close. The store's verdicts are
+    answered by ``bp`` (422, 404, 409, 412)."""
+    write = require("write")
+    add_route(bp, items, "create", write(views.create), CREATE, ("POST",))
+    for endpoint, view, operation, method in (("replace", views.replace, REPLACE, "PUT"),
+                                              ("patch", views.patch, PATCH, "PATCH"),
+                                              ("close", views.close, CLOSE, "DELETE")):
+        add_route(bp, item, endpoint, write(view),
+                  dataclasses.replace(operation, params=(id_param,)), (method,))
+    bp.register_error_handler(Invalid, _invalid)
+    bp.register_error_handler(NotFound, _not_found)
+    bp.register_error_handler(Stale, _stale)
+    bp.register_error_handler(Conflict, _conflict)
+
+
+def add_read_only_routes(bp: Blueprint, items: str, item: str) -> None:
+    """The write routes of a server over a snapshot: each answers 405, with ``Allow``
+    naming what the path serves, and says that writes need a database."""
+    add_route(bp, items, "create", _refuse, None, ("POST",))
+    add_route(bp, item, "write", _refuse, None, WRITE_METHODS)
+
+
+def _refuse(**_: str) -> Response:
+    raise ApiError(405, "Method Not Allowed", READ_ONLY, headers={"Allow": "GET, HEAD, OPTIONS"})
+
+
 def writes_blueprint(live: LiveStore, name: str = "writes") -> Blueprint:
     """The write routes and the change feed over ``live``; mounted where the search
     blueprint is (``/v1``)."""
     bp = Blueprint(name, __name__)
     views = WriteViews(live)
-    write = require("write")
-    add_route(bp, "/spaces", "create", write(views.create), CREATE, ("POST",))
-    add_route(bp, "/spaces/<id>", "replace", write(views.replace), REPLACE, ("PUT",))
-    add_route(bp, "/spaces/<id>", "patch", write(views.patch), PATCH, ("PATCH",))
-    add_route(bp, "/spaces/<id>", "close", write(views.close), CLOSE, ("DELETE",))
+    add_write_routes(bp, views, "/spaces", "/spaces/<id>")
     add_route(bp, "/changes", "changes", require("changes")(views.feed), FEED)
-    bp.register_error_handler(Invalid, _invalid)
-    bp.register_error_handler(NotFound, _not_found)
-    bp.register_error_handler(Stale, _stale)
-    bp.register_error_handler(Conflict, _conflict)
     register(bp, app_wide=False)
     return bp
 
 
 def read_only_blueprint(name: str = "writes") -> Blueprint:
-    """The write routes of a server over a snapshot: each answers 405, with ``Allow``
-    naming what the path serves, and says that writes need a database."""
+    """The write routes of /v1 on a server over a snapshot (:func:`add_read_only_routes`)."""
     bp = Blueprint(name, __name__)
-
-    def refuse(**_: str) -> Response:
-        raise ApiError(405, "Method Not Allowed", READ_ONLY,
-                       headers={"Allow": "GET, HEAD, OPTIONS"})
-
-    add_route(bp, "/spaces", "create", refuse, None, ("POST",))
-    add_route(bp, "/spaces/<id>", "write", refuse, None, ("PUT", "PATCH", "DELETE"))
+    add_read_only_routes(bp, "/spaces", "/spaces/<id>")
     register(bp, app_wide=False)
     return bp
