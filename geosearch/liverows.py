@@ -9,8 +9,8 @@ the space (``search_words``: how many active spaces have each word, 0 for a word
 out of the dataset; ``word_points``: a point per active space and tiled word), each
 statement touching the space's own rows and words, never the dataset's.
 
-What a write does not keep exact (the tile prefix sums, built once per dataset) is said in
-docs/deploy.md.
+The tiles' side of a write (a ghost, the deltas, a written rank) is
+:mod:`geosearch.tiledeltas`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from geosearch.loadrows import load_tables
 from geosearch.wordplane import plane_x
 
 _TYPES = {c.name: c.sql for c in SPACES}
-# The columns a load ranks across the dataset (the tile prefix sums): a written space is
-# outside them (NULL) until the next load
+# The columns a load ranks across the dataset (the tile prefix sums): a written space has
+# a written rank (geosearch.tiledeltas) and no sums until the next load
 RANKED = ("tile_rank", "tile_sum_x", "tile_sum_y")
 TILE_COLUMNS = ("tile_key", "tile_x", "tile_y", *RANKED)
 # Columns a write keeps as the space has them: its id, its place in the word plane, its
@@ -86,22 +86,24 @@ def _casts(columns: Iterable[str]) -> Iterator[str]:
     return (f"%({name})s::{_TYPES[name]}" for name in columns)
 
 
-def insert(cur: psycopg.Cursor, row: SpaceRow, place: int) -> None:
-    """INSERT the row as a new space with this place and feed row 0 (none)."""
-    values = {**row.values, "place": place, "feed_row": 0}
+def insert(cur: psycopg.Cursor, row: SpaceRow, place: int, rank: int | None) -> None:
+    """INSERT the row as a new space with this place, its written tile rank and feed row
+    0 (none)."""
+    values = {**row.values, "place": place, "feed_row": 0, "tile_rank": rank}
     columns = list(values)
     cur.execute(f"INSERT INTO spaces ({', '.join(columns)}) "
                 f"VALUES ({', '.join(_casts(columns))})", values)
 
 
-def update(cur: psycopg.Cursor, row: SpaceRow, moved: bool) -> int:
-    """UPDATE the space to ``row`` (its :data:`KEPT` columns kept, and its tile columns
-    when it has not ``moved``), a revision up; the new revision."""
+def update(cur: psycopg.Cursor, row: SpaceRow, moved: bool, rank: int | None = None) -> int:
+    """UPDATE the space to ``row`` (its :data:`KEPT` columns kept; its tile columns when
+    it has not ``moved``, else its written tile ``rank``), a revision up; the new
+    revision."""
     columns = [c for c in row.values if c not in KEPT and (moved or c not in TILE_COLUMNS)]
     sql = (f"UPDATE spaces SET ({', '.join(columns)}) = ({', '.join(_casts(columns))}), "
            "revision = revision + 1, updated_at = clock_timestamp() WHERE id = %(id)s "
            "RETURNING revision")
-    found = cur.execute(sql, row.values).fetchone()
+    found = cur.execute(sql, {**row.values, "tile_rank": rank}).fetchone()
     assert found is not None  # the caller holds the row's lock
     return int(found[0])
 

@@ -32,7 +32,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
-from geosearch import changes
+from geosearch import changes, tiledeltas
 from geosearch.database import NO_TIMEOUT, connect, make_engine
 from geosearch.layout import LAYOUT
 from geosearch.loadrows import load_tables
@@ -332,6 +332,7 @@ def _swap_in(cur: psycopg.Cursor, staged: _Staged, version: str, feed: str) -> N
     seq = changes.take_seq(cur)  # before the served tables are locked, as writes take it
     for name, renames in staged.renames.items():
         _swap(cur, name, renames)
+    tiledeltas.clear(cur)
     tiles = staged.tiles
     cur.execute(
         "INSERT INTO dataset_state (id, version, loaded_at, feed, tile_count, "

@@ -26,7 +26,7 @@ import orjson
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from geosearch import changes, liverows
+from geosearch import changes, liverows, tiledeltas
 from geosearch.backends.base import BackendUnavailable, NoDataset
 from geosearch.backends.postgis import PostgisBackend
 from geosearch.database import CONNECT_TIMEOUT_S, session_options
@@ -232,7 +232,7 @@ class LiveStore:
                                "within 150 m), which is active")
             row = liverows.space_row(frame, version)
             place = liverows.next_place(cur)
-            liverows.insert(cur, row, place)
+            liverows.insert(cur, row, place, tiledeltas.arrive(cur, row.values, seq))
             liverows.reword(cur, place, None, row.placed)
             changes.append(cur, seq, "create", actor, space_id, 1, None, row.feature)
         return Written(space_id, 1, row.feature, seq)
@@ -262,8 +262,10 @@ class LiveStore:
                 current = self._locked(cur, space_id, seen)
                 row = liverows.space_row(frame, version)
                 before, after = current.placed, row.placed
-                revision = liverows.update(cur, row, moved=(after.lon, after.lat) != (
-                    before.lon, before.lat))
+                if moved := (after.lon, after.lat) != (before.lon, before.lat):
+                    tiledeltas.leave(cur, space_id, seq)
+                revision = liverows.update(cur, row, moved, tiledeltas.arrive(
+                    cur, row.values, seq) if moved else None)
                 liverows.reword(cur, current.place, before, after)
                 changes.append(cur, seq, op, actor, space_id, revision, current.revision,
                                row.feature)
@@ -277,6 +279,7 @@ class LiveStore:
         def write(seen: _Current) -> Written:
             with self._turn() as (cur, seq, _):
                 current = self._locked(cur, space_id, seen)
+                tiledeltas.leave(cur, space_id, seq)
                 revision = liverows.close(cur, space_id)
                 liverows.reword(cur, current.place, current.placed, None)
                 changes.append(cur, seq, "close", actor, space_id, revision,

@@ -39,6 +39,7 @@ from geosearch.model import (
 from geosearch.settings import Settings
 from geosearch.store import load
 from geosearch.testing import oracle
+from geosearch.testing.tilecheck import FILTERS, ZOOMS, check_tile, tile_of
 from geosearch.text import query_terms
 from geosearch.tiles import world_xy
 from geosearch.wordplane import plane_x
@@ -536,6 +537,19 @@ def _check_searches(backend, frame: pd.DataFrame, rng: random.Random) -> None:
         assert _ids(got_list) == [i for i, _ in want_list]
 
 
+def _check_tiles_where_written(backend, before: dict[str, dict], after: dict[str, dict],
+                               rng: random.Random) -> None:
+    """The tiles at every zoom around spaces created, changed and closed count each space
+    of their bbox query once (the prefix sums of the load, the ghosts and the deltas)."""
+    changed = [s for i, s in sorted(after.items()) if before.get(i) != s]
+    closed = [s for i, s in sorted(before.items()) if i not in after]
+    assert changed and closed
+    for space in rng.sample(changed, 3) + rng.sample(closed, 2):
+        for z in ZOOMS:
+            for filters in FILTERS.values():
+                check_tile(backend, *tile_of(space["lat"], space["lon"], z), filters)
+
+
 def _with_text(filters: Filters, rng: random.Random) -> Filters:
     return Filters(filters.all_amenities, filters.any_amenities, filters.countries,
                    filters.city, filters.min_capacity,
@@ -577,6 +591,7 @@ def test_after_random_writes_every_search_equals_the_oracle(pg_database, feed_re
             got = service.client.get(f"/v1/spaces/{space_id}").get_json()
             assert _fields(got) == model[space_id]
         _word_plane_is_exact(service.url)
+        _check_tiles_where_written(service.backend, _model(feed_result), model, rng)
         entries = _feed(service)["changes"]
         assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
         assert entries[0]["op"] == "dataset"

@@ -39,23 +39,41 @@ def _tile_groups_sql(where: str) -> str:
             f"AND s.tile_rank IS NOT NULL")
 
 
-# Unfiltered clusters: for each cell bound, the first space at or after it (one index
-# probe) gives the count and position sums of every space before it; the next bound's
-# minus this one's are the cell's. Past the last space, the totals in dataset_state.
+# Unfiltered clusters: for each cell bound, the load's count and position sums of every
+# space before it: those of the first loaded space at or after it (one index probe), or of
+# the first ghost of one that a write moved or closed (geosearch.tiledeltas), whichever
+# comes first; past the last, the totals in dataset_state. The next bound's minus this
+# one's, plus the writes' deltas in the cell, are the cell's. A cell of one space is the
+# space probed when no write touched the cell, else the one space found in it.
 _TILE_CELLS_SQL = (
-    "WITH p AS (SELECT b.i, COALESCE(s.tile_rank, d.tile_count) AS r, "
+    "WITH p AS (SELECT b.i, b.low, COALESCE(s.tile_rank, d.tile_count) AS r, "
     "COALESCE(s.tile_sum_x, d.tile_sum_x) AS sx, COALESCE(s.tile_sum_y, d.tile_sum_y) AS sy, "
     "s.id, s.name, s.amenities, s.tile_x, s.tile_y "
     "FROM unnest(%(bounds)s::bigint[]) WITH ORDINALITY AS b(low, i) CROSS JOIN dataset_state d "
-    "LEFT JOIN LATERAL (SELECT tile_rank, tile_sum_x, tile_sum_y, id, name, amenities, tile_x, "
-    "tile_y FROM spaces WHERE tile_rank IS NOT NULL AND tile_key >= b.low "
+    "LEFT JOIN LATERAL (SELECT * FROM ((SELECT tile_key, tile_rank, tile_sum_x, tile_sum_y, "
+    "id, name, amenities, tile_x, tile_y FROM spaces WHERE tile_rank IS NOT NULL "
+    "AND tile_sum_x IS NOT NULL AND tile_key >= b.low ORDER BY tile_key, tile_rank LIMIT 1) "
+    "UNION ALL (SELECT tile_key, tile_rank, tile_sum_x, tile_sum_y, NULL, NULL, NULL, NULL, "
+    "NULL FROM tile_ghosts WHERE tile_key >= b.low ORDER BY tile_key, tile_rank LIMIT 1)) u "
     "ORDER BY tile_key, tile_rank LIMIT 1) s ON true), "
-    "c AS (SELECT p.*, lead(r) OVER w - r AS n, lead(sx) OVER w - sx AS dx, "
-    "lead(sy) OVER w - sy AS dy FROM p WINDOW w AS (ORDER BY i)) "
-    "SELECT CASE WHEN n = 1 THEN id END AS id, CASE WHEN n = 1 THEN name END AS name, "
-    "CASE WHEN n = 1 THEN array_to_string(amenities, ',') END AS amenities, "
-    "CASE WHEN n > 1 THEN n END AS count, CASE WHEN n = 1 THEN tile_x ELSE dx / n END AS wx, "
-    "CASE WHEN n = 1 THEN tile_y ELSE dy / n END AS wy, r AS k FROM c WHERE n > 0")
+    "w AS (SELECT width_bucket(tile_key, %(bounds)s::bigint[]) AS i, sum(n) AS n, "
+    "sum(sum_x) AS sx, sum(sum_y) AS sy FROM tile_deltas "
+    "WHERE tile_key >= %(low)s AND tile_key < %(high)s GROUP BY 1), "
+    "c AS (SELECT p.*, lead(p.low) OVER o AS high, w.i IS NOT NULL AS written, "
+    "lead(r) OVER o - r + COALESCE(w.n, 0) AS n, "
+    "lead(p.sx) OVER o - p.sx + COALESCE(w.sx, 0) AS dx, "
+    "lead(p.sy) OVER o - p.sy + COALESCE(w.sy, 0) AS dy "
+    "FROM p LEFT JOIN w ON w.i = p.i WINDOW o AS (ORDER BY p.i)), "
+    "one AS (SELECT c.*, COALESCE(f.id, c.id) AS one_id, COALESCE(f.name, c.name) AS one_name, "
+    "COALESCE(f.amenities, c.amenities) AS one_amenities, COALESCE(f.tile_x, c.tile_x) AS ox, "
+    "COALESCE(f.tile_y, c.tile_y) AS oy, COALESCE(f.tile_rank, c.r) AS k FROM c "
+    "LEFT JOIN LATERAL (SELECT id, name, amenities, tile_x, tile_y, tile_rank FROM spaces "
+    "WHERE c.n = 1 AND c.written AND tile_rank IS NOT NULL AND tile_key >= c.low "
+    "AND tile_key < c.high ORDER BY tile_key, tile_rank LIMIT 1) f ON true) "
+    "SELECT CASE WHEN n = 1 THEN one_id END AS id, CASE WHEN n = 1 THEN one_name END AS name, "
+    "CASE WHEN n = 1 THEN array_to_string(one_amenities, ',') END AS amenities, "
+    "CASE WHEN n > 1 THEN n END AS count, CASE WHEN n = 1 THEN ox ELSE dx / n END AS wx, "
+    "CASE WHEN n = 1 THEN oy ELSE dy / n END AS wy, k FROM one WHERE n > 0")
 
 _PIXEL = "LEAST(GREATEST(floor({w} * %(scale)s) - %(o{a})s, 0), {last})"
 
@@ -85,7 +103,7 @@ def tile_statement(query: TileQuery, mvt: bool) -> Statement:
     params: dict = {"low": low, "high": high, "scale": float(1 << (z + EXTENT_BITS)),
                     "ox": x * EXTENT, "oy": y * EXTENT}
     if z < POINT_ZOOM and query.filters.is_empty:
-        params["bounds"] = cell_bounds(z, x, y).tolist()
+        params["bounds"] = cell_bounds(z, x, y).tolist()  # low first, high last
         return _tile_sql(_TILE_CELLS_SQL, mvt), params
     # A space with a tile rank is active: the covering index answers the filters alone.
     where, filters = filter_sql(query.filters, ordered_scan=True, active="TRUE")

@@ -8,6 +8,8 @@ dependencies do not include it.
 - :mod:`~geosearch.testing.pgcluster`: a throwaway PostgreSQL + PostGIS cluster (and
   pgbouncer, and hot standbys); also a command line,
   ``python -m geosearch.testing.pgcluster``.
+- :mod:`~geosearch.testing.tilecheck`: a vector tile checked against the bbox query of
+  its bounds.
 - :mod:`~geosearch.testing.oracle`: the brute-force reference the backends are checked
   against.
 - :mod:`~geosearch.testing.synthetic`: generated spaces (geometry edge cases, text
