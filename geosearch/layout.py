@@ -6,7 +6,8 @@ feed's row number, then what is derived from them: the serving columns that
 :mod:`geosearch.features` derives once per dataset (a snapshot carries them too) and the
 columns the loader makes (positions as PostGIS types, the dataset version, the vector tile
 columns, the words as a ``tsvector``, the place number that ``word_points`` rows name), and
-the columns that writes keep (a space's revision and the time of its last write).
+the columns that writes keep (a space's revision, the time and the feed's seq of its last
+write).
 
 From the declaration follow the loader's COPY columns (:data:`LOAD_COLUMNS`), the derived
 serving columns (:data:`DERIVED_COLUMNS`), what a backend reads of a snapshot
@@ -63,9 +64,10 @@ _LOADED = (
     Column("place", "integer"),
 )
 # Kept by the writes through the API (geosearch.writes); a load leaves their defaults (1,
-# now()): it does not COPY them.
+# now(), 0): it does not COPY them.
 _WRITTEN = (Column("revision", "bigint", nullable=False),
-            Column("updated_at", "timestamp with time zone", nullable=False))
+            Column("updated_at", "timestamp with time zone", nullable=False),
+            Column("changed_seq", "bigint", nullable=False))
 SPACES = (*(_field_column(f) for f in fields(Space)),
           Column("feed_row", "integer", nullable=False), *_SERVING, *_LOADED, *_WRITTEN)
 # Every table a load fills, by name (the loader writes ``search_words`` and

@@ -86,35 +86,39 @@ def _casts(columns: Iterable[str]) -> Iterator[str]:
     return (f"%({name})s::{_TYPES[name]}" for name in columns)
 
 
-def insert(cur: psycopg.Cursor, row: SpaceRow, place: int, rank: int | None) -> None:
-    """INSERT the row as a new space with this place, its written tile rank and feed row
-    0 (none)."""
-    values = {**row.values, "place": place, "feed_row": 0, "tile_rank": rank}
+def insert(cur: psycopg.Cursor, row: SpaceRow, place: int, rank: int | None, seq: int
+           ) -> None:
+    """INSERT the row as a new space with this place, its written tile rank, feed row 0
+    (none) and the seq of its write."""
+    values = {**row.values, "place": place, "feed_row": 0, "tile_rank": rank,
+              "changed_seq": seq}
     columns = list(values)
     cur.execute(f"INSERT INTO spaces ({', '.join(columns)}) "
                 f"VALUES ({', '.join(_casts(columns))})", values)
 
 
-def update(cur: psycopg.Cursor, row: SpaceRow, moved: bool, rank: int | None = None) -> int:
-    """UPDATE the space to ``row`` (its :data:`KEPT` columns kept; its tile columns when
-    it has not ``moved``, else its written tile ``rank``), a revision up; the new
-    revision."""
+def update(cur: psycopg.Cursor, row: SpaceRow, seq: int, moved: bool,
+           rank: int | None = None) -> int:
+    """UPDATE the space to ``row`` by the write of ``seq`` (its :data:`KEPT` columns
+    kept; its tile columns when it has not ``moved``, else its written tile ``rank``), a
+    revision up; the new revision."""
     columns = [c for c in row.values if c not in KEPT and (moved or c not in TILE_COLUMNS)]
     sql = (f"UPDATE spaces SET ({', '.join(columns)}) = ({', '.join(_casts(columns))}), "
-           "revision = revision + 1, updated_at = clock_timestamp() WHERE id = %(id)s "
-           "RETURNING revision")
-    found = cur.execute(sql, {**row.values, "tile_rank": rank}).fetchone()
+           "revision = revision + 1, updated_at = clock_timestamp(), changed_seq = %(seq)s "
+           "WHERE id = %(id)s RETURNING revision")
+    found = cur.execute(sql, {**row.values, "tile_rank": rank, "seq": seq}).fetchone()
     assert found is not None  # the caller holds the row's lock
     return int(found[0])
 
 
-def close(cur: psycopg.Cursor, space_id: str) -> int:
-    """Close the space (inactive: it leaves every read, the tiles too, which take a space
-    with a rank for an active one), a revision up; the new one."""
+def close(cur: psycopg.Cursor, space_id: str, seq: int) -> int:
+    """Close the space by the write of ``seq`` (inactive: it leaves every read, the tiles
+    too, which take a space with a rank for an active one), a revision up; the new one."""
     unranked = ", ".join(f"{name} = NULL" for name in RANKED)
     found = cur.execute(f"UPDATE spaces SET status = 'inactive', {unranked}, "
-                        "revision = revision + 1, updated_at = clock_timestamp() "
-                        "WHERE id = %s RETURNING revision", (space_id,)).fetchone()
+                        "revision = revision + 1, updated_at = clock_timestamp(), "
+                        "changed_seq = %s WHERE id = %s RETURNING revision",
+                        (seq, space_id)).fetchone()
     assert found is not None  # the caller holds the row's lock
     return int(found[0])
 

@@ -282,16 +282,17 @@ class Point:
 class RadiusQuery:
     """Active spaces with ``distance_m <= radius_m`` from ``origin``, nearest first.
 
-    ``after`` continues a previous page; ``version`` (on every paged query) asks for the
-    page from that dataset version only: a backend that cannot serve it raises
-    :class:`~geosearch.backends.base.StaleVersion`.
+    ``after`` continues a previous page (a page's ``next_after``: the distance and id of
+    its last hit and the change feed's seq the walk is read at); ``version`` (on every
+    paged query) asks for the page from that dataset version only: a backend that cannot
+    serve it raises :class:`~geosearch.backends.base.StaleVersion`.
     """
 
     origin: Point
     radius_m: float
     filters: Filters = field(default_factory=Filters)
     limit: int = DEFAULT_LIMIT
-    after: tuple[float, str] | None = None
+    after: tuple[float, str, int] | None = None
     version: str | None = None
 
     def __post_init__(self) -> None:
@@ -332,7 +333,7 @@ class PolygonQuery:
     filters: Filters = field(default_factory=Filters)
     origin: Point | None = None
     limit: int = DEFAULT_LIMIT
-    after: tuple[float, str] | tuple[str] | None = None
+    after: tuple[float, str, int] | tuple[str] | None = None
     version: str | None = None
 
     def __post_init__(self) -> None:
@@ -379,7 +380,9 @@ class Page:
     """One page of hits.
 
     ``next_after`` is the keyset to continue from when there is more; ``version`` is the
-    dataset version the page was read from.
+    dataset version the page was read from. A walk by distance keeps the change feed's
+    seq of its first page in its keyset: its later pages skip the spaces written since
+    (a space that moved during the walk is met at most once).
     """
 
     hits: Sequence[Hit]

@@ -232,7 +232,7 @@ class LiveStore:
                                "within 150 m), which is active")
             row = liverows.space_row(frame, version)
             place = liverows.next_place(cur)
-            liverows.insert(cur, row, place, tiledeltas.arrive(cur, row.values, seq))
+            liverows.insert(cur, row, place, tiledeltas.arrive(cur, row.values, seq), seq)
             liverows.reword(cur, place, None, row.placed)
             changes.append(cur, seq, "create", actor, space_id, 1, None, row.feature)
         return Written(space_id, 1, row.feature, seq)
@@ -264,7 +264,7 @@ class LiveStore:
                 before, after = current.placed, row.placed
                 if moved := (after.lon, after.lat) != (before.lon, before.lat):
                     tiledeltas.leave(cur, space_id, seq)
-                revision = liverows.update(cur, row, moved, tiledeltas.arrive(
+                revision = liverows.update(cur, row, seq, moved, tiledeltas.arrive(
                     cur, row.values, seq) if moved else None)
                 liverows.reword(cur, current.place, before, after)
                 changes.append(cur, seq, op, actor, space_id, revision, current.revision,
@@ -280,7 +280,7 @@ class LiveStore:
             with self._turn() as (cur, seq, _):
                 current = self._locked(cur, space_id, seen)
                 tiledeltas.leave(cur, space_id, seq)
-                revision = liverows.close(cur, space_id)
+                revision = liverows.close(cur, space_id, seq)
                 liverows.reword(cur, current.place, current.placed, None)
                 changes.append(cur, seq, "close", actor, space_id, revision,
                                current.revision, current.feature)

@@ -234,6 +234,8 @@ WRONG = ["NaN", "Infinity", "-Infinity", "1e999", "9" * 400, "-" + "9" * 400, "t
 WRONG_TEXT = [*WRONG, r'"a\u0000b"', r'"\ud800"', r'"x\udfff"', r'"\u001b[31m"',
               r'"\u0085"', "1.5", "7", "18446744073709551616"]
 WRONG_NUMBER = [*WRONG, '"1.5"', '""', "7", "-7"]
+# A walk's seq: a whole number from 0 to 2**53 - 1
+WRONG_SEQ = [*WRONG, '"7"', '""', "1.5", "7.0", "-7", str(2**53), "18446744073709551616"]
 
 
 def b64(raw: bytes) -> str:
@@ -252,7 +254,8 @@ def forged(issued: dict) -> Iterator[str]:
     for wrong in WRONG_TEXT:
         yield doc(v=wrong)
     for at, value in enumerate(issued["a"]):
-        for wrong in WRONG_TEXT if isinstance(value, str) else WRONG_NUMBER:
+        wrongs = {str: WRONG_TEXT, float: WRONG_NUMBER, int: WRONG_SEQ}[type(value)]
+        for wrong in wrongs:
             yield doc(a="[" + ",".join([*members[:at], wrong, *members[at + 1:]]) + "]")
     yield doc(a="[" + ",".join(members[:-1]) + "]")
     yield doc(a="[" + ",".join([*members, members[-1]]) + "]")

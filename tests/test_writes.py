@@ -333,6 +333,48 @@ def test_a_closed_space_leaves_the_tiles_and_a_patched_one_stays_in_place(live, 
                                                  "?amenities=wifi")
 
 
+# -- paging across writes --------------------------------------------------------------------
+
+def _radius_page(live, cursor: str | None, **params) -> dict:
+    query = {"lat": 52.47, "lon": 13.30, "radius_m": 5000, "q": "Staffel", "limit": 3,
+             **params, **({"cursor": cursor} if cursor else {})}
+    response = live.client.get("/v1/spaces/radius", query_string=query)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def test_a_walk_by_distance_meets_a_space_that_moves_during_it_at_most_once(live):
+    """Spaces 100 m apart on a meridian; after the first page, one it returned moves to
+    the far end and one ahead moves next to the origin: the walk meets each unchanged space
+    exactly once and each moved one at most once."""
+    ids = []
+    for i in range(10):
+        answer = _create(live, feature(f"Staffel {i}", [13.30, 52.47 + (i + 1) * 0.0009],
+                                       address=f"Staffelweg {i}"))
+        assert answer.status_code == 201, answer.get_data(as_text=True)
+        ids.append(answer.get_json()["id"])
+    first = _radius_page(live, None)
+    met = [f["id"] for f in first["features"]]
+    assert met == ids[:3]
+    for space_id, lat in ((ids[0], 52.47 + 0.0095), (ids[7], 52.47 + 0.0001)):
+        etag = live.client.get(f"/v1/spaces/{space_id}").headers["ETag"]
+        moved = _write(live, "PATCH", space_id, {"geometry": {
+            "type": "Point", "coordinates": [13.30, lat]}}, etag, MERGE)
+        assert moved.status_code == 200, moved.get_data(as_text=True)
+    cursor = first["next"]
+    while cursor:
+        page = _radius_page(live, cursor)
+        met += [f["id"] for f in page["features"]]
+        cursor = page.get("next")
+    unchanged = [i for i in ids if i not in (ids[0], ids[7])]
+    assert all(met.count(i) == 1 for i in unchanged)
+    assert all(met.count(i) <= 1 for i in ids)
+    # A new walk sees the moved spaces where they are now
+    fresh = _radius_page(live, None, limit=100)
+    assert [f["id"] for f in fresh["features"]][0] == ids[7]
+    assert [f["id"] for f in fresh["features"]][-1] == ids[0]
+
+
 # -- racing writers ------------------------------------------------------------------------
 
 def test_eight_writers_patching_one_space_lose_no_update(live):

@@ -5,7 +5,8 @@ that comes back is read against that exact shape before anything of it is used: 
 :data:`MAX_CURSOR_CHARS` characters of the base64url alphabet, strict JSON (orjson: no
 NaN or Infinity, no lone surrogate), exactly those three members, the fingerprint 16 hex
 digits, the version and the keyset's texts free of control characters (PostgreSQL refuses
-NUL), its numbers finite, each of the keyset's values of the type its page order says.
+NUL), its numbers finite (its whole numbers, seqs of the change feed, within 0 ..
+2**53 - 1), each of the keyset's values of the type its page order says.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geosearch.api.errors import ApiError, ParamError
 from geosearch.api.guard import CONTROL_CHARS
+from geosearch.changes import MAX_SEQ
 from geosearch.model import Filters
 
 # Longer than the cursor of any real keyset (one of an id of 3,000 ASCII characters fits);
@@ -69,6 +71,8 @@ def _value(value: object, kind: type) -> bool:
         return _text(value)
     if kind is float:
         return isinstance(value, float) and math.isfinite(value)
+    if kind is int:
+        return type(value) is int and 0 <= value <= MAX_SEQ
     return type(value) is kind
 
 

@@ -20,7 +20,7 @@ from geosearch.api.geojson import GEOJSON, VERSION_HEADER, collection
 from geosearch.api.origin import absolute
 from geosearch.model import Page
 
-DISTANCE_KEY = (float, str)  # pages ordered by distance, then id
+DISTANCE_KEY = (float, str, int)  # pages ordered by distance, then id; the walk's seq
 ID_KEY = (str,)  # pages ordered by id
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # A path of these characters only is its own percent-encoding.

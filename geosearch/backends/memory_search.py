@@ -51,9 +51,13 @@ def _k_nearest(idx: np.ndarray, dist: np.ndarray, limit: float, k: int
     return idx[order], dist[order]
 
 
+# The change feed's seq of a walk by distance over a snapshot, which takes no write
+SNAPSHOT_SEQ = 0
+
+
 def _after_distance(after: tuple) -> float:
-    """The distance of a keyset ``(distance, id)``."""
-    distance, _ = after
+    """The distance of a keyset ``(distance, id, walk seq)``."""
+    distance, _, _ = after
     return float(distance)
 
 
@@ -249,12 +253,12 @@ class MemorySearches(MemoryIndex):
         order = np.lexsort((idx, dist))
         idx, dist = idx[order], dist[order]
         if after is not None:
-            d0, cut = _after_distance(after), self._after_id(after[-1])
+            d0, cut = _after_distance(after), self._after_id(after[1])
             later = (dist > d0) | ((dist == d0) & (idx >= cut))
             idx, dist = idx[later], dist[later]
         hits = self._hits(idx[:limit], dist[:limit])
         more = idx.size > limit
-        last = (float(dist[limit - 1]), hits.ids[-1]) if more else None
+        last = (float(dist[limit - 1]), hits.ids[-1], SNAPSHOT_SEQ) if more else None
         return Page(hits, last, self._version)
 
     def _id_page(self, idx: np.ndarray, limit: int, after: tuple | None) -> Page:
