@@ -23,6 +23,9 @@ cities, in parts (``--only PART`` runs some of them):
   pages shared after the fork count once);
 - ``fairness``: a hostile client sending the heaviest anonymous requests beside a victim
   asking for the nearest spaces, on the same servers (scripts/bench_fairness.py);
+- ``writes``: on PostGIS, after the parts above (writes change the data they read): one
+  PATCH and one create over HTTP, how soon a follower of the change feed reads a change,
+  and writers beside readers (scripts/bench_writes.py);
 - loads: the snapshot into memory, the bulk load into PostGIS (swap included);
 - with ``--servers``: gunicorn sync, gthread and gevent workers on the radius endpoint;
 - with ``--ingest``: ``geosearch ingest`` of a 1,000,000-row feed (scripts/scale_feed.py).
@@ -31,6 +34,7 @@ Writes its tables, with the machine it ran on, into docs/benchmarks.md (``--out`
 two marker lines, and keeps the text around them (:func:`bench_report.with_tables`).
 
     python scripts/bench.py [--quick] [--servers] [--ingest] [--only PART]...
+    python scripts/bench.py --only writes --quick --out /tmp/writes.md  # the writes at 5k
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from bench_http import LOAD_GENERATOR, bench_http, bench_servers, serving
 from bench_inprocess import bench_inprocess, bench_text, bench_tiles
 from bench_report import Report, write_report
 from bench_workload import synthetic_million, workload
+from bench_writes import WriteBench
 
 from geosearch.backends.memory import MemoryBackend
 from geosearch.backends.postgis import PostgisBackend
@@ -62,6 +67,7 @@ from geosearch.testing.ports import free_port
 ROOT = Path(__file__).resolve().parents[1]
 IN_PROCESS = ("inprocess", "tiles", "text")  # the parts that query both backends in-process
 SERVED = ("http", "fairness")  # the parts that query `geosearch serve`
+WRITES = "writes"  # the part that writes (PostGIS only), last on each dataset
 LABELS = {"memory": "memory", "postgis": "PostGIS"}  # --backend: the services' labels
 
 
@@ -89,7 +95,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="5k only, short rounds")
     parser.add_argument("--servers", action="store_true", help="compare worker classes")
     parser.add_argument("--ingest", action="store_true", help="time a 1M-row ingest")
-    parser.add_argument("--only", action="append", choices=(*IN_PROCESS, *SERVED),
+    parser.add_argument("--only", action="append", choices=(*IN_PROCESS, *SERVED, WRITES),
                         dest="parts", help="run only this part (repeat for more; default all)")
     parser.add_argument("--backend", action="append", choices=tuple(LABELS),
                         dest="backends", help="serve only this backend in the http and "
@@ -97,7 +103,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds = 2
-    args.parts = set(args.parts or (*IN_PROCESS, *SERVED))
+    args.parts = set(args.parts or (*IN_PROCESS, *SERVED, WRITES))
     args.backends = {LABELS[b] for b in args.backends or LABELS}
     if shutil.which("wrk") is None:
         parser.error("wrk is missing: apt-get install wrk (make bench does)")
@@ -130,11 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="geosearch-bench-"))
     workdir.chmod(0o755)
     pg_port = None  # a PostgreSQL cluster only for the parts that query PostGIS
-    if args.parts.intersection(IN_PROCESS) or (served and "PostGIS" in args.backends):
+    if (args.parts.intersection(IN_PROCESS) or WRITES in args.parts
+            or (served and "PostGIS" in args.backends)):
         pg_port = free_port()
         pgcluster.start(workdir / "pg", pg_port)
     report = Report([], [], [], [], [], [])
     servers: list[str] = []
+    writes = WriteBench(args.queries, args.seconds)
     try:
         feed = run_pipeline(ROOT / "data" / "feed" / "spaces.csv", progress=False)
         datasets: list[tuple[str, IngestResult | None]] = [("5k", feed)]
@@ -168,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             if "fairness" in args.parts:
                 with serving(sources) as services:
                     bench_fairness(name, services, result.frame, work, workdir, report)
+            if WRITES in args.parts and url is not None:
+                writes.run(name, url, result.frame, work, workdir, report)
             if name == "5k" and args.servers:
                 servers = bench_servers(snapshot, work, workdir, args.seconds)
             print(f"{name} done", file=sys.stderr)

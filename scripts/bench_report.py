@@ -18,7 +18,13 @@ from bench_workload import (
     HTTP_PAIRS,
     HTTP_ROUNDS,
     NEAREST,
+    READERS,
+    READERS_KEEP_TARGET,
     VICTIM_RATE,
+    WRITE_PAIRS,
+    WRITE_SCALE_TARGET,
+    WRITERS,
+    WRITES_TARGET,
 )
 
 
@@ -33,6 +39,8 @@ class Report:
     tiles: list[str]
     text: list[str]
     fairness: list[str] = field(default_factory=list)
+    writes: list[str] = field(default_factory=list)
+    writers: list[str] = field(default_factory=list)
 
 
 def ratio_row(*cells: object) -> str:
@@ -94,6 +102,16 @@ def report_tables(args: argparse.Namespace, report: Report, servers: list[str]) 
         "(refused 429) | heaviest request ms, on an idle server (target <= "
         f"{HEAVIEST_TARGET_S * 1000:.0f}) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |", *report.fairness, "",
+        "## Writes (over HTTP on PostGIS, after the reads; one write at a time on one "
+        f"connection, {args.queries} of each after a warm-up)", "",
+        "| spaces | write | p50 / p99 ms | target ms | 1M / 5k p50 (target <= "
+        f"{WRITE_SCALE_TARGET:g}x) |", "| --- | --- | ---: | ---: | ---: |", *report.writes, "",
+        f"## Writers beside readers ({WRITERS} writers without pause, 3 patches then a "
+        f"create; {READERS} readers: wrk connections of radius searches; {WRITE_PAIRS} "
+        f"pairs of {args.seconds} s reader rounds, alone and beside the writers)", "",
+        f"| spaces | writes/s (target >= {WRITES_TARGET}) | readers alone req/s | readers "
+        f"beside the writers req/s | beside / alone (target >= {READERS_KEEP_TARGET:g}x) |",
+        "| --- | ---: | ---: | ---: | ---: |", *report.writers, "",
     ]
     if servers:
         text += [f"## Worker classes (radius endpoint, 5k, wrk 2 connections, best of "

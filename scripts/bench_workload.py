@@ -38,6 +38,18 @@ FAIRNESS_ROUND_S = 8
 VICTIM_RATE = 50  # the fairness victim's requests per second (a map user's pace)
 FAIRNESS_TARGET = 3.0
 HEAVIEST_TARGET_S = 0.3
+# Writes (scripts/bench_writes.py): the targets of one write over HTTP (p50, p99 ms) and of
+# its figure at 1M over its figure at 5k; the concurrent writers and the readers (wrk
+# connections) beside them, the pairs of reader rounds (alone, beside the writers), and
+# the targets there; the writes a second while a follower of the feed times how soon it
+# sees each one, and the target of that.
+WRITE_TARGET_MS = (5.0, 25.0)
+WRITE_SCALE_TARGET = 1.5
+WRITERS, READERS, WRITE_PAIRS = 4, 2, 3
+WRITES_TARGET = 300
+READERS_KEEP_TARGET = 0.8
+FOLLOWED_RATE = 50
+VISIBLE_TARGET_MS = 50.0
 
 
 def synthetic_million(n: int, seed: int = 1) -> IngestResult:

@@ -1,16 +1,22 @@
-"""Faults under load: a real gunicorn server on a real PostGIS, clients querying all the
-while, and the faults of production injected one after another.
+"""Faults under load: a real gunicorn server on a real PostGIS, clients querying (or
+writing) all the while, and the faults of production injected one after another.
 
-    python scripts/faults.py [--seconds-between 3] [--clients 4]
+    python scripts/faults.py [--seconds-between 3] [--clients 4] [--only reads|writes]
 
-Faults, in order: kill -9 a worker; restart PostgreSQL; stop it for 5 s; swap the
-dataset with a second ingest; kill an ingest in the middle of its COPY. Every response
-is counted. The run fails when any response is a 5xx other than the documented 503 while
-the database is away, when a 503 comes outside a database outage, when a request fails
-outside the moment a worker is killed, when answers after recovery differ from the
-brute-force oracle, or when the killed ingest changed the served data.
+Reads (:func:`run`), faults in order: kill -9 a worker; restart PostgreSQL; stop it for
+5 s; swap the dataset with a second ingest; kill an ingest in the middle of its COPY.
+Every response is counted. The run fails when any response is a 5xx other than the
+documented 503 while the database is away, when a 503 comes outside a database outage,
+when a request fails outside the moment a worker is killed, when answers after recovery
+differ from the brute-force oracle, or when the killed ingest changed the served data.
 
-``make test`` runs it in a short form (tests/test_faults.py); ``make faults`` in full.
+Writes (:func:`fault_writes.run_writes`): writers creating and patching spaces
+(``If-Match``, again on a 412) while a worker is killed -9 and PostgreSQL is restarted in
+immediate mode (a crash, then recovery). The same judgement of the answers, then of what
+was written: every write answered 2xx is in the table at (at least) its revision and in
+the change feed; no write is half applied; the feed's seqs have no gap and no duplicate.
+
+``make test`` runs both in a short form (tests/test_faults.py); ``make faults`` in full.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -273,10 +281,10 @@ class Report:
 
 
 def judge(outcomes: list[Outcome], windows: list[Window]) -> list[str]:
-    """Every response that no fault window allows."""
+    """Every response that no fault window allows (a 2xx or a 4xx is always allowed)."""
     bad = []
     for o in outcomes:
-        if o.status == 200 or 400 <= o.status < 500:
+        if 200 <= o.status < 300 or 400 <= o.status < 500:
             continue
         allowed = any(w.start <= o.at <= w.end + GRACE_S and o.status in w.allows
                       for w in windows)
@@ -285,88 +293,128 @@ def judge(outcomes: list[Outcome], windows: list[Window]) -> list[str]:
     return bad
 
 
-def run(clients: int = 4, pause_s: float = 3.0, work: Path | None = None) -> Report:
-    """The whole scenario on a cluster of its own; returns what was seen."""
-    work = Path(work or tempfile.mkdtemp(prefix="geosearch-faults-"))
-    work.mkdir(parents=True, exist_ok=True)
-    work.chmod(0o755)
-    datadir, pg_port = work / "pg", free_port()
-    url = pgcluster.start(datadir, pg_port)
-    windows: list[Window] = []
-    violations: list[str] = []
-    server = load = None
+class Drill:
+    """A scenario's cluster in a folder of its own (``work``, removed at :meth:`close`),
+    the server over it, the faults injected and what they broke."""
+
+    def __init__(self, pause_s: float, work: Path | None = None) -> None:
+        self.work = Path(work or tempfile.mkdtemp(prefix="geosearch-faults-"))
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.work.chmod(0o755)
+        self.pause_s = pause_s
+        self.datadir, self.pg_port = self.work / "pg", free_port()
+        self.url = pgcluster.start(self.datadir, self.pg_port)
+        self.windows: list[Window] = []
+        self.violations: list[str] = []
+        self.server: Server | None = None
+
+    def serve(self, **env: str) -> Server:
+        """``geosearch serve`` over the cluster (a 2 s statement timeout, then ``env``):
+        the load's threads stand for many clients, so no per-client budget refuses them."""
+        self.server = Server(serve_args("--database", self.url), log=self.work / "server.log",
+                             env={"GEOSEARCH_STATEMENT_TIMEOUT_MS": "2000",
+                                  "GEOSEARCH_CLIENT_BUDGET": "0", **env}, wait_s=60)
+        return self.server
+
+    def fault(self, name: str, allows: set[int], action: Callable[[], object]) -> None:
+        """Inject a fault (``action``), noting its window and the statuses it allows; then
+        a pause for the load to go on."""
+        start = time.monotonic()
+        action()
+        self.windows.append(Window(name, start, time.monotonic(), frozenset(allows)))
+        time.sleep(self.pause_s)
+
+    def kill_worker(self) -> None:
+        """kill -9 one of the server's workers."""
+        assert self.server is not None
+        os.kill(self.server.workers()[0], signal.SIGKILL)
+
+    def restart_postgres(self, mode: str = "fast") -> None:
+        """Stop PostgreSQL (``fast``, or ``immediate``: as in a crash) and start it again."""
+        pgcluster.stop(self.datadir, mode)
+        pgcluster.start(self.datadir, self.pg_port)
+
+    def close(self) -> None:
+        """Stop the server (its log's end into the violations, when there are any) and the
+        cluster; remove the folder."""
+        if self.server is not None:
+            self.server.stop()
+            if self.violations and self.server.log is not None:
+                self.violations.append("server log: " + self.server.log.read_text()[-3000:])
+        pgcluster.stop(self.datadir)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+@contextmanager
+def drill(pause_s: float, work: Path | None = None) -> Iterator[Drill]:
+    """A :class:`Drill` whose cluster has the feed ingested; closed on exit."""
+    d = Drill(pause_s, work)
     try:
-        first = ingest(url, FEED)
+        first = ingest(d.url, FEED)
         if first.returncode:
             raise RuntimeError(f"the first ingest failed: {first.stderr}")
-        # the load's threads stand for many clients: no per-client budget refuses them
-        server = Server(serve_args("--database", url), log=work / "server.log",
-                        env={"GEOSEARCH_STATEMENT_TIMEOUT_MS": "2000",
-                             "GEOSEARCH_CLIENT_BUDGET": "0"}, wait_s=60)
-        load = Load(server.port, clients)
-        load.start()
-        time.sleep(pause_s)
-
-        def fault(name: str, allows: set[int], action) -> None:
-            start = time.monotonic()
-            action()
-            windows.append(Window(name, start, time.monotonic(), frozenset(allows)))
-            time.sleep(pause_s)
-
-        fault("kill -9 a worker", {0}, lambda: os.kill(server.workers()[0], signal.SIGKILL))
-
-        def restart() -> None:
-            pgcluster.stop(datadir)
-            pgcluster.start(datadir, pg_port)
-
-        fault("restart PostgreSQL", {503}, restart)
-
-        def outage() -> None:
-            pgcluster.stop(datadir)
-            time.sleep(5)
-            pgcluster.start(datadir, pg_port)
-
-        fault("stop PostgreSQL for 5 s", {503}, outage)
-        second = subset_feed(FEED, 3000, work / "second.csv")
-        swapped = {}
-        fault("swap the dataset (second ingest)", set(),
-              lambda: swapped.update(done=ingest(url, second)))
-        if swapped["done"].returncode:
-            violations.append(f"the second ingest failed: {swapped['done'].stderr[-300:]}")
-        before = dataset_state(url)
-        caught = {}
-        fault("kill an ingest mid-COPY", set(),
-              lambda: caught.update(done=kill_ingest_mid_copy(url, FEED)))
-        if not caught["done"]:
-            violations.append("the ingest was not caught in its COPY")
-        if dataset_state(url) != before:
-            violations.append("the killed ingest changed the served dataset")
-        load.stop()
-        violations += judge(load.outcomes, windows)
-        violations += check_answers(server.port, second)
-        if not any(o.status == 200 and o.at > windows[-1].end for o in load.outcomes):
-            violations.append("no successful answer after the last fault")
+        yield d
     finally:
-        if load is not None:
+        d.close()
+
+
+def run(clients: int = 4, pause_s: float = 3.0, work: Path | None = None) -> Report:
+    """The whole scenario of reads on a cluster of its own; returns what was seen."""
+    with drill(pause_s, work) as d:
+        url, violations = d.url, d.violations
+        server = d.serve()
+        load = Load(server.port, clients)
+        try:
+            load.start()
+            time.sleep(pause_s)
+            d.fault("kill -9 a worker", {0}, d.kill_worker)
+            d.fault("restart PostgreSQL", {503}, d.restart_postgres)
+
+            def outage() -> None:
+                pgcluster.stop(d.datadir)
+                time.sleep(5)
+                pgcluster.start(d.datadir, d.pg_port)
+
+            d.fault("stop PostgreSQL for 5 s", {503}, outage)
+            second = subset_feed(FEED, 3000, d.work / "second.csv")
+            swapped = {}
+            d.fault("swap the dataset (second ingest)", set(),
+                    lambda: swapped.update(done=ingest(url, second)))
+            if swapped["done"].returncode:
+                violations.append(f"the second ingest failed: {swapped['done'].stderr[-300:]}")
+            before = dataset_state(url)
+            caught = {}
+            d.fault("kill an ingest mid-COPY", set(),
+                    lambda: caught.update(done=kill_ingest_mid_copy(url, FEED)))
+            if not caught["done"]:
+                violations.append("the ingest was not caught in its COPY")
+            if dataset_state(url) != before:
+                violations.append("the killed ingest changed the served dataset")
+        finally:
             load.stop()
-        if server is not None:
-            server.stop()
-            if violations:
-                violations.append("server log: " + server.log.read_text()[-3000:])
-        pgcluster.stop(datadir)
-        shutil.rmtree(work, ignore_errors=True)
-    counts = Counter(o.status for o in load.outcomes) if load else Counter()
-    return Report(counts, violations, windows)
+        violations += judge(load.outcomes, d.windows)
+        violations += check_answers(server.port, second)
+        if not any(o.status == 200 and o.at > d.windows[-1].end for o in load.outcomes):
+            violations.append("no successful answer after the last fault")
+    return Report(Counter(o.status for o in load.outcomes), d.violations, d.windows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds-between", type=float, default=10.0)
+    parser.add_argument("--only", choices=("reads", "writes"),
+                        help="run only this scenario (default: both)")
     args = parser.parse_args(argv)
-    report = run(args.clients, args.seconds_between)
-    print(report.summary())
-    return 1 if report.violations else 0
+    from fault_writes import run_writes  # here: fault_writes builds on this module
+
+    failed = False
+    for name, scenario in (("reads", run), ("writes", run_writes)):
+        if args.only in (None, name):
+            report = scenario(args.clients, args.seconds_between)
+            print(f"{name}:\n{report.summary()}")
+            failed = failed or bool(report.violations)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

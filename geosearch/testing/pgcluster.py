@@ -100,11 +100,12 @@ def create_database(port: int, name: str) -> str:
     return url(port, name)
 
 
-def stop(datadir: str | Path) -> None:
-    """Stop the server on this folder (fast shutdown), if one runs."""
+def stop(datadir: str | Path, mode: str = "fast") -> None:
+    """Stop the server on this folder, if one runs: a ``fast`` shutdown, or ``immediate``
+    (its processes quit at once, as in a crash: the next start recovers from the WAL)."""
     datadir = Path(datadir).resolve()
     if running(datadir):
-        subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-m", "fast",
+        subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-m", mode,
                                   "-w", "stop"]), check=True, capture_output=True)
 
 
