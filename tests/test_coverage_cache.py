@@ -168,6 +168,9 @@ class Reloading:
     def dataset_version(self) -> str:
         return self.backend.dataset_version()
 
+    def data_stamp(self) -> tuple[str, int]:
+        return self.backend.data_stamp()
+
     def active_frame(self):
         frame = self.backend.active_frame()
         if self.next is not None:  # a new dataset arrives while the spaces are read

@@ -66,8 +66,8 @@ def _shapes(f: Filters, area, origin: Point, after_d: float, after_id: str) -> d
         "list after": statement(ListQuery(f, 10, (after_id,))),
         "count list": count_statement(ListQuery(f)),
         "count polygon": count_statement(PolygonQuery(area, f)),
-        "plane": plane_statement(NearestQuery(origin, 6, None, f), [3, 14]),
-        "plane far": plane_far_statement(NearestQuery(origin, 6, None, f), [3, 14],
+        "plane": plane_statement(NearestQuery(origin, 6, None, f), ("cafe", "cafg")),
+        "plane far": plane_far_statement(NearestQuery(origin, 6, None, f), ("cafe", "cafg"),
                                          2_000_000.0),
         "tile cells": tile_statement(TileQuery(3, 4, 2, Filters()), mvt=False),
         "tile cells mvt": tile_statement(TileQuery(3, 4, 2, Filters()), mvt=True),
@@ -156,7 +156,7 @@ def test_statements_apply_their_filters_and_keysets():
 
 def test_the_far_plane_statement_reads_both_sides_of_the_antimeridian():
     _, params = plane_far_statement(NearestQuery(Point(-17.7, 179.99), 6, None, Filters(
-        text=("suva",))), [1], 50_000.0)
+        text=("suva",))), ("suva", "suvb"), 50_000.0)
     assert len(params["west"]) >= 2  # a strip on each side of ±180°
     for west, east in zip(params["west"], params["east"], strict=True):
         assert 0 <= west <= east <= 360  # longitudes + 180 in the plane

@@ -47,9 +47,10 @@ WAIT_S = 20.0
 # The most cells /coverage/hexes answers (each one a polygon on the wire); more is a 400
 # naming res.
 MAX_HEX_CELLS = 10_000
-# The dataset a cached entry was made from (CoverageCache.stamp): the first member of
-# every key, so that no entry answers for another dataset.
-Stamp = tuple[str, ...]
+# The spaces a cached entry was made from (CoverageCache.stamp): the dataset version and
+# the seq of the last write, the first member of every key, so that no entry answers for
+# another dataset or for the spaces before a write.
+Stamp = tuple[str, int]
 
 
 _DEFAULTS = CoverageOptions()
@@ -141,6 +142,14 @@ class ByteLRU:
             self._items.move_to_end(key)
             return item[0]
 
+    def keep_only(self, first: Hashable) -> None:
+        """Drop every entry but those whose key is a tuple starting with ``first``."""
+        with self._lock:
+            for key in [k for k in self._items
+                        if not (isinstance(k, tuple) and k and k[0] == first)]:
+                _, size = self._items.pop(key)
+                self.nbytes -= size
+
     def put(self, key: Hashable, value: Sized) -> None:
         """Keep ``value`` under ``key``, dropping the least recently used to make room."""
         size = value.nbytes
@@ -158,7 +167,7 @@ class ByteLRU:
 
 
 class CoverageCache:
-    """Coverage answers, encoded once, per (dataset stamp, view, country, options).
+    """Coverage answers, encoded once, per (data stamp, view, country, options).
 
     The options are normalised and rounded before they become a key
     (:func:`options_from`), so ``amenities=wifi,wifi``, ``walk_m=1e3`` and ``walk_m=990``
@@ -166,7 +175,9 @@ class CoverageCache:
     as they were first sent. Beside the answers, the cache keeps each measured
     :class:`~geosearch.reports.reach.Reach` (per stamp, res and amenities), so that answers
     differing only in walk_m, min_population, the country or the view do not measure the
-    spaces again; everything is counted against one bound of ``max_bytes``.
+    spaces again; everything is counted against one bound of ``max_bytes``. A new stamp (a
+    load, or a write over PostGIS) is measured again at its first request, and the
+    entries of other stamps are dropped then.
 
     At most one computation runs per process at a time, and concurrent requests for the
     same key wait for it instead of repeating it. A request that cannot start within
@@ -182,9 +193,9 @@ class CoverageCache:
         self.computed = 0  # reaches measured: spaces read and looked up in a k-d tree
 
     def stamp(self) -> Stamp:
-        """The key member naming the dataset served now: its version (whatever else
-        tells datasets apart, such as a change sequence, belongs here too)."""
-        return (self.backend.dataset_version(),)
+        """The key member naming the spaces served now: the dataset version and the seq
+        of the last write (:meth:`~geosearch.backends.base.Backend.data_stamp`)."""
+        return self.backend.data_stamp()
 
     def answer(self, view: str, country: str | None, options: CoverageOptions,
                build: Callable[[Coverage], dict], mimetype: str) -> Encoded:
@@ -209,9 +220,12 @@ class CoverageCache:
             self._compute.release()
 
     def _reach(self, options: CoverageOptions) -> tuple[Stamp, Reach]:
-        """The reach of the current dataset's spaces for the options' res and amenities,
-        and the stamp of that dataset. The spaces are read between two readings of the
-        stamp: when they differ (a new dataset came in meanwhile), they are read again."""
+        """The reach of the current spaces for the options' res and amenities, and the
+        stamp they are kept under. The spaces are read between two readings of the
+        stamp: when the dataset version differs (a new dataset came in meanwhile), they
+        are read again. Writes committed meanwhile do not matter: the spaces hold every
+        write up to the first stamp's seq (a write commits its seq with its row), and a
+        newer write is one that a later request sees in its own stamp."""
         for _ in range(3):
             stamp = self.stamp()
             key = (stamp, "reach", options.res, options.amenities)
@@ -219,9 +233,11 @@ class CoverageCache:
             if isinstance(found, Reach):
                 return stamp, found
             spaces = self.backend.active_frame()
-            if self.stamp() == stamp:
+            version, _ = self.stamp()
+            if version == stamp[0]:
                 reach = Reach(spaces, options.res, options.amenities)
                 self.computed += 1
+                self.entries.keep_only(stamp)
                 self.entries.put(key, reach)
                 return stamp, reach
         raise ApiError(503, "Service Unavailable", "the dataset is being replaced; try again "

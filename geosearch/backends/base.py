@@ -51,6 +51,12 @@ class Backend(Protocol):
         """The version of the loaded dataset; raises NoDataset or BackendUnavailable."""
         ...
 
+    def data_stamp(self) -> tuple[str, int]:
+        """The dataset version and the seq of the last write the store serves (0 for a
+        store that takes no writes), read together: equal stamps, equal active spaces.
+        Raises as :meth:`dataset_version` does."""
+        ...
+
     def radius(self, query: RadiusQuery) -> Page:
         """Spaces within ``radius_m``, by (distance, id), one page after ``query.after``."""
         ...

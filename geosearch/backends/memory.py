@@ -50,6 +50,10 @@ class MemoryBackend(MemorySearches, MemoryTiles):
             raise NoDataset("no dataset loaded")
         return self._version
 
+    def data_stamp(self) -> tuple[str, int]:
+        """The version of the snapshot, and 0: a snapshot takes no writes."""
+        return self.dataset_version(), 0
+
     def get(self, space_id: str) -> Space | None:
         """One active space by id."""
         i = int(np.searchsorted(self.ids, space_id))

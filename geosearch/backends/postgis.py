@@ -28,6 +28,7 @@ from geosearch.backends.nodes import Nodes
 from geosearch.backends.statements import (
     ACTIVE_FRAME_SQL,
     AMENITY_COUNTS_SQL,
+    DATA_STAMP_SQL,
     DATASET_VERSION_SQL,
     NODE_STATE_SQL,
     SPACE_SQL,
@@ -118,6 +119,12 @@ class PostgisBackend:
         version, _ = self.cluster.read_at_version(DATASET_VERSION_SQL, {})
         return version
 
+    def data_stamp(self) -> tuple[str, int]:
+        """The dataset version and the change feed's last committed seq, read in one
+        statement: a write commits its row and its seq together."""
+        version, [(_, seq)] = self.cluster.read_at_version(DATA_STAMP_SQL, {})
+        return version, int(seq)
+
     def radius(self, query: RadiusQuery) -> Page:
         """``ST_DWithin`` pre-filter, exact ``ST_Distance`` decision and order."""
         return self._page(query, distances=True)
@@ -140,9 +147,9 @@ class PostgisBackend:
     def _nearest_in_plane(self, query: NearestQuery, plane: Plane) -> Hits | None:
         """Nearest with text in the word plane (:func:`.statements.plane_statement`); a
         bound beyond its box reads the strips of its cap in a second statement. None when
-        the dataset is not the one whose tiles ``plane`` holds (a load since the term
+        the dataset is not the one whose words ``plane`` names (a load since the term
         counts were read: they are read again)."""
-        sql, params = plane_statement(query, plane.tiles)
+        sql, params = plane_statement(query, plane.words)
         rows = self.cluster.read(sql, params, generic=True)
         if not self._serves(rows, plane):
             return None
@@ -165,7 +172,7 @@ class PostgisBackend:
                     heads.append(feature)
                     distances.append(d)
             return Hits(ids, heads, distances)
-        rows = self.cluster.read(*plane_far_statement(query, plane.tiles, min(kth, cap)),
+        rows = self.cluster.read(*plane_far_statement(query, plane.words, min(kth, cap)),
                                  generic=True)
         if not self._serves(rows, plane):
             return None

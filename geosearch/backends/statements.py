@@ -52,6 +52,10 @@ BOX_REACH_M = 500_000.0
 
 # Rows: the version (none when no dataset is loaded).
 DATASET_VERSION_SQL = "SELECT version FROM dataset_state"
+# Rows: the version and the change feed's last committed seq (0 before any), in one
+# snapshot (none when no dataset is loaded).
+DATA_STAMP_SQL = ("SELECT v.version, coalesce(c.seq, 0) AS seq FROM dataset_state v "
+                  "LEFT JOIN change_counter c ON true")
 # Rows: the feature of an active space (none when there is no such space).
 SPACE_SQL = "SELECT feature FROM spaces WHERE id = %(id)s AND status = 'active'"
 # Rows: an amenity, its active spaces.
@@ -176,7 +180,11 @@ def _nearest_sql(where: str, capped: bool, walk: str | None, by_text: bool) -> s
 
 # -- nearest with q in the word plane (geosearch.wordplane) ----------------------------------
 
-_TILES = "unnest(%(tiles)s::int[]) t(tile)"  # the tiles of the rarest term's words
+# The tiles of the rarest term's words, those from %(word_low)s up to %(word_high)s
+# (search_words.word is in "C", code point, order), read in the statement's snapshot: a
+# word that a write added since the process's copy of the words (termcounts) is walked too
+_TILES = ("unnest(ARRAY(SELECT tile FROM search_words WHERE word >= %(word_low)s "
+          "AND word < %(word_high)s AND tile IS NOT NULL)) t(tile)")
 _TILE_X = f"t.tile * {PITCH}::float8"
 
 
@@ -249,26 +257,28 @@ def _plane_far_sql(where: str) -> str:
     return versioned(_plane_ranked(_plane_places(boxes), where), "p.d, p.id")
 
 
-def plane_statement(query: NearestQuery, tiles: list[int]) -> Statement:
-    """Nearest with text among the word plane's ``tiles`` (:func:`_plane_sql`); the
-    spaces within ``params["box_reach"]`` of the origin are ranked in the same statement,
-    a bound beyond it needs :func:`plane_far_statement`."""
+def plane_statement(query: NearestQuery, words: tuple[str, str]) -> Statement:
+    """Nearest with text among the word plane's tiles of the ``words`` between their
+    bounds (:func:`_plane_sql`); the spaces within ``params["box_reach"]`` of the origin
+    are ranked in the same statement, a bound beyond it needs :func:`plane_far_statement`."""
     where, params = filter_sql(query.filters, ordered_scan=True)
     rho, _ = parallel(query.origin.lat)
-    params.update(lat=query.origin.lat, lon=query.origin.lon, k=query.k, tiles=tiles,
-                  margin=DWITHIN_MARGIN_M, rho=rho, box_reach=BOX_REACH_M, pad=BOX_PAD)
+    params.update(lat=query.origin.lat, lon=query.origin.lon, k=query.k,
+                  word_low=words[0], word_high=words[1], margin=DWITHIN_MARGIN_M, rho=rho,
+                  box_reach=BOX_REACH_M, pad=BOX_PAD)
     return _plane_sql(where), params
 
 
-def plane_far_statement(query: NearestQuery, tiles: list[int], reach: float) -> Statement:
-    """The k nearest matches within ``reach`` among the word plane's ``tiles``, read in
-    the strips of the cap (:func:`_plane_far_sql`)."""
+def plane_far_statement(query: NearestQuery, words: tuple[str, str], reach: float
+                        ) -> Statement:
+    """The k nearest matches within ``reach`` among the word plane's tiles of the
+    ``words`` between their bounds, read in the strips of the cap (:func:`_plane_far_sql`)."""
     where, params = filter_sql(query.filters, ordered_scan=True)
     lat, lon = query.origin.lat, query.origin.lon
     boxes = lon_lat_boxes(lat, lon, reach + DWITHIN_MARGIN_M)
     west, south, east, north = (list(side) for side in zip(*boxes, strict=True))
-    params.update(lat=lat, lon=lon, k=query.k, tiles=tiles, reach=reach,
-                  west=[w + 180 for w in west], south=south,
+    params.update(lat=lat, lon=lon, k=query.k, word_low=words[0], word_high=words[1],
+                  reach=reach, west=[w + 180 for w in west], south=south,
                   east=[e + 180 for e in east], north=north)
     return _plane_far_sql(where), params
 
