@@ -53,7 +53,7 @@ def _shapes(f: Filters, area, origin: Point, after_d: float, after_id: str) -> d
     """A statement of every shape with filters ``f`` and the other values given."""
     return {
         "radius": statement(RadiusQuery(origin, 2000.0, f)),
-        "radius after": statement(RadiusQuery(origin, 2000.0, f, 10, (after_d, after_id))),
+        "radius after": statement(RadiusQuery(origin, 2000.0, f, 10, (after_d, after_id, 7))),
         "nearest": statement(NearestQuery(origin, 6, None, f)),
         "nearest capped": statement(NearestQuery(origin, 6, 900.0, f)),
         "nearest by text": statement(NearestQuery(origin, 6, None, f), by_text=True),
@@ -61,7 +61,7 @@ def _shapes(f: Filters, area, origin: Point, after_d: float, after_id: str) -> d
         "polygon after": statement(PolygonQuery(area, f, None, 10, (after_id,))),
         "polygon by distance": statement(PolygonQuery(area, f, origin)),
         "polygon by distance after": statement(
-            PolygonQuery(area, f, origin, 10, (after_d, after_id))),
+            PolygonQuery(area, f, origin, 10, (after_d, after_id, 7))),
         "list": statement(ListQuery(f)),
         "list after": statement(ListQuery(f, 10, (after_id,))),
         "count list": count_statement(ListQuery(f)),

@@ -73,9 +73,10 @@ def _nearest_hits(rows: Rows) -> Hits:
 
 
 def _distance_hits(page: Rows) -> Hits:
-    """Hits of a page by distance: rows of the version, id, distance, feature."""
-    return Hits([space_id for _, space_id, _, _ in page],
-                [feature for _, _, _, feature in page], [d for _, _, d, _ in page])
+    """Hits of a page by distance: rows of the version, id, distance, feature (and
+    more)."""
+    return Hits([space_id for _, space_id, *_ in page],
+                [feature for _, _, _, feature, *_ in page], [d for _, _, d, *_ in page])
 
 
 def _id_hits(page: Rows) -> Hits:
@@ -295,8 +296,8 @@ class PostgisBackend:
         if len(rows) <= limit:
             next_after: tuple | None = None
         elif distances:
-            _, last_id, last_d, _ = page[-1]
-            next_after = (last_d, last_id)
+            _, last_id, last_d, _, walk = page[-1]
+            next_after = (last_d, last_id, walk)
         else:
             _, last_id, _ = page[-1]
             next_after = (last_id,)

@@ -285,14 +285,23 @@ def plane_far_statement(query: NearestQuery, words: tuple[str, str], reach: floa
 
 # -- pages -----------------------------------------------------------------------------------
 
+# A walk by distance is read at the change feed's seq of its first page: the seq that the
+# page's snapshot has committed (a first page), or the cursor's (the pages after it skip
+# every space written since, which may have moved from before the cursor to after it).
+_WALK_SEQ = "(SELECT seq FROM change_counter)"
+
+
 @lru_cache(maxsize=512)
 def _distance_sql(where: str, keep: str, keyset: bool) -> str:
-    """A page by (distance, id), after the keyset ``(d0, id0)``: :func:`versioned` rows
-    of the version, id, distance, feature."""
-    after = "AND (d > %(d0)s OR (d = %(d0)s AND id > %(id0)s))" if keyset else ""
-    inner = (f"SELECT id, d, feature FROM (SELECT id, feature, ST_Distance(geog, {ORIGIN}) "
-             f"AS d FROM spaces WHERE {where}) s WHERE {keep} {after} "
-             f"ORDER BY d, id LIMIT %(n)s")
+    """A page by (distance, id), after the keyset ``(d0, id0, s0)`` (``s0``: the walk's
+    seq): :func:`versioned` rows of the version, id, distance, feature, walk seq."""
+    after, walk = "", _WALK_SEQ
+    if keyset:
+        where += " AND changed_seq <= %(s0)s"
+        after, walk = "AND (d > %(d0)s OR (d = %(d0)s AND id > %(id0)s))", "%(s0)s"
+    inner = (f"SELECT id, d, feature, {walk}::bigint AS walk FROM (SELECT id, feature, "
+             f"ST_Distance(geog, {ORIGIN}) AS d FROM spaces WHERE {where}) s "
+             f"WHERE {keep} {after} ORDER BY d, id LIMIT %(n)s")
     return versioned(inner, "p.d, p.id")
 
 
@@ -313,9 +322,9 @@ def _id_page(where: str, params: dict, after: tuple | None) -> Statement:
 
 
 def _distance_keyset(after: tuple) -> dict:
-    """The parameters of a keyset ``(distance, id)``."""
-    d0, id0 = after
-    return {"d0": float(d0), "id0": str(id0)}
+    """The parameters of a keyset ``(distance, id, walk seq)``."""
+    d0, id0, s0 = after
+    return {"d0": float(d0), "id0": str(id0), "s0": int(s0)}
 
 
 def statement(query: Query, by_text: bool = False) -> Statement:
