@@ -138,9 +138,11 @@ def test_each_filter_has_its_condition(ordered, all_sql, any_sql, text_sql):
 def test_statements_apply_their_filters_and_keysets():
     f = Filters(countries=frozenset({"DE"}), text=("cafe",))
     origin = Point(52.5, 13.4)
-    sql, params = statement(RadiusQuery(origin, 500.0, f, 20, (12.5, "b")))
+    sql, params = statement(RadiusQuery(origin, 500.0, f, 20, (12.5, "b", 9)))
     assert "ts_match_vq(search" in sql and "ST_DWithin(geog" in sql
-    assert (params["d0"], params["id0"], params["n"], params["r"]) == (12.5, "b", 21, 500.0)
+    assert "changed_seq <= %(s0)s" in sql
+    assert (params["d0"], params["id0"], params["s0"], params["n"], params["r"]) == (
+        12.5, "b", 9, 21, 500.0)
     sql, params = statement(ListQuery(f, 5, ("k",)))
     assert "search @@ %(q)s::tsquery" in sql and "id > %(id0)s" in sql
     assert (params["id0"], params["n"]) == ("k", 6)
