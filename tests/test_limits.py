@@ -97,25 +97,102 @@ def test_behind_a_trusted_proxy_each_forwarded_client_counts_apart(memory_feed):
             == [200, 200, 429]
 
 
-def test_a_client_over_its_worker_budget_is_refused_and_the_others_are_not(memory_feed):
-    client = _app(memory_feed, client_budget=1e-5).test_client()
-    statuses = [client.get(RADIUS).status_code for _ in range(50)]
+def _get(client, path, **kwargs):
+    """GET ``path``, its body read and closed at once as a server does: the worker budget
+    charges a request when its body is closed."""
+    return client.get(path, buffered=True, **kwargs)
+
+
+def _over_budget(memory_feed, **settings):
+    """A test client whose own address (127.0.0.1) has used up its worker budget."""
+    client = _app(memory_feed, client_budget=1e-5, **settings).test_client()
+    statuses = [_get(client, RADIUS).status_code for _ in range(50)]
     assert statuses[0] == 200 and statuses[-1] == 429
-    assert client.get(RADIUS, environ_base={"REMOTE_ADDR": "198.51.100.9"}).status_code \
-        == 200
+    return client
+
+
+def test_a_client_over_its_worker_budget_is_refused_and_the_others_are_not(memory_feed):
+    client = _over_budget(memory_feed)
+    refused = _get(client, RADIUS)
+    assert refused.status_code == 429
+    assert refused.content_type == "application/problem+json"
+    assert refused.get_json()["status"] == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= BUDGET_PERIOD_S
+    other = _get(client, RADIUS, environ_base={"REMOTE_ADDR": "198.51.100.9"})
+    assert other.status_code == 200
+    # the probes are never refused
+    assert [_get(client, path).status_code for path in ("/healthz", "/readyz")] == [200, 200]
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(memory_feed):
+    client = _over_budget(memory_feed, trusted_proxies=("127.0.0.1",))  # the proxy's own
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}
+    assert _get(client, RADIUS, headers=forwarded).status_code == 200
+    # from a peer no one trusts, the header names no client: the peer is refused
+    untrusted = _app(memory_feed, client_budget=1e-5).test_client()
+    assert [_get(untrusted, RADIUS, headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code
+            for n in range(50)][-1] == 429
+
+
+def test_a_page_of_an_allowed_origin_can_read_the_budgets_429(memory_feed):
+    client = _over_budget(memory_feed, cors_origins=("https://maps.example.com",))
+    page = {"Origin": "https://maps.example.com"}
+    refused = _get(client, RADIUS, headers=page)
+    assert refused.status_code == 429
+    assert refused.headers["Access-Control-Allow-Origin"] == "https://maps.example.com"
+    assert "Retry-After" in refused.headers["Access-Control-Expose-Headers"]
+    assert "Origin" in refused.headers["Vary"]
+    # the preflight is still answered: without it the browser would not send the request
+    preflight = client.options("/v1/spaces/polygon", buffered=True, headers={
+        **page, "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+    other = _get(client, RADIUS, headers={"Origin": "https://evil.example"})
+    assert other.status_code == 429 and "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_a_request_is_charged_when_its_body_is_closed_the_sending_included(monkeypatch):
+    from geosearch.api import ratelimit
+
+    clock = [0.0]  # the worker's run time, advanced only by the body being made
+    monkeypatch.setattr(ratelimit, "run_time", lambda: clock[0])
+
+    def streamed(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def parts():
+            for _ in range(3):
+                clock[0] += 1.0
+                yield b"part"
+
+        return parts()
+
+    budget = ratelimit.WorkerBudget(streamed, share=0.25,  # 2.5 s of each 10 s
+                                    windows=lambda: SharedWindows(slots=64))
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/stream", "REMOTE_ADDR": "198.51.100.1"}
+    statuses: list[str] = []
+
+    def start_response(status, headers, exc_info=None):
+        statuses.append(status)
+
+    first = budget(dict(environ), start_response)
+    assert list(first) == [b"part"] * 3  # 3 s of the worker, sent but not yet closed
+    second = budget(dict(environ), start_response)  # not charged yet: let through
+    second.close()
+    first.close()
+    refused = budget(dict(environ), start_response)
+    assert b"share of the server's time" in b"".join(refused)
+    refused.close()
+    assert statuses == ["200 OK", "200 OK", "429 TOO MANY REQUESTS"]
 
 
 def test_the_budget_is_off_in_process_and_on_under_a_server(memory_feed):
     from geosearch.api.ratelimit import WorkerBudget
 
-    def budgets(app):
-        return [f for f in app.before_request_funcs[None]
-                if isinstance(getattr(f, "__self__", None), WorkerBudget)]
-
-    assert budgets(_app(memory_feed)) == []  # the library's caller is its only client
+    assert not isinstance(_app(memory_feed).wsgi_app, WorkerBudget)  # the caller is alone
     served = Settings.from_env({"GEOSEARCH_CLIENT_BUDGET": str(SERVER_CLIENT_BUDGET)})
-    assert [b.__self__.limit for b in budgets(create_app(served, backend=memory_feed))] \
-        == [SERVER_CLIENT_BUDGET * BUDGET_PERIOD_S]
+    budget = create_app(served, backend=memory_feed).wsgi_app
+    assert isinstance(budget, WorkerBudget)
+    assert budget.limit == SERVER_CLIENT_BUDGET * BUDGET_PERIOD_S
 
 
 @pytest.mark.parametrize("path", LINKED)

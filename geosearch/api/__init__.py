@@ -56,8 +56,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.extensions["geosearch.settings"] = settings
     guard.register(app)
     origin.configure(app, settings)
-    if settings.cors_origins:
-        Cors(settings.cors_origins).attach(app)
+    cors = Cors(settings.cors_origins) if settings.cors_origins else None
+    if cors is not None:
+        cors.attach(app)
     live = _live_store(backend)
     app.extensions["geosearch.writes"] = live
     app.register_blueprint(search_blueprint(backend, max_body_bytes=settings.max_body_bytes,
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.register_blueprint(read_only_blueprint() if live is None else writes_blueprint(live),
                            url_prefix=API_PREFIX)
     coverage = coverage_blueprint(backend)
-    _limit(app, coverage, settings)
+    _limit(app, coverage, settings, cors)
     auth.install(app, settings)  # after the limits: a flood is refused before any lookup
     app.register_blueprint(coverage, url_prefix=API_PREFIX)
     app.register_blueprint(ogc_blueprint(backend, live=live), url_prefix="/ogc")
@@ -86,13 +87,16 @@ def _live_store(backend: Backend) -> LiveStore | None:
     return LiveStore(backend) if isinstance(backend, PostgisBackend) else None
 
 
-def _limit(app: Flask, heavy: Blueprint, settings: Settings) -> None:
+def _limit(app: Flask, heavy: Blueprint, settings: Settings, cors: Cors | None) -> None:
     """The per-client limits the settings ask for (:mod:`geosearch.api.ratelimit`): the
-    worker-time budget and the request rate on every route, the heavy rate on ``heavy``.
-    Made here, before a server forks its workers, so that they share the counts."""
+    worker-time budget around the whole app (its 429 marked by ``cors``), the request rate
+    on every route, the heavy rate on ``heavy``. Made here, before a server forks its
+    workers, so that they share the counts."""
     proxies = proxy_networks(settings.trusted_proxies)
     if settings.client_budget:
-        WorkerBudget(settings.client_budget, proxies).attach(app)
+        # Flask's way to wrap its WSGI callable in middleware (mypy sees a method)
+        app.wsgi_app = WorkerBudget(  # type: ignore[method-assign]
+            app.wsgi_app, settings.client_budget, proxies, cors)
     for spec, scope, target in ((settings.rate_limit, "this service", app),
                                 (settings.heavy_rate_limit, "this endpoint", heavy)):
         if spec:
