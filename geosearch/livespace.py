@@ -24,7 +24,7 @@ import geopandas as gpd
 from geosearch.geo import latlng_cells
 from geosearch.ingest.geocode import GazetteerGeocoder, Geocoder
 from geosearch.ingest.normalise import normalise
-from geosearch.ingest.pipeline import locate, to_frame
+from geosearch.ingest.pipeline import locate, records_frame
 from geosearch.ingest.records import Record, Rejected
 from geosearch.ingest.validate import validate_position
 from geosearch.model import MAX_CAPACITY, MAX_CITY_CHARS, Amenity, shown
@@ -256,7 +256,7 @@ def _unchanged(draft: Draft, record: Record) -> list[tuple[str, str]]:
 
 def space_frame(draft: Draft, space_id: str, geocoder: Geocoder,
                 gazetteer: GazetteerGeocoder, kept: tuple[float, float, str] | None = None
-                ) -> gpd.GeoDataFrame:
+                ) -> pd.DataFrame:
     """The one-row frame of the space, as an ingest makes it (Invalid when a stage rejects
     the space or would repair it). ``kept``: the (lon, lat, geocode_precision) the space
     has now; a body that keeps the position keeps its precision (a geocoded point sent
@@ -277,7 +277,7 @@ def space_frame(draft: Draft, space_id: str, geocoder: Geocoder,
     if kept is not None and draft.position == kept[:2]:
         record.geocode_precision = kept[2]
     record.cells = latlng_cells(*record.position())
-    return to_frame([record])
+    return records_frame([record])
 
 
 def document(feature: Mapping) -> dict:

@@ -88,7 +88,15 @@ _DTYPES = {"capacity": "Int64", "price_day": "Float64"}  # nullable numbers
 
 def to_frame(records: list[Record]) -> gpd.GeoDataFrame:
     """The frame of located records (their H3 cells made): the Space fields and the feed
-    row, EPSG:4326 points; what an ingest loads, and a write its one space."""
+    row, EPSG:4326 points; what an ingest loads."""
+    data = records_frame(records)
+    return gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(data["lon"], data["lat"]),
+                            crs="EPSG:4326")
+
+
+def records_frame(records: list[Record]) -> pd.DataFrame:
+    """The Space fields and the feed row of located records, without the points: what a
+    load's rows are made of (:func:`to_frame` adds the points), and a write's one space."""
     data = pd.DataFrame({
         **{name: pd.array([_value(r, name) for r in records], dtype=_DTYPES.get(name))
            if name in _DTYPES else [_value(r, name) for r in records]
@@ -97,8 +105,7 @@ def to_frame(records: list[Record]) -> gpd.GeoDataFrame:
     }, columns=COLUMNS)
     data["lat"] = data["lat"].astype(float)
     data["lon"] = data["lon"].astype(float)
-    return gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(data["lon"], data["lat"]),
-                            crs="EPSG:4326")
+    return data
 
 
 def run_pipeline(feed: str | Path, geocoder: Geocoder | None = None,
