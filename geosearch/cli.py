@@ -89,7 +89,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         monkey.patch_all()
     from geosearch.api import create_app
 
-    app = create_app(settings)
+    backend = None
+    if not settings.database_url:  # a snapshot: served anew when ingest replaces it
+        from geosearch.backends.reloading import ReloadingSnapshot
+
+        backend = ReloadingSnapshot(settings.snapshot)
+    app = create_app(settings, backend)
     if args.dev:
         app.run(host=args.host, port=args.port)
         return 0

@@ -12,6 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import geopandas as gpd
 import numpy as np
@@ -114,16 +115,28 @@ def table_from_frame(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(plain.assign(**serving_columns(plain)), preserve_index=False)
 
 
-def serving_table(path: str | Path) -> tuple[pa.Table, dict]:
-    """A snapshot as an Arrow table with its serving columns, and its metadata.
+def serving_table(source: str | Path | BinaryIO) -> tuple[pa.Table, dict]:
+    """A snapshot as an Arrow table with its serving columns, and its metadata, all read
+    from one open file: ``source`` opened for reading, or opened here from its path (a
+    rename over the path meanwhile cannot mix two files).
 
     Columnar all the way: the columns come from Parquet straight into Arrow buffers.
     A snapshot written before the serving columns existed gets them computed here.
     """
-    names = set(_read(pq.read_schema, path).names)
-    meta = read_meta(path)
-    if not set(DERIVED_COLUMNS) <= names:
-        table = _read(pq.read_table, path)
-        return table_from_frame(table.drop_columns(
-            [c for c in ("geometry",) if c in names]).to_pandas()), meta
-    return _read(lambda f: pq.read_table(f, columns=list(SNAPSHOT_COLUMNS)), path), meta
+    if isinstance(source, str | Path):
+        source = snapshot_file(source)
+        name = str(source)
+    else:
+        name = str(getattr(source, "name", "the snapshot"))
+    try:
+        parquet = pq.ParquetFile(source)
+        raw = (parquet.schema_arrow.metadata or {}).get(_META_KEY)
+        meta = json.loads(raw) if raw else {}
+        names = set(parquet.schema_arrow.names)
+        if set(DERIVED_COLUMNS) <= names:
+            return parquet.read(columns=list(SNAPSHOT_COLUMNS)), meta
+        table = parquet.read()
+    except (OSError, ValueError) as exc:
+        raise SnapshotError(f"{name}: cannot read the snapshot ({exc})") from None
+    return table_from_frame(table.drop_columns(
+        [c for c in ("geometry",) if c in names]).to_pandas()), meta
