@@ -6,12 +6,16 @@
 ...     print(hit.space.name, round(hit.distance_m))
 
 Search methods that page (radius, polygon, bbox, spaces) return iterators that follow the
-``next`` cursor for the caller. Problem responses become typed exceptions; a 503 (and a
-connection failure of a GET) is retried with back-off, honouring ``Retry-After``.
+``next`` cursor for the caller. Problem responses become typed exceptions
+(:mod:`geosearch.client_errors`). Over a PostGIS service, a client made with a ``key``
+writes spaces (create, replace, patch, close_space: each returns the space and its
+revision, and a write against a stale revision is :class:`PreconditionFailed` carrying
+the current one) and reads the change feed (changes, follow).
 
-The client can be handed a key (``client.session.headers["X-Api-Key"] = ...``): redirects
-are followed only within the origin of ``base_url``, so neither the session's headers nor a
-body ever go to another host or port; ``timeout`` bounds each request as a whole (connect,
+The client is safe to hand a key: the key goes as ``Authorization: Bearer`` and is in no
+``repr``, no exception text (a service that echoes it back has it blanked out); redirects
+are followed only within the origin of ``base_url``, so neither the key nor a body ever
+goes to another host or port; ``timeout`` bounds each request as a whole (connect,
 redirects, body); a body past ``max_response_bytes`` is not read further; a walk of pages
 ends with :class:`EndlessPages` at a repeated cursor or past ``max_pages``.
 """
@@ -19,15 +23,46 @@ ends with :class:`EndlessPages` at a repeated cursor or past ``max_pages``.
 from __future__ import annotations
 
 import json
-import time
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote
 
 import requests
 
-from geosearch.client_watchdog import watched
-from geosearch.model import FEATURE_PROPERTIES, Hit, Space
+from geosearch import revisions
+from geosearch.client_errors import (
+    BadRequest,
+    Conflict,
+    CrossOriginRedirect,
+    DeadlineExceeded,
+    EndlessPages,
+    Forbidden,
+    GeosearchError,
+    Gone,
+    MethodNotAllowed,
+    NoRevision,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    ResponseTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    Unprocessable,
+    UnsafeResponse,
+)
+from geosearch.client_transport import Transport
+from geosearch.client_transport import _origin as _origin  # re-exported: tests read it
+from geosearch.model import Hit, Space
+from geosearch.revisions import Change, ChangePage, Revised, checked_revision, space_of
+
+__all__ = [
+    "BadRequest", "Change", "ChangePage", "Client", "Conflict", "CrossOriginRedirect",
+    "DeadlineExceeded", "EndlessPages", "Forbidden", "GeoInterface", "GeosearchError", "Gone",
+    "MethodNotAllowed", "NoRevision", "NotFound", "PayloadTooLarge", "PreconditionFailed",
+    "ResponseTooLarge", "Revised", "TooManyRequests", "Unauthorized", "Unavailable",
+    "Unprocessable", "UnsafeResponse"]
 
 
 class GeoInterface(Protocol):
@@ -37,87 +72,9 @@ class GeoInterface(Protocol):
     def __geo_interface__(self) -> dict: ...
 
 
-class GeosearchError(Exception):
-    """A problem+json answer: ``status``, ``title``, ``detail`` and the named ``errors``."""
-
-    def __init__(self, status: int, title: str, detail: str,
-                 errors: list[dict] | None = None) -> None:
-        super().__init__(f"{status} {title}: {detail}")
-        self.status, self.title, self.detail = status, title, detail
-        self.errors = errors or []
-
-
-class BadRequest(GeosearchError):
-    """400: a parameter is invalid; ``errors`` names each with what is valid."""
-
-
-class NotFound(GeosearchError):
-    """404: no such space or route."""
-
-
-class Gone(GeosearchError):
-    """410: the dataset changed while paging; start again."""
-
-
-class PayloadTooLarge(GeosearchError):
-    """413: the polygon body is too large."""
-
-
-class Unavailable(GeosearchError):
-    """503: the service has no dataset or its database is down (after the retries)."""
-
-
-_ERRORS = {400: BadRequest, 404: NotFound, 410: Gone, 413: PayloadTooLarge, 503: Unavailable}
-
-
-class UnsafeResponse(requests.RequestException):
-    """The service answered something the client will not follow or read on; nothing was
-    sent elsewhere and nothing more was read."""
-
-
-class CrossOriginRedirect(UnsafeResponse):
-    """A redirect to another scheme, host or port than ``base_url``'s; ``location`` is where
-    it pointed. Following it would hand the session's headers (a key) and the body to it."""
-
-    def __init__(self, location: str, source: str) -> None:
-        super().__init__(f"{source} redirected to another origin, not followed: {location}")
-        self.location = location
-
-
-class ResponseTooLarge(UnsafeResponse):
-    """A body longer than ``max_response_bytes`` (declared, or as read)."""
-
-
-class EndlessPages(UnsafeResponse):
-    """A walk of pages that sent a cursor it had sent before, or went past ``max_pages``."""
-
-
-class DeadlineExceeded(requests.Timeout):
-    """A request (connect, redirects and body together) outlasted the client's ``timeout``."""
-
-
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_CHUNK_BYTES = 64 * 1024
-
-
-def _origin(url: str) -> tuple[str, str | None, int | None]:
-    """Scheme, host and port of ``url`` (the scheme's port when none is written)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError:  # not a number: matches no origin
-        port = -1
-    return scheme, parts.hostname, port
-
-
-def _time_left(deadline: float, url: str) -> float:
-    """Seconds until ``deadline``, the timeout of the next connect or read."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise DeadlineExceeded(f"{url}: the request's deadline passed")
-    return left
+# The ETag of a space: its revision, as a strong entity tag
+_ETAG = re.compile(r'\s*"(\d{1,18})"\s*')
+MERGE_PATCH = "application/merge-patch+json"
 
 
 def _csv(values: Iterable[str] | str | None) -> str | None:
@@ -133,25 +90,44 @@ def _filters(amenities=None, amenities_any=None, country=None, city=None,
     return {k: v for k, v in raw.items() if v is not None}
 
 
+def _space_path(space_id: str) -> str:
+    return f"/v1/spaces/{quote(space_id, safe='')}"
+
+
+def _if_match(revision: int | None) -> dict[str, str]:
+    """A write's precondition: the space is at ``revision`` (at any, when None)."""
+    return {"If-Match": "*" if revision is None else f'"{checked_revision(revision)}"'}
+
+
+def _revision(response: requests.Response) -> int:
+    """The revision an answer's ``ETag`` names."""
+    found = _ETAG.fullmatch(response.headers.get("ETag", ""))
+    if found is None:
+        raise NoRevision(f"{response.url} answered without an ETag naming the space's "
+                         "revision (a service over a snapshot names none, and takes no "
+                         "write)")
+    return int(found.group(1))
+
+
+def _revised(answer: tuple[requests.Response, bytes]) -> Revised:
+    """The space an answer holds (a Feature) and the revision of its ETag."""
+    response, content = answer
+    return Revised(space_of(json.loads(content)), _revision(response))
+
+
 def _hit(feature: dict) -> Hit:
-    props = dict(feature["properties"])
-    lon, lat = feature["geometry"]["coordinates"][:2]
-    distance = props.pop("distance_m", None)
-    space = Space(id=feature["id"], lat=lat, lon=lon, status="active",
-                  amenities=tuple(props.pop("amenities")),
-                  **{k: props[k] for k in FEATURE_PROPERTIES if k != "amenities"})
-    return Hit(space, distance)
+    return Hit(space_of(feature), feature["properties"].get("distance_m"))
 
 
-class Client:
+class Client(Transport):
     """A geosearch service at ``base_url`` (e.g. ``http://127.0.0.1:8000``).
 
     Parameters
     ----------
     timeout : seconds for each request in all: connecting, following redirects and reading
-        the body (each retry has its own). Past it: :class:`DeadlineExceeded`, a
-        ``requests.Timeout``.
-    retries : how many times a 503 or a failed connection is tried again.
+        the body (each retry has its own; a change feed's ``wait`` is added). Past it:
+        :class:`DeadlineExceeded`, a ``requests.Timeout``.
+    retries : how many times a request is tried again, where that is safe (below).
     backoff : seconds before the first retry; doubles each time (Retry-After wins,
         up to ``max_wait``).
     session : a ``requests.Session`` to reuse (default: a new one). Redirects are followed
@@ -161,110 +137,21 @@ class Client:
         or one whose cursor repeats, ends with :class:`EndlessPages`.
     max_response_bytes : the longest body read (decoded); a longer one is
         :class:`ResponseTooLarge`.
+    key : an API key (``geosearch keys create``), sent as ``Authorization: Bearer`` with
+        every request: writes need the scope ``write``, the change feed ``changes``.
+
+    Retries
+    -------
+    A request whose connection could not be made at all (refused, unreachable, connecting
+    timed out) never reached the service, and is sent again, whatever it is. A read (a
+    GET, the polygon search's POST) answered 503 is asked again, and a GET also after a
+    timeout or a connection lost on the way. A write is not: one that timed out, lost its
+    connection after it was sent or was answered 503 may have been committed, and the
+    error is raised. Find out by reading the space (:meth:`get_revised`) or the feed
+    before writing again. A write that names a revision is safe to repeat by hand (a
+    second one is refused, 412 or 404), and so is a create with an id of your own (a
+    second one is a :class:`Conflict` naming it); a create without an id is not.
     """
-
-    def __init__(self, base_url: str, timeout: float = 10.0, retries: int = 3,
-                 backoff: float = 0.5, max_wait: float = 10.0,
-                 session: requests.Session | None = None, *, max_pages: int = 10_000,
-                 max_response_bytes: int = 16 * 1024 * 1024) -> None:
-        if timeout <= 0 or max_pages < 1 or max_response_bytes < 1:
-            raise ValueError("timeout, max_pages and max_response_bytes must be positive")
-        self.base_url = base_url.rstrip("/")
-        self.timeout, self.retries, self.backoff, self.max_wait = (timeout, retries, backoff,
-                                                                   max_wait)
-        self.max_pages, self.max_response_bytes = max_pages, max_response_bytes
-        self.session = session or requests.Session()
-
-    # -- transport ----------------------------------------------------------------------
-
-    def _request(self, method: str, path: str, params: dict, body: dict | None = None) -> dict:
-        url = f"{self.base_url}{path}"
-        wait = self.backoff
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
-            try:
-                response, content = self._exchange(method, url, params, body)
-            except (requests.ConnectionError, requests.Timeout):
-                if last or method != "GET":
-                    raise
-                time.sleep(wait)
-                wait *= 2
-                continue
-            if response.status_code == 503 and not last:
-                retry_after = response.headers.get("Retry-After", "")
-                time.sleep(min(self.max_wait, float(retry_after)) if retry_after.isdigit()
-                           else wait)
-                wait *= 2
-                continue
-            return self._decode(response, content)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _exchange(self, method: str, url: str, params: dict | None,
-                  body: dict | None) -> tuple[requests.Response, bytes]:
-        """One request and its body, all within ``timeout``; a redirect is followed only
-        within the origin it came from (303, and 301/302 of a POST, become a GET without
-        the body, as in requests)."""
-        deadline = time.monotonic() + self.timeout
-        data = None if body is None else json.dumps(body)
-        headers = None if body is None else {"Content-Type": "application/json"}
-        for _ in range(self.session.max_redirects + 1):
-            response = self.session.request(
-                method, url, params=params, data=data, headers=headers, stream=True,
-                allow_redirects=False, timeout=_time_left(deadline, url))
-            location = response.headers.get("Location")
-            if response.status_code not in _REDIRECTS or location is None:
-                return response, self._read(response, deadline)
-            response.close()
-            target = urljoin(response.url, location)
-            if _origin(target) != _origin(response.url):
-                raise CrossOriginRedirect(target, response.url)
-            if response.status_code == 303 or (method == "POST" and response.status_code < 303):
-                method, data, headers = "GET", None, None
-            url, params = target, None
-        raise requests.TooManyRedirects(f"more than {self.session.max_redirects} redirects "
-                                        f"(last to {url})")
-
-    def _read(self, response: requests.Response, deadline: float) -> bytes:
-        """The body, unless it passes ``max_response_bytes`` or the deadline."""
-        cap = self.max_response_bytes
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
-            response.close()
-            raise ResponseTooLarge(f"{response.url} declared a body of {declared} bytes; "
-                                   f"max_response_bytes is {cap}")
-        chunks, size = [], 0
-        late = f"{response.url}: the body was still arriving at the deadline ({self.timeout} s)"
-        try:
-            with watched(response.raw, deadline) as watch:
-                try:
-                    for chunk in response.iter_content(_CHUNK_BYTES):
-                        size += len(chunk)
-                        if size > cap:
-                            raise ResponseTooLarge(f"{response.url} sent more than {cap} bytes "
-                                                   "(max_response_bytes); the rest was not read")
-                        chunks.append(chunk)
-                except requests.RequestException as exc:
-                    if watch.cut:
-                        raise DeadlineExceeded(late) from exc
-                    raise
-        finally:
-            response.close()
-        if watch.cut:  # the body ended early because the deadline shut the socket
-            raise DeadlineExceeded(late)
-        return b"".join(chunks)
-
-    @staticmethod
-    def _decode(response: requests.Response, content: bytes) -> dict:
-        if response.ok:
-            return json.loads(content)
-        try:
-            problem = json.loads(content)
-        except ValueError:
-            problem = {}
-        kind = _ERRORS.get(response.status_code, GeosearchError)
-        raise kind(response.status_code, problem.get("title", response.reason),
-                   problem.get("detail", content[:200].decode("utf-8", "replace")),
-                   problem.get("errors"))
 
     def _pages(self, method: str, path: str, params: dict,
                body: dict | None = None) -> Iterator[Hit]:
@@ -326,8 +213,15 @@ class Client:
     def get(self, space_id: str) -> Space | None:
         """One space by id, or None."""
         try:
-            path = f"/v1/spaces/{quote(space_id, safe='')}"
-            return _hit(self._request("GET", path, {})).space
+            return _hit(self._request("GET", _space_path(space_id), {})).space
+        except NotFound:
+            return None
+
+    def get_revised(self, space_id: str) -> Revised | None:
+        """One space by id and its revision (what a write names), or None; over a
+        snapshot, which names no revision, :class:`NoRevision`."""
+        try:
+            return _revised(self._send("GET", _space_path(space_id)))
         except NotFound:
             return None
 
@@ -335,6 +229,53 @@ class Client:
         """The amenity vocabulary with the number of spaces that have each."""
         body = self._request("GET", "/v1/amenities", {})
         return {a["name"]: a["count"] for a in body["amenities"]}
+
+    # -- writes (a key with the scope write; a PostGIS service) ----------------------------
+
+    def create(self, doc: dict) -> Revised:
+        """Create a space from a GeoJSON Feature (a Point and the space's properties) or
+        its properties alone (then geocoded as a feed row is); an ``id`` is made when it has
+        none. :class:`Conflict` (``existing_id``) when the id is taken or the space repeats
+        an active one; :class:`Unprocessable` naming each bad field."""
+        return _revised(self._send("POST", "/v1/spaces", body=doc, write=True))
+
+    def replace(self, space_id: str, doc: dict, *, revision: int | None = None) -> Revised:
+        """Replace the space by ``doc`` (as for :meth:`create`; the same id, if any).
+        ``revision``: the one the space must be at (:class:`PreconditionFailed`, with
+        ``current_revision``, when it is not); None writes over whatever it is at."""
+        return _revised(self._send("PUT", _space_path(space_id), body=doc, write=True,
+                                   headers=_if_match(revision)))
+
+    def patch(self, space_id: str, merge_patch: dict, *, revision: int | None = None
+              ) -> Revised:
+        """Change the space by a JSON Merge Patch (RFC 7396) of its Feature:
+        ``{"properties": {"capacity": 12, "price_day": None}}`` sets one field and empties
+        another. ``revision`` as for :meth:`replace`."""
+        return _revised(self._send("PATCH", _space_path(space_id), body=merge_patch,
+                                   media_type=MERGE_PATCH, write=True,
+                                   headers=_if_match(revision)))
+
+    def close_space(self, space_id: str, *, revision: int | None = None) -> int:
+        """Close the space: it leaves every read, its history stays; its last revision.
+        ``revision`` as for :meth:`replace`."""
+        response, _ = self._send("DELETE", _space_path(space_id), write=True,
+                                 headers=_if_match(revision))
+        return _revision(response)
+
+    # -- the change feed (a key with the scope changes) --------------------------------
+
+    def changes(self, since: int = 0, limit: int = 100, wait: int = 0) -> ChangePage:
+        """The feed's entries after ``since`` (at most ``limit``, up to 1000) and the
+        ``next_since`` to ask from; when there is none yet, the service waits up to
+        ``wait`` seconds (at most 30) for the next commit."""
+        _, content = self._send("GET", "/v1/changes",
+                                {"since": since, "limit": limit, "wait": wait}, wait_s=wait)
+        return revisions.page_of(json.loads(content))
+
+    def follow(self, since: int = 0, *, limit: int = 100, wait: int = 25) -> Iterator[Change]:
+        """Every entry after ``since`` as it is committed, for ever (break out when done):
+        :meth:`changes` asked again from each ``next_since``, waiting ``wait`` s each."""
+        return revisions.follow(self.changes, since, limit, wait)
 
     def close(self) -> None:
         """Close the HTTP session."""
