@@ -12,9 +12,9 @@ bytes; a request never builds a dict or a Space for a result it only renders.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain, repeat
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import orjson
@@ -31,19 +31,38 @@ CLOSE_NEXT = b"}},"
 DISTANCE = b',"distance_m":'
 
 
-def _column(frame: pd.DataFrame, name: str) -> list:
-    """A column as plain Python values for JSON: missing markers become None, integers
-    and floats Python's own, amenity lists lists of str."""
-    series = frame[name]
-    if name == "amenities":  # lists of str as they are, arrays (from Parquet) as lists
-        return [[] if v is None else v if isinstance(v, list) else list(v)
-                for v in series.tolist()]
+# The nullable numbers of a frame, by their dtype there
+_NUMBER_DTYPES = {"capacity": "Int64", "price_day": "Float64"}
+
+
+def feature_value(name: str, value: Any) -> object:
+    """A Space field's value as a feature's properties hold it: the amenities a list
+    (none given: empty), ``capacity`` an int and ``price_day`` a float, None where either
+    is missing; the rest as given (a write's record and a load's frame agree through it).
+
+    >>> feature_value("price_day", 20), feature_value("amenities", ("wifi",))
+    (20.0, ['wifi'])
+    """
+    if name == "amenities":
+        return [] if value is None else value if isinstance(value, list) else list(value)
+    if value is None:
+        return None
     if name == "capacity":
-        return [None if v is None else int(v)
-                for v in series.astype("Int64").to_numpy(dtype=object, na_value=None)]
-    if name == "price_day":
-        return series.astype("Float64").to_numpy(dtype=object, na_value=None).tolist()
-    return series.to_numpy(dtype=object, na_value=None).tolist()
+        return int(value)
+    return float(value) if name == "price_day" else value
+
+
+def _column(frame: pd.DataFrame, name: str) -> list:
+    """A column as plain Python values for JSON (:func:`feature_value`; missing markers
+    become None, amenity arrays from Parquet lists)."""
+    series = frame[name]
+    if name == "amenities":
+        values = series.tolist()
+    elif name in _NUMBER_DTYPES:
+        values = series.astype(_NUMBER_DTYPES[name]).to_numpy(dtype=object, na_value=None)
+    else:
+        return series.to_numpy(dtype=object, na_value=None).tolist()
+    return [feature_value(name, v) for v in values]
 
 
 def head(space_id: str, lat: float, lon: float, properties: dict) -> bytes:
@@ -52,6 +71,14 @@ def head(space_id: str, lat: float, lon: float, properties: dict) -> bytes:
            "geometry": {"type": "Point", "coordinates": [lon, lat]},
            "properties": properties}
     return orjson.dumps(doc)[:-2]
+
+
+def values_head(space_id: str, lat: float, lon: float, values: Mapping[str, object]
+                ) -> bytes:
+    """The head of one space from its Space fields' values (one for each of
+    :data:`~geosearch.model.FEATURE_PROPERTIES`), as :func:`frame_heads` writes a row's."""
+    return head(space_id, lat, lon,
+                {name: feature_value(name, values[name]) for name in FEATURE_PROPERTIES})
 
 
 def space_head(space: Space) -> bytes:
@@ -87,16 +114,31 @@ def amenity_masks(amenities: pd.Series) -> np.ndarray:
     return masks
 
 
+def field_words(text: object) -> list[str]:
+    """The text-search words of one field's value: its :func:`geosearch.text.words`, each
+    cut to :data:`~geosearch.text.MAX_Q_CHARS` (no term is longer: a longer word matches as
+    its start does); none for a missing value."""
+    return [w[:MAX_Q_CHARS] for w in words(text)] if isinstance(text, str) else []
+
+
+def space_words(name: str, address: str, city: str) -> list[str]:
+    """One space's text-search words: the distinct :func:`field_words` of its name,
+    address and city, sorted (code point order), as :func:`search_words` gives a row's.
+
+    >>> space_words("Café Zürich", "Zürichstraße 3", "Zürich")
+    ['3', 'cafe', 'zurich', 'zurichstrasse']
+    """
+    return sorted({w for text in (name, address, city) for w in field_words(text)})
+
+
 def search_words(frame: pd.DataFrame) -> pd.Series:
-    """Each row's text-search words: the distinct :func:`geosearch.text.words` of its
-    name, address and city, sorted. Each distinct field value is folded once; the rows'
-    lists are assembled column-wise."""
+    """Each row's text-search words (:func:`space_words`), column-wise: each distinct
+    field value is folded once (:func:`field_words`), the rows' lists are assembled with
+    numpy."""
     rows, found = [], []
     for name in TEXT_FIELDS:
         codes, values = pd.factorize(frame[name], use_na_sentinel=True)
-        # no term is longer than MAX_Q_CHARS: a longer word matches as its start does
-        per_value = pa.array([[w[:MAX_Q_CHARS] for w in words(v)] if isinstance(v, str)
-                              else [] for v in values] + [[]], pa.list_(pa.string()))
+        per_value = pa.array([field_words(v) for v in values] + [[]], pa.list_(pa.string()))
         taken = per_value.take(pa.array(np.where(codes < 0, len(values), codes)))
         rows.append(pc.list_parent_indices(taken).to_numpy())
         found.append(pc.list_flatten(taken))
@@ -110,6 +152,22 @@ def search_words(frame: pd.DataFrame) -> pd.Series:
     lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
                                      pa.array(vocabulary, pa.string()).take(pa.array(word)))
     return lists.to_pandas().set_axis(frame.index)  # each row's words as an array
+
+
+def city_key(city: str) -> str:
+    """A city as filters compare it: trimmed, case-folded.
+
+    >>> city_key("  Straße ")
+    'strasse'
+    """
+    return city.strip().casefold()
+
+
+def city_keys(cities: pd.Series) -> pd.Series:
+    """The :func:`city_key` of every row (a missing city is ""), each distinct city once."""
+    codes, values = pd.factorize(cities.fillna(""))
+    keys = np.array([city_key(v) for v in values], dtype=object)
+    return pd.Series(keys[codes], index=cities.index)
 
 
 def ranked_words(words: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +190,7 @@ def ranked_words(words: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 _DERIVE: dict[str, Callable[[pd.DataFrame], object]] = {
     "feature": frame_heads,
     "amenity_mask": lambda frame: amenity_masks(frame["amenities"]),
-    "city_key": lambda frame: frame["city"].fillna("").str.strip().str.casefold(),
+    "city_key": lambda frame: city_keys(frame["city"]),
     "search_words": search_words,
 }
 

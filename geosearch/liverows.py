@@ -1,8 +1,9 @@
-"""One space's rows for a write: made by the load's own code, written by SQL of one space.
+"""One space's rows for a write: made by the load's rules, written by SQL of one space.
 
-:func:`space_row` makes the ``spaces`` row of a one-row frame with
-:func:`geosearch.loadrows.load_tables`, the code that makes a load's rows, so a written
-space has the columns, the feature bytes and the words that a loaded one would have. The
+:func:`space_row` makes the ``spaces`` row of a checked record with
+:func:`geosearch.loadrows.space_values`, the single-space side of the code that makes a
+load's rows, so a written space has the columns, the feature bytes and the words that a
+loaded one would have (tests/test_liverows.py holds them equal over a whole feed). The
 rest of this module writes it: INSERT or UPDATE of the row (each value cast to its
 column's type as :mod:`geosearch.layout` declares it), and the word plane kept exact for
 the space (``search_words``: how many active spaces have each word, 0 for a word written
@@ -15,25 +16,23 @@ The tiles' side of a write (a ghost, the deltas, a written rank) is
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import cast
 
-import pandas as pd
 import psycopg
-import pyarrow as pa
 
 from geosearch.backends.statements import ORIGIN
 from geosearch.ingest.dedupe import NEAR_M, find_duplicates
+from geosearch.ingest.pipeline import field_value
 from geosearch.ingest.records import Record
 from geosearch.layout import SPACES
-from geosearch.loadrows import load_tables
+from geosearch.loadrows import RANKED, space_values
+from geosearch.model import SPACE_FIELDS
 from geosearch.wordplane import plane_x
 
 _TYPES = {c.name: c.sql for c in SPACES}
-# The columns a load ranks across the dataset (the tile prefix sums): a written space has
-# a written rank (geosearch.tiledeltas) and no sums until the next load
-RANKED = ("tile_rank", "tile_sum_x", "tile_sum_y")
+# A written space has a written rank (geosearch.tiledeltas) and none of the load's tile
+# sums (RANKED) until the next load
 TILE_COLUMNS = ("tile_key", "tile_x", "tile_y", *RANKED)
 # Columns a write keeps as the space has them: its id, its place in the word plane, its
 # feed row and its dataset
@@ -65,21 +64,23 @@ class SpaceRow:
         return str(self.values["feature"]).encode()
 
     @property
+    def version(self) -> str:
+        """The version of the dataset it was made in."""
+        return str(self.values["dataset_version"])
+
+    @property
     def placed(self) -> Placed:
         """Its words and position."""
         return Placed(self.words, float(self.values["lon"]),  # type: ignore[arg-type]
                       float(self.values["lat"]))  # type: ignore[arg-type]
 
 
-def space_row(frame: pd.DataFrame, version: str) -> SpaceRow:
-    """The row of a one-row frame of an active space (:func:`geosearch.ingest.pipeline.
-    to_frame`) in dataset ``version``, by the load's code; outside the tile ranks."""
-    tables, _ = load_tables(frame, version, chunk_rows=1)
-    spaces = cast(Iterable[pa.Table], tables["spaces"])
-    (counts,) = cast(Sequence[pa.Table], tables["search_words"])
-    (values,) = next(iter(spaces)).to_pylist()
-    values.update(dict.fromkeys(RANKED))
-    return SpaceRow(values, counts.column("word").to_pylist())
+def space_row(record: Record, version: str) -> SpaceRow:
+    """The row in dataset ``version`` of a checked, located active space (its H3 cells
+    made), by the load's rules; no tile rank or sums, no place."""
+    values, words = space_values({name: field_value(record, name) for name in SPACE_FIELDS},
+                                 record.row, version)
+    return SpaceRow(values, words)
 
 
 def _casts(columns: Iterable[str]) -> Iterator[str]:
@@ -197,10 +198,9 @@ def reword(cur: psycopg.Cursor, place: int, before: Placed | None, after: Placed
         _put_points(cur, place, tiles, after.lon, after.lat)
 
 
-def duplicate_of(cur: psycopg.Cursor, frame: pd.DataFrame) -> str | None:
-    """The id of an active space that the one-row frame's space repeats, by the ingest's
+def duplicate_of(cur: psycopg.Cursor, new: Record) -> str | None:
+    """The id of an active space that the checked record repeats, by the ingest's
     duplicate rule (:func:`geosearch.ingest.dedupe.find_duplicates`), or None."""
-    new = _record(frame.iloc[0])
     rows = cur.execute(
         "SELECT id, name, address, country, lat, lon, geocode_precision FROM spaces "
         f"WHERE status = 'active' AND country = %(country)s AND ST_DWithin(geog, {ORIGIN}, "
@@ -212,11 +212,3 @@ def duplicate_of(cur: psycopg.Cursor, frame: pd.DataFrame) -> str | None:
         if find_duplicates([known, new]):
             return str(space_id)
     return None
-
-
-def _record(space: pd.Series) -> Record:
-    """The fields of a frame's row that the duplicate rule reads, as a Record."""
-    return Record(row=0, raw={}, id=str(space["id"]), name=str(space["name"]),
-                  address=str(space["address"]), country=str(space["country"]),
-                  lat=float(space["lat"]), lon=float(space["lon"]),
-                  geocode_precision=str(space["geocode_precision"]))

@@ -2,14 +2,14 @@
 
 A body is a GeoJSON Feature (a Point and the writable properties) or the writable
 properties alone (the space is then geocoded, as a feed row without coordinates is).
-:func:`read_draft` checks its shape and each value's type and bounds; :func:`space_frame`
+:func:`read_draft` checks its shape and each value's type and bounds; :func:`space_record`
 runs the draft through the stages of a feed row (:func:`~geosearch.ingest.normalise.
 normalise`, :func:`~geosearch.ingest.validate.validate_position`,
-:func:`~geosearch.ingest.pipeline.locate`, the H3 cells,
-:func:`~geosearch.ingest.pipeline.to_frame`), so that the rules are the ingest's, and
-refuses what the stages would repair: a feed row is repaired quietly in a batch, a writer
-is there to fix the body. Every refusal is an :class:`Invalid` listing each bad field as a
-JSON Pointer into the body.
+:func:`~geosearch.ingest.pipeline.locate`, the H3 cells), so that the rules are the
+ingest's (its row then follows by the load's rules: :func:`geosearch.liverows.space_row`),
+and refuses what the stages would repair: a feed row is repaired quietly in a batch, a
+writer is there to fix the body. Every refusal is an :class:`Invalid` listing each bad
+field as a JSON Pointer into the body.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import geopandas as gpd
-
 from geosearch.geo import latlng_cells
 from geosearch.ingest.geocode import GazetteerGeocoder, Geocoder
 from geosearch.ingest.normalise import normalise
-from geosearch.ingest.pipeline import locate, records_frame
+from geosearch.ingest.pipeline import locate
 from geosearch.ingest.records import Record, Rejected
 from geosearch.ingest.validate import validate_position
 from geosearch.model import MAX_CAPACITY, MAX_CITY_CHARS, Amenity, shown
@@ -254,13 +252,13 @@ def _unchanged(draft: Draft, record: Record) -> list[tuple[str, str]]:
     return errors
 
 
-def space_frame(draft: Draft, space_id: str, geocoder: Geocoder,
-                gazetteer: GazetteerGeocoder, kept: tuple[float, float, str] | None = None
-                ) -> pd.DataFrame:
-    """The one-row frame of the space, as an ingest makes it (Invalid when a stage rejects
-    the space or would repair it). ``kept``: the (lon, lat, geocode_precision) the space
-    has now; a body that keeps the position keeps its precision (a geocoded point sent
-    back is still a geocoded point)."""
+def space_record(draft: Draft, space_id: str, geocoder: Geocoder,
+                 gazetteer: GazetteerGeocoder, kept: tuple[float, float, str] | None = None
+                 ) -> Record:
+    """The space as a located feed row, its H3 cells made, as an ingest makes it (Invalid
+    when a stage rejects the space or would repair it). ``kept``: the (lon, lat,
+    geocode_precision) the space has now; a body that keeps the position keeps its
+    precision (a geocoded point sent back is still a geocoded point)."""
     record = _record(draft, space_id)
     try:
         normalise(record)
@@ -277,7 +275,7 @@ def space_frame(draft: Draft, space_id: str, geocoder: Geocoder,
     if kept is not None and draft.position == kept[:2]:
         record.geocode_precision = kept[2]
     record.cells = latlng_cells(*record.position())
-    return records_frame([record])
+    return record
 
 
 def document(feature: Mapping) -> dict:

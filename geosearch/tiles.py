@@ -85,6 +85,28 @@ def morton(px: np.ndarray, py: np.ndarray) -> np.ndarray:
     return (_spread(np.asarray(px)) | (_spread(np.asarray(py)) << np.uint64(1))).astype(np.int64)
 
 
+def world_keys(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The keys (Morton codes of the pixels at :data:`KEY_LEVEL`) of world positions
+    inside the square."""
+    scale = float(1 << KEY_LEVEL)
+    return morton((x * scale).astype(np.int64), (y * scale).astype(np.int64))
+
+
+def point_tile(lat: float, lon: float) -> tuple[int, float, float] | None:
+    """The key and world position ``(key, x, y)`` of one point, by the arithmetic of
+    :class:`TileIndex` (a space written alone gets what a load gives it); None outside the
+    square.
+
+    >>> point_tile(0.0, 0.0) == (int(world_keys(np.array([0.5]), np.array([0.5]))[0]),
+    ...                          0.5, 0.5)
+    True
+    """
+    x, y = world_xy(np.array([lat]), np.array([lon]))
+    if np.isnan(x[0]):
+        return None
+    return int(world_keys(x, y)[0]), float(x[0]), float(y[0])
+
+
 def tile_span(z: int, x: int, y: int) -> tuple[int, int]:
     """The keys of tile ``z/x/y``: ``[low, high)``."""
     shift = 2 * (KEY_LEVEL - z)
@@ -126,9 +148,7 @@ class TileIndex:
         self.x, self.y = world_xy(lat, lon)
         inside = ~np.isnan(self.x)
         key = np.full(len(self.x), -1, dtype=np.int64)
-        scale = float(1 << KEY_LEVEL)
-        key[inside] = morton((self.x[inside] * scale).astype(np.int64),
-                             (self.y[inside] * scale).astype(np.int64))
+        key[inside] = world_keys(self.x[inside], self.y[inside])
         self.key = key
         served = np.flatnonzero(inside & np.asarray(active, dtype=bool))
         by_key = (np.argsort(key[served], kind="stable") if ids is None else

@@ -1,12 +1,16 @@
 """Writes to PostGIS one space at a time: create, replace, patch (RFC 7396) and close.
 
-Each write is checked and made by the ingest's own stages before it takes its turn
-(:mod:`geosearch.livespace`), then runs as one transaction (:class:`LiveStore`): it takes
-the change feed's next seq (:func:`geosearch.changes.take_seq`: the writers, and the swap
-of a load, take turns from there to their commit), locks the space's row, checks that the
-space is still at the revision the write was checked against, writes the row and the word
-plane (:mod:`geosearch.liverows`) and appends the feed's entry, which NOTIFYs the
-followers at the commit. A write that fails leaves nothing: not its row, not its seq.
+Each write is checked by the ingest's own stages (:mod:`geosearch.livespace`) and its row
+made (:func:`geosearch.liverows.space_row`) before it takes its turn, against the space
+and the dataset version it read; then it runs as one transaction (:class:`LiveStore`): it
+takes the change feed's next seq (:func:`geosearch.changes.take_seq`: the writers, and
+the swap of a load, take turns from there to their commit), checks that the dataset and
+the space (its row locked) are still those the write was made against (else it is made
+again), writes the row and the word plane (:mod:`geosearch.liverows`) and appends the
+feed's entry, which NOTIFYs the followers at the commit. A write that fails leaves
+nothing: not its row, not its seq. A write's commit is durable whatever the server's
+default (``synchronous_commit`` on for the transaction): a write answered 2xx survives a
+crash of the server.
 
 Preconditions are the HTTP layer's ``If-Match``: a replace, patch or close names the
 revisions it was made against (:class:`IfMatch`); a space at another revision is
@@ -32,9 +36,9 @@ from geosearch.backends.postgis import PostgisBackend
 from geosearch.database import CONNECT_TIMEOUT_S, session_options
 from geosearch.features import CLOSE
 from geosearch.ingest.geocode import GazetteerGeocoder, Geocoder
-from geosearch.livespace import Invalid, document, merge_patch, read_draft, space_frame
+from geosearch.livespace import Invalid, document, merge_patch, read_draft, space_record
 
-# How often a write whose space changed while it was checked is checked again
+# How often a write whose space or dataset changed while it was made is made again
 RETRIES = 5
 POOL_SIZE = 4
 POOL_WAIT_S = 5.0
@@ -43,7 +47,13 @@ POOL_WAIT_S = 5.0
 _REVISED_SQL = ("SELECT feature, revision FROM spaces WHERE id = %(id)s "
                 "AND status = 'active'")
 _CURRENT_SQL = ("SELECT feature::text, revision, lon, lat, geocode_precision, place, "
-                "tsvector_to_array(search), status = 'active' FROM spaces WHERE id = %s")
+                "tsvector_to_array(search), status = 'active', "
+                "(SELECT version FROM dataset_state) FROM spaces WHERE id = %s")
+# synchronous_commit on for this transaction alone (as SET LOCAL: a pooler in transaction
+# mode passes it on, unlike a connection's options) where the session has it off; any
+# setting that waits for the local flush already (local, on, remote_*) is kept
+_DURABLE_SQL = ("SELECT set_config('synchronous_commit', 'on', true) "
+                "WHERE current_setting('synchronous_commit') = 'off'")
 
 
 class NotFound(Exception):  # noqa: N818 - a verdict, answered 404
@@ -68,7 +78,8 @@ class Conflict(Exception):  # noqa: N818 - a verdict, answered 409
 
 
 class _Moved(Exception):  # noqa: N818
-    """The space changed between the check of a write and its turn: check it again."""
+    """The space, or the dataset, changed between the check of a write and its turn:
+    check it again."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,8 @@ class Written:
 
 @dataclass(frozen=True)
 class _Current:
-    """A space as it is now: what a write is checked against and what it replaces."""
+    """A space as it is now: what a write is checked against and what it replaces, and
+    the version of the dataset it was read in."""
 
     feature: bytes
     revision: int
@@ -107,6 +119,7 @@ class _Current:
     place: int
     words: list[str]
     active: bool
+    version: str
 
     @property
     def placed(self) -> liverows.Placed:
@@ -117,6 +130,14 @@ class _Current:
 def new_id() -> str:
     """An id for a space created without one."""
     return f"sp-{secrets.token_hex(10)}"
+
+
+def _dataset_version(cur: psycopg.Cursor) -> str:
+    """The version of the loaded dataset (NoDataset before the first load)."""
+    found = cur.execute("SELECT version FROM dataset_state").fetchone()
+    if found is None:
+        raise NoDataset("no dataset is loaded")
+    return str(found[0])
 
 
 class LiveStore:
@@ -161,15 +182,26 @@ class LiveStore:
             raise BackendUnavailable(str(exc)) from exc
 
     @contextmanager
-    def _turn(self) -> Iterator[tuple[psycopg.Cursor, int, str]]:
-        """A write's transaction, from its seq to its commit: the cursor, the seq and the
-        dataset version (NoDataset before the first load)."""
-        with self._session() as conn, conn.transaction(), conn.cursor() as cur:
-            seq = changes.take_seq(cur)
-            found = cur.execute("SELECT version FROM dataset_state").fetchone()
-            if found is None:
-                raise NoDataset("no dataset is loaded")
-            yield cur, seq, str(found[0])
+    def _turn(self, conn: psycopg.Connection) -> Iterator[tuple[psycopg.Cursor, int]]:
+        """A write's transaction on ``conn``, from its seq to its commit: the cursor and
+        the seq. Its commit waits for its WAL to be flushed even where the server's
+        default does not (:data:`_DURABLE_SQL`), so that no acknowledged write is lost
+        to a crash."""
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(_DURABLE_SQL)
+            yield cur, changes.take_seq(cur)
+
+    def _retried(self, attempt: Callable[[psycopg.Connection], Written],
+                 exhausted: Callable[[psycopg.Connection], Exception]) -> Written:
+        """``attempt`` on a connection of the pool, again while it is _Moved (a few
+        times, then the ``exhausted`` error)."""
+        with self._session() as conn:
+            for _ in range(RETRIES):
+                try:
+                    return attempt(conn)
+                except _Moved:
+                    continue
+            raise exhausted(conn)
 
     def close(self) -> None:
         """Close this process' pool and stop following the feed."""
@@ -192,13 +224,14 @@ class LiveStore:
                           (space_id,)).fetchone()
         if row is None:
             return None
-        feature, revision, lon, lat, precision, place, words, active = row
+        feature, revision, lon, lat, precision, place, words, active, version = row
         return _Current(feature.encode(), int(revision), lon, lat, precision, place,
-                        list(words or ()), active)
+                        list(words or ()), active, str(version))
 
-    def _checked(self, space_id: str, if_match: IfMatch) -> _Current:
+    def _checked(self, conn: psycopg.Connection, space_id: str, if_match: IfMatch
+                 ) -> _Current:
         """The active space as it is now, meeting the precondition (NotFound, Stale)."""
-        with self._session() as conn, conn.cursor() as cur:
+        with conn.cursor() as cur:
             current = self._current(cur, space_id)
         if current is None or not current.active:
             raise NotFound(space_id)
@@ -223,19 +256,27 @@ class LiveStore:
         id is taken or the space repeats an active one."""
         draft = read_draft(doc)
         space_id = draft.id or new_id()
-        frame = space_frame(draft, space_id, self.geocoder, self.gazetteer)
-        with self._turn() as (cur, seq, version):
-            if cur.execute("SELECT 1 FROM spaces WHERE id = %s", (space_id,)).fetchone():
-                raise Conflict(space_id, f"a space with the id {space_id!r} exists")
-            if (existing := liverows.duplicate_of(cur, frame)) is not None:
-                raise Conflict(existing, f"the same space as {existing} (same name, "
-                               "within 150 m), which is active")
-            row = liverows.space_row(frame, version)
-            place = liverows.next_place(cur)
-            liverows.insert(cur, row, place, tiledeltas.arrive(cur, row.values, seq), seq)
-            liverows.reword(cur, place, None, row.placed)
-            changes.append(cur, seq, "create", actor, space_id, 1, None, row.feature)
-        return Written(space_id, 1, row.feature, seq)
+        record = space_record(draft, space_id, self.geocoder, self.gazetteer)
+
+        def write(conn: psycopg.Connection) -> Written:
+            with conn.cursor() as cur:
+                row = liverows.space_row(record, _dataset_version(cur))
+            with self._turn(conn) as (cur, seq):
+                if _dataset_version(cur) != row.version:
+                    raise _Moved
+                if cur.execute("SELECT 1 FROM spaces WHERE id = %s", (space_id,)).fetchone():
+                    raise Conflict(space_id, f"a space with the id {space_id!r} exists")
+                if (existing := liverows.duplicate_of(cur, record)) is not None:
+                    raise Conflict(existing, f"the same space as {existing} (same name, "
+                                   "within 150 m), which is active")
+                place = liverows.next_place(cur)
+                liverows.insert(cur, row, place, tiledeltas.arrive(cur, row.values, seq), seq)
+                liverows.reword(cur, place, None, row.placed)
+                changes.append(cur, seq, "create", actor, space_id, 1, None, row.feature)
+            return Written(space_id, 1, row.feature, seq)
+
+        return self._retried(write, lambda _: BackendUnavailable(
+            "the dataset was replaced while the space was written: try again"))
 
     def replace(self, space_id: str, doc: object, if_match: IfMatch, actor: str) -> Written:
         """Replace the space by a body (NotFound, Stale, Invalid)."""
@@ -250,17 +291,17 @@ class LiveStore:
 
     def _rewrite(self, space_id: str, if_match: IfMatch, actor: str, op: str,
                  new_doc: Callable[[_Current], object]) -> Written:
-        """Check the new document against the space as it is, then write it over the
-        space in its turn."""
-        def write(seen: _Current) -> Written:
+        """Check the new document against the space as it is and make its row, then
+        write it over the space in its turn."""
+        def write(conn: psycopg.Connection, seen: _Current) -> Written:
             draft = read_draft(new_doc(seen))
             if draft.id is not None and draft.id != space_id:
                 raise Invalid([("/id", f"the id cannot change (it is {space_id!r})")])
-            frame = space_frame(draft, space_id, self.geocoder, self.gazetteer,
-                                (seen.lon, seen.lat, seen.precision))
-            with self._turn() as (cur, seq, version):
+            record = space_record(draft, space_id, self.geocoder, self.gazetteer,
+                                  (seen.lon, seen.lat, seen.precision))
+            row = liverows.space_row(record, seen.version)
+            with self._turn(conn) as (cur, seq):
                 current = self._locked(cur, space_id, seen)
-                row = liverows.space_row(frame, version)
                 before, after = current.placed, row.placed
                 if moved := (after.lon, after.lat) != (before.lon, before.lat):
                     tiledeltas.leave(cur, space_id, seq)
@@ -276,8 +317,8 @@ class LiveStore:
     def close_space(self, space_id: str, if_match: IfMatch, actor: str) -> Written:
         """Close the space: it leaves every read; its row and its history stay (NotFound,
         Stale)."""
-        def write(seen: _Current) -> Written:
-            with self._turn() as (cur, seq, _):
+        def write(conn: psycopg.Connection, seen: _Current) -> Written:
+            with self._turn(conn) as (cur, seq):
                 current = self._locked(cur, space_id, seen)
                 tiledeltas.leave(cur, space_id, seq)
                 revision = liverows.close(cur, space_id, seq)
@@ -289,23 +330,20 @@ class LiveStore:
         return self._as_checked(space_id, if_match, write)
 
     def _as_checked(self, space_id: str, if_match: IfMatch,
-                    write: Callable[[_Current], Written]) -> Written:
+                    write: Callable[[psycopg.Connection, _Current], Written]) -> Written:
         """``write`` against the space as it is now (meeting ``if_match``); again when the
-        space changed between that check and the write's turn (a few times, then
-        Stale)."""
-        for _ in range(RETRIES):
-            try:
-                return write(self._checked(space_id, if_match))
-            except _Moved:
-                continue
-        raise Stale(self._checked(space_id, IfMatch(any=True)).revision)
+        space or the dataset changed between that check and the write's turn (a few
+        times, then Stale)."""
+        return self._retried(
+            lambda conn: write(conn, self._checked(conn, space_id, if_match)),
+            lambda conn: Stale(self._checked(conn, space_id, IfMatch(any=True)).revision))
 
     def _locked(self, cur: psycopg.Cursor, space_id: str, seen: _Current) -> _Current:
-        """The space's row locked, still at the revision ``seen`` (else _Moved, or
-        NotFound when it is gone)."""
+        """The space's row locked, still at the revision and in the dataset ``seen`` was
+        read at (else _Moved, or NotFound when it is gone)."""
         current = self._current(cur, space_id, lock=True)
         if current is None or not current.active:
             raise NotFound(space_id)
-        if current.revision != seen.revision:
+        if (current.revision, current.version) != (seen.revision, seen.version):
             raise _Moved
         return current

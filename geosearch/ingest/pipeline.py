@@ -74,8 +74,10 @@ def dataset_version(frame: pd.DataFrame) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
-def _value(record: Record, name: str) -> object:
-    """The value of the Space field ``name`` of a record (H3 cells kept by resolution)."""
+def field_value(record: Record, name: str) -> object:
+    """The value of the Space field ``name`` of a record (H3 cells kept by resolution), as
+    a load's frame holds it and a space written alone is made from
+    (:func:`geosearch.loadrows.space_values`)."""
     if name.startswith("h3_r"):
         return record.cells[int(name.removeprefix("h3_r"))]
     if name == "amenities":
@@ -96,10 +98,10 @@ def to_frame(records: list[Record]) -> gpd.GeoDataFrame:
 
 def records_frame(records: list[Record]) -> pd.DataFrame:
     """The Space fields and the feed row of located records, without the points: what a
-    load's rows are made of (:func:`to_frame` adds the points), and a write's one space."""
+    load's rows are made of (:func:`to_frame` adds the points)."""
     data = pd.DataFrame({
-        **{name: pd.array([_value(r, name) for r in records], dtype=_DTYPES.get(name))
-           if name in _DTYPES else [_value(r, name) for r in records]
+        **{name: pd.array([field_value(r, name) for r in records], dtype=_DTYPES.get(name))
+           if name in _DTYPES else [field_value(r, name) for r in records]
            for name in SPACE_FIELDS},
         "feed_row": [r.row for r in records],
     }, columns=COLUMNS)
