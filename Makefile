@@ -9,7 +9,7 @@ FEED := data/feed/spaces.csv
 SNAPSHOT := var/snapshot/spaces.parquet
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install lock static run snapshot test fuzz faults lint bench feed score postgis chromium \
+.PHONY: install lock static run snapshot test fuzz faults lint bench feed score postgis chromium prometheus \
   run-postgis pg-stop run-cluster cluster-stop clean
 
 LOCK := requirements/constraints.txt
@@ -59,7 +59,11 @@ chromium: ## install Debian's Chromium for the browser tests when missing
 	@test -x /usr/bin/chromium || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
-test: install postgis chromium ## the whole suite, with its own throwaway PostGIS
+prometheus: ## install Debian's Prometheus for the metrics tests when missing
+	@test -x /usr/bin/prometheus || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq prometheus; }
+
+test: install postgis chromium prometheus ## the whole suite, with its own throwaway PostGIS
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist loadgroup -p no:cacheprovider

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print("geosearch ingest: give --snapshot PATH or --database URL "
               "(or set GEOSEARCH_DATABASE_URL)", file=sys.stderr)
         return 2
+    started = time.monotonic()
     try:
         result = run_pipeline(args.feed, geocoder=_geocoder(settings))
     except FeedError as exc:
@@ -63,6 +65,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         where = "PostGIS"
     if args.report:
         report.write(args.report)
+    if args.metrics_file:
+        from geosearch.observe.ingest import write_ingest_metrics
+
+        write_ingest_metrics(args.metrics_file, report, result.frame,
+                             time.monotonic() - started)
     state = "unchanged" if report.unchanged else "written"
     print(f"{report.input_rows} rows: {report.loaded} loaded ({report.repaired} repaired, "
           f"{report.geocoded} geocoded), {report.rejected} rejected -> {where} "
@@ -87,6 +94,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from gevent import monkey
 
         monkey.patch_all()
+    from geosearch.observe import multiproc, traces
+
+    multiproc.prepare()  # before prometheus_client is imported (with the app)
     from geosearch.api import create_app
 
     backend = None
@@ -96,6 +106,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         backend = ReloadingSnapshot(settings.snapshot)
     app = create_app(settings, backend)
     if args.dev:
+        from geosearch.serving import configure_logs
+
+        configure_logs(settings.log_format)
+        if traces.wanted():  # no fork: tracing starts here
+            traces.start(app)
         app.run(host=args.host, port=args.port)
         return 0
     from geosearch.serving import serve
@@ -184,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--snapshot", type=Path, help="snapshot file or folder to write")
     ingest.add_argument("--database", help="PostGIS URL (default: GEOSEARCH_DATABASE_URL)")
     ingest.add_argument("--report", type=Path, help="write the ingest report (JSON) here")
+    ingest.add_argument("--metrics-file", type=Path, metavar="PATH",
+                        help="write the run's counts here, in the textfile format of node-exporter")
     ingest.set_defaults(func=cmd_ingest)
 
     serve = sub.add_parser("serve", help="serve the HTTP API on 127.0.0.1")

@@ -17,22 +17,24 @@ from functools import lru_cache
 
 IPV6_PREFIX = 64
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def proxy_networks(specs: Iterable[str]) -> tuple[Network, ...]:
-    """The trusted proxies as networks (a bare address is a network of one);
-    ValueError names a spec that is neither."""
+def proxy_networks(specs: Iterable[str], setting: str = "GEOSEARCH_TRUSTED_PROXIES"
+                   ) -> tuple[Network, ...]:
+    """The trusted proxies (or other addresses of ``setting``) as networks (a bare
+    address is a network of one); ValueError names a spec that is neither."""
     networks = []
     for spec in specs:
         try:
             networks.append(ipaddress.ip_network(spec.strip(), strict=False))
         except ValueError:
-            raise ValueError(f"GEOSEARCH_TRUSTED_PROXIES: {spec!r} is not an IP address "
-                             "or CIDR network") from None
+            raise ValueError(f"{setting}: {spec!r} is not an IP address or CIDR "
+                             "network") from None
     return tuple(networks)
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _address(text: str) -> Address | None:
     try:
         address = ipaddress.ip_address(text.strip())
     except ValueError:
@@ -42,8 +44,7 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
-def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
-             proxies: tuple[Network, ...]) -> bool:
+def _trusted(address: Address, proxies: tuple[Network, ...]) -> bool:
     return any(address in network for network in proxies)
 
 
@@ -54,18 +55,16 @@ def key_of(name: str) -> int:
     return int.from_bytes(digest, "little") or 1
 
 
-def client_name(remote_addr: str | None, forwarded_for: str | None,
-                proxies: tuple[Network, ...]) -> str:
-    """The client's name: its IPv4 address or IPv6 /64 network ("unknown" when the
-    address cannot be read).
+def client_address(remote_addr: str | None, forwarded_for: str | None,
+                   proxies: tuple[Network, ...]) -> Address | None:
+    """The client's address: the peer's, or the one a trusted proxy forwarded (None when
+    the address cannot be read).
 
-    >>> client_name("2001:db8::1", None, ())
-    '2001:db8::/64'
     >>> nets = proxy_networks(["10.0.0.0/8"])
-    >>> client_name("10.0.0.5", "6.6.6.6, 203.0.113.9, 10.0.0.7", nets)
-    '203.0.113.9'
-    >>> client_name("198.51.100.4", "203.0.113.9", nets)
-    '198.51.100.4'
+    >>> client_address("10.0.0.5", "6.6.6.6, 203.0.113.9, 10.0.0.7", nets)
+    IPv4Address('203.0.113.9')
+    >>> client_address("198.51.100.4", "203.0.113.9", nets)
+    IPv4Address('198.51.100.4')
     """
     address = _address(remote_addr or "")
     if address is not None and forwarded_for and _trusted(address, proxies):
@@ -76,6 +75,18 @@ def client_name(remote_addr: str | None, forwarded_for: str | None,
             address = hop_address
             if not _trusted(address, proxies):
                 break
+    return address
+
+
+def client_name(remote_addr: str | None, forwarded_for: str | None,
+                proxies: tuple[Network, ...]) -> str:
+    """The client's name (:func:`client_address`): its IPv4 address or IPv6 /64 network
+    ("unknown" when the address cannot be read).
+
+    >>> client_name("2001:db8::1", None, ())
+    '2001:db8::/64'
+    """
+    address = client_address(remote_addr, forwarded_for, proxies)
     if address is None:
         return "unknown"
     if isinstance(address, ipaddress.IPv6Address):

@@ -33,6 +33,8 @@ from gunicorn.workers.ggevent import GeventWorker
 from geosearch.api.errors import PROBLEM_JSON
 from geosearch.api.mappage import outlines_geojson
 from geosearch.backends import prepared
+from geosearch.observe import logs, multiproc, traces
+from geosearch.observe.logs import GunicornLogger
 from geosearch.reports.grid import MAX_RES, MIN_RES, build_grids
 from geosearch.settings import worker_class
 
@@ -159,7 +161,11 @@ def server_options(host: str, port: int, workers: int = 2,
         "timeout": WORKER_TIMEOUT_S, "graceful_timeout": 5,
         # Above the app's own limits (0: none, up to 1 MB), so the app answers 414 and 431.
         "limit_request_line": 0, "limit_request_field_size": 65536, "limit_request_fields": 200,
-        "accesslog": os.environ.get("GEOSEARCH_ACCESS_LOG", "-") or None,
+        # each request's line is the app's own (geosearch.observe), gunicorn's lines go
+        # through the same handlers; a dead worker's live gauges are dropped, tracing
+        # starts in each worker
+        "accesslog": None, "logger_class": GunicornLogger,
+        "child_exit": multiproc.child_exit, "post_fork": traces.post_fork,
         "forwarded_allow_ips": ",".join(trusted_proxies),
     }
 
@@ -176,12 +182,19 @@ def serve(app: Flask, host: str, port: int, workers: int = 2) -> None:
         # fork copies them half-run into every worker.
         gevent.wait(timeout=1.0)
     settings = app.extensions.get("geosearch.settings")  # None: another app (the floor)
+    configure_logs(None if settings is None else settings.log_format)
     if settings is not None:
         build_shared()
     gc.collect()
     gc.freeze()
     proxies = () if settings is None else settings.trusted_proxies
     _Gunicorn(app, server_options(host, port, workers, proxies)).run()
+
+
+def configure_logs(log_format: str | None) -> None:
+    """The server's log lines: ``log_format`` (json when unset), each request's line
+    where ``GEOSEARCH_ACCESS_LOG`` says (``-``: with the rest on stderr; empty: none)."""
+    logs.configure(log_format or "json", os.environ.get("GEOSEARCH_ACCESS_LOG", "-"))
 
 
 def build_shared() -> None:

@@ -99,6 +99,14 @@ class Settings:
     read_keys: str = ""
     # Per-key limit on writes, in the notation of the rate limits above; empty for none.
     write_rate_limit: str = "20/second;600/minute"
+    # Who may read /metrics: addresses or CIDR networks (comma-separated), loopback by
+    # default; any other client is answered 403 (docs/operations.md).
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    # 0 turns off /metrics and the per-request metrics (request ids and logs stay).
+    metrics: bool = True
+    # json or text log lines; empty: json under geosearch serve and the gunicorn config,
+    # the host's own logging in-process (geosearch.observe.logs).
+    log_format: str = ""
 
     def __post_init__(self) -> None:
         for name in ("heavy_rate_limit", "rate_limit", "write_rate_limit"):
@@ -127,6 +135,9 @@ class Settings:
             check_geocoder_scheme(self.geocoder_scheme, self.geocoder_allow_http)
         if not 0 <= self.geocode_miss_ttl_days < float("inf"):
             raise ValueError("GEOSEARCH_GEOCODE_MISS_TTL_DAYS must be a number of days >= 0")
+        proxy_networks(self.metrics_allow, "GEOSEARCH_METRICS_ALLOW")
+        if self.log_format not in ("", "json", "text"):
+            raise ValueError("GEOSEARCH_LOG_FORMAT must be json or text")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:

@@ -188,9 +188,10 @@ def test_a_request_is_charged_when_its_body_is_closed_the_sending_included(monke
 def test_the_budget_is_off_in_process_and_on_under_a_server(memory_feed):
     from geosearch.api.ratelimit import WorkerBudget
 
-    assert not isinstance(_app(memory_feed).wsgi_app, WorkerBudget)  # the caller is alone
+    # the budget is the middleware inside the observing one (geosearch.observe)
+    assert not isinstance(_app(memory_feed).wsgi_app.app, WorkerBudget)  # the caller is alone
     served = Settings.from_env({"GEOSEARCH_CLIENT_BUDGET": str(SERVER_CLIENT_BUDGET)})
-    budget = create_app(served, backend=memory_feed).wsgi_app
+    budget = create_app(served, backend=memory_feed).wsgi_app.app
     assert isinstance(budget, WorkerBudget)
     assert budget.limit == SERVER_CLIENT_BUDGET * BUDGET_PERIOD_S
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask
 
+from geosearch import observe
 from geosearch.api import origin
 from geosearch.api.cors import Cors
 from geosearch.api.ratelimit import RateLimit, WorkerBudget
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.register_blueprint(map_blueprint(settings.tile_url))
     app.register_blueprint(openapi_blueprint())
     logging.getLogger("geosearch").setLevel(logging.INFO)
+    observe.install(app, settings, backend)  # last: around the limits too
     return app
 
 

@@ -27,6 +27,7 @@ from geosearch.api.errors import ApiError
 from geosearch.api.ratelimit import UNLIMITED, too_many
 from geosearch.clientid import key_of
 from geosearch.keys import SCOPES, WRITE, Key, KeyStore
+from geosearch.observe.context import note_key
 from geosearch.settings import Settings
 from geosearch.sharedwindow import SharedWindows
 
@@ -55,7 +56,7 @@ class WriteLimit:
                                         time.time())
             if not verdict.allowed:
                 raise too_many(f"too many writes with this key: at most {item}",
-                               verdict.retry_after_s)
+                               verdict.retry_after_s, "key_writes")
 
 
 def install(app: Flask, settings: Settings) -> None:
@@ -69,7 +70,7 @@ def install(app: Flask, settings: Settings) -> None:
 
 
 def _any_key() -> None:
-    if request.endpoint not in UNLIMITED and request.method != "OPTIONS":
+    if request.path not in UNLIMITED and request.method != "OPTIONS":
         authenticate()
 
 
@@ -103,6 +104,7 @@ def authenticate() -> Key:
     if key is None:
         raise _unauthorized("the key is malformed, unknown or revoked", True)
     g.geosearch_key, g.actor = key, key.name
+    note_key(key.name)  # its name in the request's log line
     return key
 
 

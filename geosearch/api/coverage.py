@@ -27,6 +27,7 @@ from geosearch.api.params import (
 from geosearch.api.responses import Encoded
 from geosearch.backends.base import Backend
 from geosearch.geo import cell_geojson
+from geosearch.observe.metrics import cache_lookup
 from geosearch.reports.coverage import (
     MAX_POPULATION,
     MAX_RES,
@@ -202,6 +203,7 @@ class CoverageCache:
         """The answer of ``view`` for ``country`` and ``options`` on the current dataset:
         from the cache, or ``build`` of a report of it, encoded as ``mimetype`` and kept."""
         found = self.entries.get((self.stamp(), view, country, options))
+        cache_lookup("coverage", isinstance(found, Encoded))
         if isinstance(found, Encoded):
             return found
         if not self._compute.acquire(timeout=self.wait_s):

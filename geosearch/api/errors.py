@@ -10,6 +10,7 @@ from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected, HTTPException, SecurityError
 
 from geosearch.backends.base import BackendUnavailable, NoDataset, StaleVersion
+from geosearch.observe import context
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -42,10 +43,14 @@ class ApiError(Exception):
 
 def problem(status: int, title: str, detail: str, errors: list[ParamError] | None = None,
             headers: dict[str, str] | None = None, extra: dict | None = None) -> Response:
-    """A problem+json response (``extra``: more members, RFC 9457 extensions)."""
+    """A problem+json response (``extra``: more members, RFC 9457 extensions), with the
+    ``request_id`` of the request it answers (the id of its log lines)."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
             "errors": [{"param": e.param, "message": e.message} for e in errors or []],
             **(extra or {})}
+    request_id = context.request_id()
+    if request_id is not None:
+        body["request_id"] = request_id
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     for key, value in (headers or {}).items():
         response.headers[key] = value

@@ -12,6 +12,7 @@ from shapely.validation import explain_validity
 
 from geosearch.features import CLOSE, Hits, space_head
 from geosearch.model import MAX_VERTICES, Hit, Space
+from geosearch.observe.context import note_results
 
 GEOJSON = "application/geo+json"
 # The dataset version that answered, on every page and tile (cursors and ETags hold it)
@@ -42,6 +43,7 @@ def collection(hits: Sequence[Hit], self_url: str, next_url: str | None = None,
     then ``links``, then next when ``next_url`` is given). The features are spliced from
     their heads (:mod:`geosearch.features`)."""
     hits = Hits.of(hits)
+    note_results(len(hits))  # the results metric of the request's search
     all_links = [{"rel": "self", "type": GEOJSON, "href": self_url}, *links]
     tail: dict = {"numberReturned": len(hits)}
     if matched is not None:

@@ -79,6 +79,8 @@ SCHEMAS = {
         "properties": {
             "type": {"type": "string"}, "title": {"type": "string"},
             "status": {"type": "integer"}, "detail": {"type": "string"},
+            "request_id": {"type": "string", "description": "The id of the request's log "
+                           "lines (X-Request-ID): quote it when reporting a problem"},
             "errors": {"type": "array", "items": {
                 "type": "object", "required": ["param", "message"],
                 "properties": {"param": {"type": "string"}, "message": {"type": "string"}}}},

@@ -35,6 +35,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from geosearch.api.errors import ApiError, handle_api_error
 from geosearch.clientid import Network, client_key, client_name, key_of
+from geosearch.observe.metrics import rate_limited
 from geosearch.runclock import run_time
 from geosearch.sharedwindow import SharedWindows
 
@@ -45,12 +46,15 @@ if TYPE_CHECKING:
 
 BUDGET_PERIOD_S = 10.0
 LOCAL_STORAGE = "memory://"  # the default: this server's workers share the counts
-# Paths no limit refuses (geosearch.api.health): an orchestrator's probes must always
-# get through.
-UNLIMITED = frozenset({"/healthz", "/readyz"})
+# Paths no limit refuses: an orchestrator's probes (geosearch.api.health) and the
+# metrics' scrapes (geosearch.observe.exposition) must always get through.
+UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-def too_many(what: str, wait_s: float) -> ApiError:
+def too_many(what: str, wait_s: float, scope: str) -> ApiError:
+    """The 429 of a request over the limit of ``scope`` (counted in the metrics: the
+    ``service`` or ``endpoint`` rate, the worker ``budget``, a key's writes)."""
+    rate_limited(scope)
     wait = max(1, math.ceil(wait_s))
     return ApiError(429, "Too Many Requests", f"{what}; retry in {wait} s (Retry-After)",
                     headers={"Retry-After": str(wait)})
@@ -84,7 +88,7 @@ class RateLimit:
             wait = self._wait(item, request.remote_addr, forwarded)
             if wait is not None:
                 raise too_many(f"too many requests to {self.scope}: at most {item} per "
-                                "client", wait)
+                               "client", wait, self.scope.removeprefix("this "))
 
     def _wait(self, item: RateLimitItem, remote: str | None, forwarded: str | None
               ) -> float | None:
@@ -152,7 +156,7 @@ class WorkerBudget:
         """The 429 of a client over its budget, as the app would answer it."""
         response = handle_api_error(too_many(
             f"this client has used its share of the server's time "
-            f"({self.limit / BUDGET_PERIOD_S:g} s per second)", wait_s))
+            f"({self.limit / BUDGET_PERIOD_S:g} s per second)", wait_s, "budget"))
         if self.cors is not None:
             self.cors.mark(response, environ.get("HTTP_ORIGIN"))
         return response(environ, start_response)

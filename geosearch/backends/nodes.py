@@ -34,6 +34,7 @@ from geosearch.backends.prepared import ServingConnection
 from geosearch.backends.sessions import Sessions
 from geosearch.backends.statements import versioned_page
 from geosearch.database import CONNECT_TIMEOUT_S, libpq_url
+from geosearch.observe.pool import MeteredPool
 from geosearch.settings import Settings
 
 POOL_WAIT_S = 3.0
@@ -81,8 +82,8 @@ class Node:
                 if self._pid != os.getpid():
                     self._pools, self._pid = {}, os.getpid()
                 if generic not in self._pools:
-                    self._pools[generic] = ConnectionPool(
-                        self.dsn, connection_class=ServingConnection, min_size=1,
+                    self._pools[generic] = MeteredPool(
+                        self.dsn, node=self.role, connection_class=ServingConnection, min_size=1,
                         max_size=self.size,
                         kwargs=generic_kwargs if generic else self.sessions.kwargs,
                         configure=self.sessions.configure, open=True, timeout=POOL_WAIT_S,
