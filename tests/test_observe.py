@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -17,13 +18,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from geosearch.api import create_app
 from geosearch.backends import prepared
+from geosearch.backends.postgis import PostgisBackend
 from geosearch.cli import main
+from geosearch.database import make_engine
+from geosearch.keys import KeyStore
 from geosearch.model import ListQuery
 from geosearch.observe import logs, traces
 from geosearch.observe.ingest import ingest_text
 from geosearch.settings import Settings
-from geosearch.testing import livewrites
-from geosearch.testing.livewrites import feature
+from geosearch.store import load
 
 RADIUS = "/v1/spaces/radius?lat=52.52&lon=13.405&radius_m=2000"
 GENERATED = re.compile(r"[0-9a-f]{32}")
@@ -281,9 +284,28 @@ def test_ingest_counts_of_the_whole_feed(feed_result):
 
 @pytest.fixture(scope="module")
 def live(pg_database, feed_result):
-    served = livewrites.service(livewrites.loaded(pg_database, feed_result, "observe"))
-    yield served
-    livewrites.close(served)
+    """The app over the feed in a database of its own, and a key that writes."""
+    url = pg_database("observe")
+    engine = make_engine(Settings(database_url=url))
+    load(feed_result.frame, feed_result.meta(), engine)
+    engine.dispose()
+    settings = Settings(database_url=url, write_rate_limit="")
+    backend = PostgisBackend(settings)
+    app = create_app(settings, backend=backend)
+    keys = KeyStore(settings)
+    secret = keys.create("writer", ["write"])
+    yield SimpleNamespace(url=url, app=app, backend=backend, client=app.test_client(),
+                          secret=secret, auth={"Authorization": f"Bearer {secret}"})
+    app.extensions["geosearch.writes"].close()
+    keys.close()
+    backend.close()
+
+
+def feature(name: str) -> dict:
+    """A space to create in Berlin."""
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [13.3777, 52.5163]},
+            "properties": {"name": name, "address": "Unter den Linden 1", "city": "Berlin",
+                           "country": "DE", "amenities": ["wifi"]}}
 
 
 def test_a_request_span_has_a_child_span_per_statement_on_postgis(live, log_lines):
@@ -317,10 +339,10 @@ def test_a_write_is_counted_and_logged_with_its_key_name_never_its_secret(live, 
 
     assert get(live.client, RADIUS).status_code == 200
     created = live.client.post("/v1/spaces", json=feature("Observed Loft"),
-                               headers=live.auth["writer"], buffered=True)
+                               headers=live.auth, buffered=True)
     live.client.post("/v1/spaces", json=feature("Nobody's"), buffered=True)
     live.client.post("/v1/spaces", data="{", content_type="application/json",
-                     headers=live.auth["writer"], buffered=True)
+                     headers=live.auth, buffered=True)
 
     assert created.status_code == 201
     assert value("geosearch_writes_total", op="create", outcome="ok") == before["ok"] + 1
@@ -331,5 +353,4 @@ def test_a_write_is_counted_and_logged_with_its_key_name_never_its_secret(live, 
     assert value("geosearch_db_pool_connections_in_use", node="primary") == 0
     lines = access(log_lines())
     assert [line.get("key_name") for line in lines] == [None, "writer", None, "writer"]
-    secret = live.auth["writer"]["Authorization"].split()[1]
-    assert secret not in json.dumps(log_lines())
+    assert live.secret not in json.dumps(log_lines())
