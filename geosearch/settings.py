@@ -51,6 +51,13 @@ class Settings:
     # Hot-standby replicas of database_url that searches read from (comma-separated in
     # GEOSEARCH_REPLICA_URLS); ingest and migrations always use database_url.
     replica_urls: tuple[str, ...] = ()
+    # A replica whose oldest change not yet applied was committed more than this many
+    # seconds ago leaves the read rotation until it is back within it.
+    max_lag_s: float = 30.0
+    # How long a read that sends a consistency token (X-Consistency-Token) waits, from its
+    # request's start, for a replica that has applied the token's write, before it reads
+    # the primary; 0 reads the primary at once when the replicas are behind.
+    consistency_wait_ms: int = 500
     statement_timeout_ms: int = 5_000
     pool_size: int = 5
     # "transaction" when the database URL is a transaction-pooling pgbouncer: no prepared
@@ -123,6 +130,10 @@ class Settings:
         if self.read_keys and not self.database_url:
             raise ValueError("GEOSEARCH_READ_KEYS=required needs GEOSEARCH_DATABASE_URL, "
                              "where the keys are kept")
+        if not self.max_lag_s > 0:
+            raise ValueError("GEOSEARCH_MAX_LAG_S must be a number of seconds > 0")
+        if self.consistency_wait_ms < 0:
+            raise ValueError("GEOSEARCH_CONSISTENCY_WAIT_MS must be >= 0")
         if self.statement_timeout_ms <= 0:
             raise ValueError("GEOSEARCH_STATEMENT_TIMEOUT_MS must be > 0")
         if self.database_pooler not in ("", "transaction"):

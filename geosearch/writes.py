@@ -33,6 +33,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from geosearch import changes, liverows, tiledeltas
 from geosearch.backends.base import BackendUnavailable, NoDataset
 from geosearch.backends.postgis import PostgisBackend
+from geosearch.backends.statements import versioned
 from geosearch.database import CONNECT_TIMEOUT_S, session_options
 from geosearch.features import CLOSE
 from geosearch.ingest.geocode import GazetteerGeocoder, Geocoder
@@ -42,10 +43,10 @@ from geosearch.livespace import Invalid, document, merge_patch, read_draft, spac
 RETRIES = 5
 POOL_SIZE = 4
 POOL_WAIT_S = 5.0
-# Rows: the feature (its head, as the serving sessions load it) and revision of an active
-# space (none when there is no such space)
-_REVISED_SQL = ("SELECT feature, revision FROM spaces WHERE id = %(id)s "
-                "AND status = 'active'")
+# Rows (versioned: with the dataset version and seq of what answered): the feature (its
+# head, as the serving sessions load it) and revision of an active space
+_REVISED_SQL = versioned("SELECT feature, revision FROM spaces WHERE id = %(id)s "
+                         "AND status = 'active'", "v.version")
 _CURRENT_SQL = ("SELECT feature::text, revision, lon, lat, geocode_precision, place, "
                 "tsvector_to_array(search), status = 'active', "
                 "(SELECT version FROM dataset_state) FROM spaces WHERE id = %s")
@@ -215,8 +216,8 @@ class LiveStore:
     def get(self, space_id: str) -> tuple[bytes, int] | None:
         """The Feature (JSON bytes) and revision of the active space, from the primary
         (the revision a write's precondition is compared with)."""
-        rows = self._cluster.run_on_node(self._cluster.primary, _REVISED_SQL, {"id": space_id})
-        return next(((head + CLOSE, int(revision)) for head, revision in rows), None)
+        _, page = self._cluster.read_on_primary(_REVISED_SQL, {"id": space_id})
+        return next(((head + CLOSE, int(revision)) for _, head, revision in page), None)
 
     def _current(self, cur: psycopg.Cursor, space_id: str, lock: bool = False
                  ) -> _Current | None:

@@ -12,7 +12,7 @@ from geosearch.backends import prepared
 from geosearch.backends.statements import (
     ACTIVE_FRAME_SQL,
     AMENITY_COUNTS_SQL,
-    DATASET_VERSION_SQL,
+    DATA_STAMP_SQL,
     NODE_STATE_SQL,
     SPACE_SQL,
     count_statement,
@@ -173,7 +173,7 @@ def test_a_versioned_page_is_its_rows_or_none_for_the_row_of_an_empty_page():
 
 
 def test_the_fixed_statements_take_no_value_but_the_ids():
-    for sql in (DATASET_VERSION_SQL, AMENITY_COUNTS_SQL, ACTIVE_FRAME_SQL, NODE_STATE_SQL):
+    for sql in (DATA_STAMP_SQL, AMENITY_COUNTS_SQL, ACTIVE_FRAME_SQL, NODE_STATE_SQL):
         assert _placeholders(sql) == set()
     assert _placeholders(SPACE_SQL) == {"id"}
     assert ACTIVE_FRAME_SQL.startswith("SELECT id, lat, lon, country, city, amenities ")

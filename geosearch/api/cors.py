@@ -2,7 +2,8 @@
 
 An allowed ``Origin`` gets ``Access-Control-Allow-Origin`` on every response (errors
 included, so that a page can read its problem+json), with the headers a client reads
-(``ETag``, ``Location``, ``X-Dataset-Version``, ``Retry-After``) exposed; a preflight
+(``ETag``, ``Location``, ``X-Dataset-Version``, ``X-Change-Seq``, ``X-Consistency-Token``,
+``Retry-After``) exposed; a preflight
 (``OPTIONS`` with ``Access-Control-Request-Method``) is answered 204 with the methods of
 the reads and of the writes, and the request headers the API reads. Another origin gets no
 CORS header: its browser keeps the response from it.
@@ -12,7 +13,8 @@ preflight's ``Access-Control-Request-Headers``:
 
 - it says what the API reads: a key (``Authorization``), a write's precondition
   (``If-Match``), a body's media type (``Content-Type``: JSON is not a type a browser
-  sends without asking) and the OGC API's ``Content-Crs``. A header outside it would be
+  sends without asking), the OGC API's ``Content-Crs`` and a read's
+  ``X-Consistency-Token``. A header outside it would be
   ignored by the server; the browser refuses to send it instead, so that a page finds
   out at once;
 - ``Authorization`` must be named: a wildcard does not cover it;
@@ -26,12 +28,14 @@ from collections.abc import Iterable
 
 from flask import Flask, Response, request
 
-from geosearch.api.geojson import VERSION_HEADER
+from geosearch.api.consistency import TOKEN_HEADER
+from geosearch.api.geojson import CHANGE_SEQ_HEADER, VERSION_HEADER
 
 MAX_AGE_S = 600
 METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-HEADERS = "Authorization, Content-Type, If-Match, Content-Crs"
-EXPOSED = f"ETag, Location, {VERSION_HEADER}, Retry-After, Content-Length"
+HEADERS = f"Authorization, Content-Type, If-Match, Content-Crs, {TOKEN_HEADER}"
+EXPOSED = (f"ETag, Location, {VERSION_HEADER}, {CHANGE_SEQ_HEADER}, {TOKEN_HEADER}, "
+           "Retry-After, Content-Length")
 
 
 class Cors:

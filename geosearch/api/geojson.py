@@ -17,6 +17,9 @@ from geosearch.observe.context import note_results
 GEOJSON = "application/geo+json"
 # The dataset version that answered, on every page and tile (cursors and ETags hold it)
 VERSION_HEADER = "X-Dataset-Version"
+# The change feed's seq of the state that answered, beside it on every search answer
+# (geosearch.api.consistency)
+CHANGE_SEQ_HEADER = "X-Change-Seq"
 # A body's area: at most this many rings in all (outer rings and holes of every polygon;
 # a drawn area has a few, a simplified country of islands some hundreds) and JSON nested
 # at most this deep (a Feature's coordinates are 6 deep, its properties may nest a few).

@@ -23,7 +23,7 @@ import orjson
 from flask import Blueprint, Response, current_app, request, url_for
 from shapely.geometry.base import BaseGeometry
 
-from geosearch.api import params
+from geosearch.api import consistency, params
 from geosearch.api.cql import LANGUAGES, SUPPORTED, FilterError, parse_filter, queryables
 from geosearch.api.cursor import query_fingerprint
 from geosearch.api.errors import ApiError, ParamError
@@ -340,6 +340,7 @@ def ogc_blueprint(backend: Backend, name: str = "ogc", live: LiveStore | None = 
     else:
         add_write_routes(bp, ItemWriteViews(live), items, item, ITEM_ID)
     bp.after_request(_described(live is not None))
+    consistency.install(bp, backend, reads=("items", "item"))
     for rule in ("/collections/<collection_id>", "/collections/<collection_id>/items"):
         add_route(bp, rule, "unknown_collection", unknown_collection, None)
     register(bp, app_wide=False)

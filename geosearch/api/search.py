@@ -12,7 +12,7 @@ import orjson
 from flask import Blueprint, Response, request
 from shapely.geometry.base import BaseGeometry
 
-from geosearch.api import params
+from geosearch.api import consistency, params
 from geosearch.api.cursor import query_fingerprint
 from geosearch.api.errors import ApiError, ParamError
 from geosearch.api.geojson import (
@@ -268,6 +268,8 @@ def search_blueprint(
     handlers, config and routes are left alone; its routes are documented in the host's
     ``/openapi.json`` (:func:`geosearch.api.openapi.openapi_blueprint`) under that prefix.
     ``revised``: where spaces are written, a space and its revision by id (its ``ETag``).
+    Every answer says what answered it (``X-Dataset-Version``, ``X-Change-Seq``) and
+    honours a consistency token (:mod:`geosearch.api.consistency`).
     """
     bp = Blueprint(name, __name__)
     views = SearchViews(backend, max_body_bytes, revised)
@@ -279,5 +281,6 @@ def search_blueprint(
     add_route(bp, "/spaces/<id>", "one", views.one, ONE)
     add_route(bp, "/amenities", "amenities", views.amenities, AMENITIES)
     add_tile_routes(bp, backend)
+    consistency.install(bp, backend)
     register(bp, app_wide=False)
     return bp

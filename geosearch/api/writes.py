@@ -18,6 +18,7 @@ from flask import Blueprint, Response, g, request
 
 from geosearch import changes
 from geosearch.api.auth import require
+from geosearch.api.consistency import TOKEN_HEADER, token
 from geosearch.api.errors import ApiError, ParamError, problem
 from geosearch.api.geojson import GEOJSON, JsonError, read_json
 from geosearch.api.guard import register
@@ -119,6 +120,7 @@ def if_match() -> IfMatch:
 def _space(written: Written, status: int = 200) -> Response:
     response = Response(written.feature, status=status, mimetype=GEOJSON)
     response.headers["ETag"] = etag(written.revision)
+    response.headers[TOKEN_HEADER] = token(written.seq)
     return response
 
 
@@ -172,7 +174,8 @@ class WriteViews:
     def close(self, id: str) -> Response:
         """DELETE /spaces/<id>"""
         written = self.live.close_space(id, self.precondition(id), _actor())
-        return Response(status=204, headers={"ETag": etag(written.revision)})
+        return Response(status=204, headers={"ETag": etag(written.revision),
+                                             TOKEN_HEADER: token(written.seq)})
 
     def feed(self) -> Response:
         """GET /changes"""

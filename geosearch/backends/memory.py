@@ -68,8 +68,9 @@ class MemoryBackend(MemorySearches, MemoryTiles):
         return frame
 
     def nodes(self) -> NodeStates:
-        """One store: this process' memory."""
-        return [{"role": "memory", "healthy": True, "dataset_version": self._version}]
+        """One store: this process' memory, which applies no change (seq 0)."""
+        return [{"role": "memory", "healthy": True, "dataset_version": self._version,
+                 "seq": 0}]
 
     def close(self) -> None:
         """Nothing to release."""

@@ -6,9 +6,11 @@ and what happens when it fails (:mod:`.nodes`, their sessions: :mod:`.sessions`)
 here, the protocol's methods, each a statement or two whose rows are read by name.
 
 The hot path: a ``psycopg_pool`` pool per process (opened after gunicorn forks), the SQL
-text built once per query shape and prepared on the server, the dataset version read in
-the same round trip as the page, and each result read as the feature bytes stored at
-load (:mod:`geosearch.features`), not as a row turned into objects.
+text built once per query shape and prepared on the server, the dataset version and the
+change feed's seq read in the same statement as the page (what answered, exactly: a
+consistency token is checked against it, :mod:`.nodes`), and each result read as the
+feature bytes stored at load (:mod:`geosearch.features`), not as a row turned into
+objects.
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ from geosearch.backends.base import (
     NoDataset,
     NodeStates,
 )
-from geosearch.backends.nodes import Nodes
+from geosearch.backends.nodes import Node, Nodes
 from geosearch.backends.statements import (
     ACTIVE_FRAME_SQL,
     AMENITY_COUNTS_SQL,
     DATA_STAMP_SQL,
-    DATASET_VERSION_SQL,
     NODE_STATE_SQL,
     SPACE_SQL,
     Query,
@@ -66,12 +67,6 @@ def _lsn(text: str) -> int:
     return (int(high, 16) << 32) + int(low, 16)
 
 
-def _nearest_hits(rows: Rows) -> Hits:
-    """Hits of a nearest statement's rows: id, distance, feature."""
-    return Hits([space_id for space_id, _, _ in rows], [feature for _, _, feature in rows],
-                [d for _, d, _ in rows])
-
-
 def _distance_hits(page: Rows) -> Hits:
     """Hits of a page by distance: rows of the version, id, distance, feature (and
     more)."""
@@ -87,6 +82,30 @@ def _id_hits(page: Rows) -> Hits:
 def _columns(rows: Rows, width: int) -> list[tuple]:
     """The columns of rows ``width`` wide (as many empty ones when there is no row)."""
     return list(zip(*rows, strict=True)) if rows else [()] * width
+
+
+def _node_state(cluster: Nodes, node: Node) -> dict:
+    """A node's role and health and, when it answers, its dataset version, seq and WAL
+    position (``lsn``)."""
+    state: dict = {"role": node.role, "healthy": False, "dataset_version": None}
+    if node.healthy:  # else out of rotation until the watcher finds it answering
+        try:
+            [(version, seq, lsn)] = cluster.run_on_node(node, NODE_STATE_SQL, {})
+        except (BackendUnavailable, NoDataset):
+            return state
+        state.update(healthy=True, dataset_version=version, seq=int(seq), lsn=lsn)
+    return state
+
+
+def _seconds_behind(cluster: Nodes, seqs: list[int], latest: int | None
+                    ) -> list[float | None]:
+    """:meth:`.nodes.Nodes.seconds_behind`; all None when the primary cannot tell."""
+    if latest is not None:
+        try:
+            return cluster.seconds_behind(seqs, latest)
+        except (BackendUnavailable, NoDataset):
+            pass
+    return [None] * len(seqs)
 
 
 class PostgisBackend:
@@ -117,14 +136,14 @@ class PostgisBackend:
 
     def dataset_version(self) -> str:
         """The version in ``dataset_state``; NoDataset when nothing was loaded."""
-        version, _ = self.cluster.read_at_version(DATASET_VERSION_SQL, {})
+        version, _ = self.data_stamp()
         return version
 
     def data_stamp(self) -> tuple[str, int]:
         """The dataset version and the change feed's last committed seq, read in one
         statement: a write commits its row and its seq together."""
-        version, [(_, seq)] = self.cluster.read_at_version(DATA_STAMP_SQL, {})
-        return version, int(seq)
+        stamp, _ = self.cluster.read_stamped(DATA_STAMP_SQL, {})
+        return stamp
 
     def radius(self, query: RadiusQuery) -> Page:
         """``ST_DWithin`` pre-filter, exact ``ST_Distance`` decision and order."""
@@ -140,10 +159,10 @@ class PostgisBackend:
                 hits := self._nearest_in_plane(query, terms.plane)) is not None:
             return hits
         by_text = terms is not None and self._text_driven(terms, query.k)
-        rows = self.cluster.read(*statement(query, by_text))
-        if not rows and query.filters.text and not by_text:  # the walk met too few
-            rows = self.cluster.read(*statement(query, by_text=True))
-        return _nearest_hits(rows)
+        _, page = self.cluster.read_at_version(*statement(query, by_text))
+        if not page and query.filters.text and not by_text:  # the walk met too few
+            _, page = self.cluster.read_at_version(*statement(query, by_text=True))
+        return _distance_hits(page)
 
     def _nearest_in_plane(self, query: NearestQuery, plane: Plane) -> Hits | None:
         """Nearest with text in the word plane (:func:`.statements.plane_statement`); a
@@ -151,7 +170,7 @@ class PostgisBackend:
         the dataset is not the one whose words ``plane`` names (a load since the term
         counts were read: they are read again)."""
         sql, params = plane_statement(query, plane.words)
-        rows = self.cluster.read(sql, params, generic=True)
+        _, rows = self.cluster.read_stamped(sql, params, generic=True)
         if not self._serves(rows, plane):
             return None
         _, kth, *_ = rows[0]
@@ -173,8 +192,8 @@ class PostgisBackend:
                     heads.append(feature)
                     distances.append(d)
             return Hits(ids, heads, distances)
-        rows = self.cluster.read(*plane_far_statement(query, plane.words, min(kth, cap)),
-                                 generic=True)
+        _, rows = self.cluster.read_stamped(
+            *plane_far_statement(query, plane.words, min(kth, cap)), generic=True)
         if not self._serves(rows, plane):
             return None
         _, page = versioned_page(rows)
@@ -239,12 +258,13 @@ class PostgisBackend:
 
     def get(self, space_id: str) -> Space | None:
         """One active space by id."""
-        rows = self.cluster.read(SPACE_SQL, {"id": space_id})
-        return next((space_from_head(feature) for (feature,) in rows), None)
+        _, page = self.cluster.read_at_version(SPACE_SQL, {"id": space_id})
+        return next((space_from_head(feature) for _, feature in page), None)
 
     def amenity_counts(self) -> dict[str, int]:
         """Active spaces per amenity."""
-        counts = {a: int(n) for a, n in self.cluster.read(AMENITY_COUNTS_SQL, {})}
+        _, page = self.cluster.read_at_version(AMENITY_COUNTS_SQL, {})
+        counts = {a: int(n) for _, a, n in page}
         return {a.value: counts.get(a.value, 0) for a in Amenity}
 
     def active_frame(self) -> pd.DataFrame:
@@ -253,32 +273,28 @@ class PostgisBackend:
                             columns=list(ACTIVE_FRAME_COLUMNS))
 
     def nodes(self) -> NodeStates:
-        """Every node: role, health, dataset version, and each replica's lag behind the
-        primary (bytes of WAL not yet replayed, seconds since the last replayed commit)."""
-        primary_lsn = None
-        out = []
-        for node in self.cluster.all():
-            state = {"role": node.role, "healthy": False, "dataset_version": None}
-            if not node.healthy:  # out of rotation until the prober finds it answering
-                out.append(state)
-                continue
-            try:
-                [(version, lsn, seconds)] = self.cluster.run_on_node(node, NODE_STATE_SQL, {})
-            except (BackendUnavailable, NoDataset):
-                out.append(state)
-                continue
-            state.update(healthy=True, dataset_version=version)
-            if node.role == "primary":
-                primary_lsn = lsn
-            else:
-                state.update(lsn=lsn, lag_seconds=None if seconds is None else float(seconds))
-            out.append(state)
-        for state in out:
-            if "lsn" in state:
-                lsn = state.pop("lsn")
-                state["lag_bytes"] = (None if primary_lsn is None or lsn is None
-                                      else max(0, _lsn(str(primary_lsn)) - _lsn(str(lsn))))
-        return out
+        """Every node: role, health, dataset version, the change feed's seq it has applied
+        and how far behind the primary it is: ``lag_seq`` changes, ``lag_seconds`` since
+        the first of them committed (0 when it lacks none); a replica's ``lag_bytes`` of
+        WAL not yet replayed and whether reads go to it (``in_rotation``). A lag the
+        primary cannot tell now is None."""
+        primary, *replicas = states = [_node_state(self.cluster, n) for n in self.cluster.all()]
+        latest, primary_lsn = primary.get("seq"), primary.pop("lsn", None)
+        if latest is not None:
+            primary.update(lag_seq=0, lag_seconds=0.0)
+        answered = [s for s in replicas if "seq" in s]
+        behind = _seconds_behind(self.cluster, [s["seq"] for s in answered], latest)
+        for state, seconds in zip(answered, behind, strict=True):
+            state.update(lag_seq=None if latest is None else max(0, latest - state["seq"]),
+                         lag_seconds=seconds)
+        for state, node in zip(replicas, self.cluster.replicas, strict=True):
+            lsn = state.pop("lsn", None)
+            state.setdefault("lag_seq", None)
+            state.setdefault("lag_seconds", None)
+            state.update(lag_bytes=None if primary_lsn is None or lsn is None
+                         else max(0, _lsn(str(primary_lsn)) - _lsn(str(lsn))),
+                         in_rotation=node.in_rotation)
+        return states
 
     def close(self) -> None:
         """Close this process' pools."""

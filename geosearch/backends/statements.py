@@ -50,27 +50,26 @@ SPHERE_MARGIN = 1.01
 # plane; beyond, the boxes of geo.lon_lat_boxes (strips that follow the cap)
 BOX_REACH_M = 500_000.0
 
-# Rows: the version (none when no dataset is loaded).
-DATASET_VERSION_SQL = "SELECT version FROM dataset_state"
-# Rows: the version and the change feed's last committed seq (0 before any), in one
-# snapshot (none when no dataset is loaded).
-DATA_STAMP_SQL = ("SELECT v.version, coalesce(c.seq, 0) AS seq FROM dataset_state v "
-                  "LEFT JOIN change_counter c ON true")
-# Rows: the feature of an active space (none when there is no such space).
-SPACE_SQL = "SELECT feature FROM spaces WHERE id = %(id)s AND status = 'active'"
-# Rows: an amenity, its active spaces.
-AMENITY_COUNTS_SQL = ("SELECT a, count(*) FROM spaces, unnest(amenities) a "
-                      "WHERE status = 'active' GROUP BY a")
+# The change feed's last committed seq in the statement's snapshot (0 before any write):
+# a search statement reads it beside its rows (:func:`versioned`), so that what answered
+# is known exactly, on the primary or on a replica replaying it.
+SEQ = "coalesce((SELECT seq FROM change_counter), 0)"
+# One row: the seq a node has applied (a replica: replayed).
+APPLIED_SEQ_SQL = f"SELECT {SEQ}"
+# Rows: the version and the seq, in one snapshot (none when no dataset is loaded).
+DATA_STAMP_SQL = f"SELECT version, {SEQ} AS seq FROM dataset_state"
 # Rows: ACTIVE_FRAME_COLUMNS of every active space, by id.
 ACTIVE_FRAME_SQL = (f"SELECT {', '.join(ACTIVE_FRAME_COLUMNS)} FROM spaces "
                     "WHERE status = 'active' ORDER BY id")
-# One row: a node's dataset version, its WAL position (the primary's current one, a
-# replica's replayed one) and, on a replica, the seconds since the last replayed commit.
+# One row: a node's dataset version, the seq it has applied and its WAL position (the
+# primary's current one, a replica's replayed one).
 NODE_STATE_SQL = (
-    "SELECT (SELECT version FROM dataset_state), CASE WHEN pg_is_in_recovery() "
-    "THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text, "
-    "CASE WHEN pg_is_in_recovery() THEN "
-    "extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END")
+    f"SELECT (SELECT version FROM dataset_state), {SEQ}, CASE WHEN pg_is_in_recovery() "
+    "THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text")
+# Rows, on the primary: each seq of %(seqs)s and the seconds since its change committed
+# (the first change a replica lacks: how far behind it is in time).
+CHANGE_AGES_SQL = ("SELECT seq, extract(epoch FROM clock_timestamp() - at)::float8 FROM "
+                   "changes WHERE seq = ANY(%(seqs)s::bigint[])")
 
 
 def filter_sql(f: Filters, ordered_scan: bool, active: str = "status = 'active'",
@@ -125,11 +124,22 @@ def _covered(where: str, params: dict, area: BaseGeometry) -> str:
 
 
 def versioned(inner: str, order: str) -> str:
-    """``inner`` (a page of rows) with the dataset version, in one statement: rows of the
-    version then the page's columns; one row of nulls but the version when the page is
-    empty, no row when no dataset is loaded (read them with :func:`versioned_page`)."""
-    return (f"SELECT v.version, p.* FROM dataset_state v LEFT JOIN LATERAL ({inner}) p "
-            f"ON true ORDER BY {order}")
+    """``inner`` (a page of rows) with the dataset version and the seq (:data:`SEQ`), in
+    one statement: rows of the version, the seq, then the page's columns; one row of
+    nulls but the version and seq when the page is empty, no row when no dataset is
+    loaded. The nodes take the seq out (:meth:`.nodes.Nodes.read_stamped`), so that the
+    rows of each builder are the version and the page's columns; read them with
+    :func:`versioned_page`."""
+    return (f"SELECT v.version, {SEQ} AS seq, p.* FROM dataset_state v LEFT JOIN LATERAL "
+            f"({inner}) p ON true ORDER BY {order}")
+
+
+# Rows: the version, the seq and the feature of an active space (of nulls: no such space).
+SPACE_SQL = versioned("SELECT feature FROM spaces WHERE id = %(id)s AND status = 'active'",
+                      "v.version")
+# Rows: the version, the seq, an amenity and its active spaces.
+AMENITY_COUNTS_SQL = versioned("SELECT a, count(*) AS n FROM spaces, unnest(amenities) a "
+                               "WHERE status = 'active' GROUP BY a", "p.a")
 
 
 def versioned_page(rows: list[tuple]) -> tuple[str, list[tuple]]:
@@ -155,7 +165,7 @@ def _nearest_sql(where: str, capped: bool, walk: str | None, by_text: bool) -> s
       (the ``+ 0`` keeps the planner from walking the KNN index instead), which is within
       1% of the spheroid, so that exact distances go to the few that can be within it.
 
-    Rows: id, distance, feature.
+    Rows: :func:`versioned` rows of the version, id, distance, feature.
     """
     if by_text:
         knn = (f"SELECT ST_Distance(geog, {ORIGIN}) AS d FROM (SELECT geog FROM spaces "
@@ -172,10 +182,11 @@ def _nearest_sql(where: str, capped: bool, walk: str | None, by_text: bool) -> s
     bound = ("SELECT max(d) AS d FROM knn" if walk is None else
              "SELECT CASE WHEN count(*) = %(k)s THEN max(d) END AS d FROM knn")
     cap = "AND d <= %(max_d)s" if capped else ""
-    return (f"WITH knn AS ({knn}), bound AS ({bound}) "
-            f"SELECT id, d, feature FROM (SELECT id, feature, ST_Distance(geog, {ORIGIN}) "
-            f"AS d FROM spaces WHERE {where} AND {near}) s "
-            f"WHERE d <= (SELECT d FROM bound) {cap} ORDER BY d, id LIMIT %(k)s")
+    return versioned(f"WITH knn AS ({knn}), bound AS ({bound}) "
+                     f"SELECT id, d, feature FROM (SELECT id, feature, "
+                     f"ST_Distance(geog, {ORIGIN}) AS d FROM spaces WHERE {where} AND {near}) s "
+                     f"WHERE d <= (SELECT d FROM bound) {cap} ORDER BY d, id LIMIT %(k)s",
+                     "p.d, p.id")
 
 
 # -- nearest with q in the word plane (geosearch.wordplane) ----------------------------------
@@ -216,9 +227,9 @@ def _plane_sql(where: str) -> str:
       the axis, as a chord of at most ``reach`` projects onto the equator's plane; both
       sides of ±180°), ranked.
 
-    Rows: the version, the k-th distance, ``near`` (false: a walk's match; true: a ranked
-    match), id, distance, feature; one row with the version and the k-th distance alone
-    when there is no match.
+    Rows (with the seq second, as :func:`versioned` has it): the version, the k-th
+    distance, ``near`` (false: a walk's match; true: a ranked match), id, distance,
+    feature; one row with the version and the k-th distance alone when there is no match.
     """
     walk = (f"SELECT s.id, ST_Distance(s.geog, {ORIGIN}) AS d, s.feature FROM word_points p "
             f"JOIN spaces s ON s.place = p.place WHERE p.pt <@ box(point({_TILE_X}, -90), "
@@ -241,7 +252,7 @@ def _plane_sql(where: str) -> str:
         "%(reach)s", "(SELECT kth FROM box)")
     return (f"WITH found AS MATERIALIZED (SELECT m.* FROM {_TILES} CROSS JOIN LATERAL "
             f"({walk}) m), kth AS MATERIALIZED ({kth}), box AS MATERIALIZED ({box}) "
-            f"SELECT v.version, (SELECT kth FROM box), r.* FROM dataset_state v LEFT JOIN "
+            f"SELECT v.version, {SEQ}, (SELECT kth FROM box), r.* FROM dataset_state v LEFT JOIN "
             f"LATERAL ("
             f"SELECT false AS near, * FROM found UNION ALL SELECT true, * FROM ({ranked}) n "
             f"WHERE (SELECT kth FROM box) <= %(box_reach)s) r ON true")
@@ -331,9 +342,9 @@ def statement(query: Query, by_text: bool = False) -> Statement:
     """The SQL and bound parameters that answer a query object (``by_text``: a nearest
     query whose rarest text term has few spaces, answered from the text index).
 
-    Nearest: rows of id, distance, feature (:func:`_nearest_sql`); the others fetch one
-    page of ``limit + 1`` rows (:func:`_distance_sql`, or :func:`_id_sql` for the
-    lists and the areas without an origin).
+    Nearest: rows of the version, id, distance, feature (:func:`_nearest_sql`); the
+    others fetch one page of ``limit + 1`` rows (:func:`_distance_sql`, or
+    :func:`_id_sql` for the lists and the areas without an origin).
     """
     if isinstance(query, NearestQuery):
         where, params = filter_sql(query.filters, ordered_scan=True, text_index=by_text)

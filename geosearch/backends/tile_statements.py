@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from geosearch.backends.statements import Statement, filter_sql, versioned
+from geosearch.backends.statements import SEQ, Statement, filter_sql, versioned
 from geosearch.model import POINT_ZOOM, TileQuery
 from geosearch.tiles import EXTENT, EXTENT_BITS, LAYER, cell_bounds, cell_shift, tile_span
 
@@ -80,7 +80,8 @@ _PIXEL = "LEAST(GREATEST(floor({w} * %(scale)s) - %(o{a})s, 0), {last})"
 
 @lru_cache(maxsize=128)
 def _tile_sql(rows: str, mvt: bool) -> str:
-    """A tile's rows as one MVT (``ST_AsMVT``) or as rows, with the dataset version."""
+    """A tile's rows as one MVT (``ST_AsMVT``) or as rows, with the dataset version and
+    the seq (as :func:`.statements.versioned` has them)."""
     if not mvt:
         return versioned(f"SELECT {_TILE_ROWS} FROM ({rows}) t", "p.k")
     last = EXTENT - 1
@@ -88,7 +89,7 @@ def _tile_sql(rows: str, mvt: bool) -> str:
     py = _PIXEL.format(w="wy", a="y", last=last)
     geom = (f"ST_AsMVTGeom(ST_MakePoint({px}, {EXTENT} - {py}), "
             f"ST_MakeEnvelope(0, 0, {EXTENT}, {EXTENT}), {EXTENT}, 0, false)")
-    return (f"SELECT v.version, (SELECT ST_AsMVT(m, '{LAYER}', {EXTENT}, 'geom') FROM "
+    return (f"SELECT v.version, {SEQ}, (SELECT ST_AsMVT(m, '{LAYER}', {EXTENT}, 'geom') FROM "
             f"(SELECT id, name, amenities, count, {geom} AS geom FROM ({rows}) t "
             f"ORDER BY k) m) FROM dataset_state v")
 
