@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import orjson
@@ -66,14 +67,24 @@ def lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lon, lat
 
 
-def _spread(v: np.ndarray) -> np.ndarray:
-    """The bits of 32-bit integers moved to the even bit positions of 64-bit ones."""
-    v = v.astype(np.uint64)
+# Integers whose bits are moved: uint64 arrays, or one Python int
+_Bits = TypeVar("_Bits", int, np.ndarray)
+
+
+def _spread(v: _Bits) -> _Bits:
+    """The bits of 32-bit integers (uint64 arrays, or one Python int) moved to the even
+    bit positions of 64-bit ones."""
     for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF),
                         (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333),
                         (1, 0x5555555555555555)):
-        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+        v = (v | (v << shift)) & mask
     return v
+
+
+def _interleave(px: _Bits, py: _Bits) -> _Bits:
+    """x bits even, y bits odd (uint64 arrays, or Python ints: one point's key without
+    numpy's cost per call)."""
+    return _spread(px) | (_spread(py) << 1)
 
 
 def morton(px: np.ndarray, py: np.ndarray) -> np.ndarray:
@@ -82,29 +93,33 @@ def morton(px: np.ndarray, py: np.ndarray) -> np.ndarray:
     >>> morton(np.array([1, 0, 3]), np.array([0, 1, 3])).tolist()
     [1, 2, 15]
     """
-    return (_spread(np.asarray(px)) | (_spread(np.asarray(py)) << np.uint64(1))).astype(np.int64)
+    return _interleave(np.asarray(px).astype(np.uint64),
+                       np.asarray(py).astype(np.uint64)).astype(np.int64)
+
+
+_KEY_SCALE = float(1 << KEY_LEVEL)
 
 
 def world_keys(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The keys (Morton codes of the pixels at :data:`KEY_LEVEL`) of world positions
     inside the square."""
-    scale = float(1 << KEY_LEVEL)
-    return morton((x * scale).astype(np.int64), (y * scale).astype(np.int64))
+    return morton((x * _KEY_SCALE).astype(np.int64), (y * _KEY_SCALE).astype(np.int64))
 
 
 def point_tile(lat: float, lon: float) -> tuple[int, float, float] | None:
     """The key and world position ``(key, x, y)`` of one point, by the arithmetic of
-    :class:`TileIndex` (a space written alone gets what a load gives it); None outside the
-    square.
+    :class:`TileIndex` (a space written alone gets what a load gives it: the same
+    doubles, the pixel truncated as ``astype`` does); None outside the square.
 
     >>> point_tile(0.0, 0.0) == (int(world_keys(np.array([0.5]), np.array([0.5]))[0]),
     ...                          0.5, 0.5)
     True
     """
-    x, y = world_xy(np.array([lat]), np.array([lon]))
-    if np.isnan(x[0]):
+    xs, ys = world_xy(np.array([lat]), np.array([lon]))
+    x, y = float(xs[0]), float(ys[0])
+    if math.isnan(x):
         return None
-    return int(world_keys(x, y)[0]), float(x[0]), float(y[0])
+    return _interleave(int(x * _KEY_SCALE), int(y * _KEY_SCALE)), x, y
 
 
 def tile_span(z: int, x: int, y: int) -> tuple[int, int]:
