@@ -18,7 +18,7 @@ NODE = {"type": "object", "required": ["role", "healthy", "dataset_version"],
         "properties": {"role": {"type": "string"},
                        "healthy": {"type": "boolean"},
                        "dataset_version": {"type": ["string", "null"]},
-                       "seq": _SEQ, "lag_seq": {"type": ["integer", "null"], "minimum": 0},
+                       "applied_seq": _SEQ, "lag_seq": {"type": ["integer", "null"], "minimum": 0},
                        "lag_seconds": _LAG, "lag_bytes": _LAG,
                        "in_rotation": {"type": "boolean"}}}
 READY = Operation(

@@ -70,7 +70,7 @@ class MemoryBackend(MemorySearches, MemoryTiles):
     def nodes(self) -> NodeStates:
         """One store: this process' memory, which applies no change (seq 0)."""
         return [{"role": "memory", "healthy": True, "dataset_version": self._version,
-                 "seq": 0}]
+                 "applied_seq": 0}]
 
     def close(self) -> None:
         """Nothing to release."""

@@ -85,15 +85,15 @@ def _columns(rows: Rows, width: int) -> list[tuple]:
 
 
 def _node_state(cluster: Nodes, node: Node) -> dict:
-    """A node's role and health and, when it answers, its dataset version, seq and WAL
-    position (``lsn``)."""
+    """A node's role and health and, when it answers, its dataset version, applied seq and
+    WAL position (``lsn``)."""
     state: dict = {"role": node.role, "healthy": False, "dataset_version": None}
     if node.healthy:  # else out of rotation until the watcher finds it answering
         try:
             [(version, seq, lsn)] = cluster.run_on_node(node, NODE_STATE_SQL, {})
         except (BackendUnavailable, NoDataset):
             return state
-        state.update(healthy=True, dataset_version=version, seq=int(seq), lsn=lsn)
+        state.update(healthy=True, dataset_version=version, applied_seq=int(seq), lsn=lsn)
     return state
 
 
@@ -274,19 +274,19 @@ class PostgisBackend:
 
     def nodes(self) -> NodeStates:
         """Every node: role, health, dataset version, the change feed's seq it has applied
-        and how far behind the primary it is: ``lag_seq`` changes, ``lag_seconds`` since
-        the first of them committed (0 when it lacks none); a replica's ``lag_bytes`` of
-        WAL not yet replayed and whether reads go to it (``in_rotation``). A lag the
-        primary cannot tell now is None."""
+        (``applied_seq``) and how far behind the primary it is: ``lag_seq`` changes,
+        ``lag_seconds`` since the first of them committed (0 when it lacks none); a
+        replica's ``lag_bytes`` of WAL not yet replayed and whether reads go to it
+        (``in_rotation``). A lag the primary cannot tell now is None."""
         primary, *replicas = states = [_node_state(self.cluster, n) for n in self.cluster.all()]
-        latest, primary_lsn = primary.get("seq"), primary.pop("lsn", None)
+        latest, primary_lsn = primary.get("applied_seq"), primary.pop("lsn", None)
         if latest is not None:
             primary.update(lag_seq=0, lag_seconds=0.0)
-        answered = [s for s in replicas if "seq" in s]
-        behind = _seconds_behind(self.cluster, [s["seq"] for s in answered], latest)
+        answered = [s for s in replicas if "applied_seq" in s]
+        behind = _seconds_behind(self.cluster, [s["applied_seq"] for s in answered], latest)
         for state, seconds in zip(answered, behind, strict=True):
-            state.update(lag_seq=None if latest is None else max(0, latest - state["seq"]),
-                         lag_seconds=seconds)
+            state.update(lag_seq=None if latest is None
+                         else max(0, latest - state["applied_seq"]), lag_seconds=seconds)
         for state, node in zip(replicas, self.cluster.replicas, strict=True):
             lsn = state.pop("lsn", None)
             state.setdefault("lag_seq", None)
