@@ -3,7 +3,8 @@
 - :func:`require` guards a view: no key (or another scheme than Bearer) is a 401 with
   ``WWW-Authenticate: Bearer realm="geosearch"``; a key that is malformed, over
   :data:`MAX_AUTHORIZATION_CHARS`, not ASCII, unknown or revoked is a 401 that adds
-  ``error="invalid_token"`` (RFC 6750); a key without the scope is a 403. The key's name
+  ``error="invalid_token"`` (RFC 6750); a key without the scope is a 403. Each names
+  the ``Authorization`` header in its errors. The key's name
   is then ``flask.g.actor``. A view that requires ``write`` also counts the request
   against the key's write limit (``GEOSEARCH_WRITE_RATE_LIMIT``: 429 with
   ``Retry-After``, shared by every worker of the server).
@@ -23,7 +24,7 @@ from typing import TypeVar, cast
 from flask import Flask, current_app, g, request
 from limits import RateLimitItem, parse_many
 
-from geosearch.api.errors import ApiError
+from geosearch.api.errors import ApiError, ParamError
 from geosearch.api.ratelimit import UNLIMITED, too_many
 from geosearch.clientid import key_of
 from geosearch.keys import SCOPES, WRITE, Key, KeyStore
@@ -76,7 +77,8 @@ def _any_key() -> None:
 
 def _unauthorized(detail: str, invalid: bool) -> ApiError:
     challenge = f'{REALM}, error="invalid_token"' if invalid else REALM
-    return ApiError(401, "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
+    return ApiError(401, "Unauthorized", detail, [ParamError(
+        "Authorization", "Bearer and a live key")], {"WWW-Authenticate": challenge})
 
 
 def _bearer_token(header: str | None) -> str | None:
@@ -104,7 +106,6 @@ def authenticate() -> Key:
     if key is None:
         raise _unauthorized("the key is malformed, unknown or revoked", True)
     g.geosearch_key, g.actor = key, key.name
-    note_key(key.name)  # its name in the request's log line
     return key
 
 
@@ -119,7 +120,8 @@ def require(scope: str) -> Callable[[View], View]:
         def guarded(*args, **kwargs):
             key = authenticate()
             if not key.allows(scope):
-                raise ApiError(403, "Forbidden", f"this key does not have the scope {scope!r}")
+                raise ApiError(403, "Forbidden", f"this key does not have the scope {scope!r}",
+                               [ParamError("Authorization", f"a key with the scope {scope}")])
             limit: WriteLimit | None = current_app.extensions.get(WRITE_LIMIT)
             if scope == WRITE and limit is not None:
                 limit.check(key)

@@ -55,14 +55,7 @@ from geosearch.api.params import (
 )
 from geosearch.api.responses import json_response
 from geosearch.api.search import Revised, etag, space_or_404
-from geosearch.api.writes import (
-    BODY_TYPES,
-    MERGE_PATCH,
-    WRITE_METHODS,
-    WriteViews,
-    add_read_only_routes,
-    add_write_routes,
-)
+from geosearch.api.writes import WriteViews, add_read_only_routes, add_write_routes
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import MAX_LIMIT, Filters, ListQuery, PolygonQuery
@@ -296,27 +289,6 @@ class ItemWriteViews(WriteViews):
         return super().precondition(id)
 
 
-def _described(writable: bool):
-    """An ``after_request`` hook: the answer to OPTIONS names in ``Allow`` the methods
-    that work on the path (not the ones a read-only server refuses) and, for Part 4, the
-    bodies a POST takes (``Accept-Post``) and a PATCH takes (``Accept-Patch``)."""
-
-    def describe(response: Response) -> Response:
-        if request.method != "OPTIONS" or "Allow" not in response.headers:
-            return response
-        allowed = [m.strip() for m in response.headers["Allow"].split(",")]
-        if not writable:
-            allowed = [m for m in allowed if m != "POST" and m not in WRITE_METHODS]
-        response.headers["Allow"] = ", ".join(allowed)
-        if "POST" in allowed:
-            response.headers["Accept-Post"] = ", ".join(BODY_TYPES)
-        if "PATCH" in allowed:
-            response.headers["Accept-Patch"] = MERGE_PATCH
-        return response
-
-    return describe
-
-
 def ogc_blueprint(backend: Backend, name: str = "ogc", live: LiveStore | None = None
                   ) -> Blueprint:
     """The OGC API - Features endpoints over ``backend`` (mount with ``url_prefix``);
@@ -339,7 +311,6 @@ def ogc_blueprint(backend: Backend, name: str = "ogc", live: LiveStore | None = 
         add_read_only_routes(bp, items, item)
     else:
         add_write_routes(bp, ItemWriteViews(live), items, item, ITEM_ID)
-    bp.after_request(_described(live is not None))
     consistency.install(bp, backend, reads=("items", "item"))
     for rule in ("/collections/<collection_id>", "/collections/<collection_id>/items"):
         add_route(bp, rule, "unknown_collection", unknown_collection, None)

@@ -5,7 +5,9 @@ Views read the request (the key's scope, ``If-Match``, a bounded strict JSON bod
 ask :class:`geosearch.writes.LiveStore`; its verdicts are answered here: 422 listing
 each bad field as a JSON Pointer, 404, 409 naming the existing space, 412 naming the
 current revision. A server over a snapshot takes no write: :func:`read_only_blueprint`
-answers the same routes 405, saying that writes need a database.
+answers the same routes 405, saying that writes need a database. Either way the app's
+answers to OPTIONS say what the write routes take, and leave out of ``Allow`` the methods
+a read-only server refuses (:func:`described`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import dataclasses
 import re
 from urllib.parse import quote
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
+from flask.sansio.blueprints import BlueprintSetupState
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import MapAdapter
 
 from geosearch import changes
 from geosearch.api.auth import require
@@ -46,6 +51,11 @@ MAX_SPACE_CONTAINERS = 100
 # If-Match: at most this many entity tags
 MAX_IF_MATCH_TAGS = 20
 _ENTITY_TAG = re.compile(r'\s*(?:(W/)?"([\x21\x23-\x7e]*)")\s*')
+# The opaque tag of a revision as an ETag writes it: another spelling of the number
+# ("01", "+1") is another entity tag, which never matches (a strong comparison)
+_REVISION_TAG = re.compile(r"0|[1-9][0-9]{0,17}")
+# app.extensions: endpoint -> what an answer to OPTIONS says of it (:func:`described`)
+DESCRIBED = "geosearch.described"
 READ_ONLY = ("this server serves a read-only snapshot: writes need a PostGIS database "
              "(geosearch serve --database URL)")
 
@@ -113,8 +123,7 @@ def if_match() -> IfMatch:
         raise ApiError.bad_params([ParamError(
             "If-Match", f'"*" or at most {MAX_IF_MATCH_TAGS} entity tags such as "3"')])
     return IfMatch(frozenset(int(m.group(2)) for m in parsed
-                             if m and not m.group(1) and m.group(2).isdigit()
-                             and len(m.group(2)) <= 18))
+                             if m and not m.group(1) and _REVISION_TAG.fullmatch(m.group(2))))
 
 
 def _space(written: Written, status: int = 200) -> Response:
@@ -225,17 +234,65 @@ def add_write_routes(bp: Blueprint, views: WriteViews, items: str, item: str,
     bp.register_error_handler(NotFound, _not_found)
     bp.register_error_handler(Stale, _stale)
     bp.register_error_handler(Conflict, _conflict)
+    _describe(bp, {"create": ("Accept-Post", ", ".join(BODY_TYPES)),
+                   "patch": ("Accept-Patch", MERGE_PATCH)})
 
 
 def add_read_only_routes(bp: Blueprint, items: str, item: str) -> None:
     """The write routes of a server over a snapshot: each answers 405, with ``Allow``
-    naming what the path serves, and says that writes need a database."""
+    naming what the path serves, and says that writes need a database; an answer to
+    OPTIONS does not name the methods they refuse."""
     add_route(bp, items, "create", _refuse, None, ("POST",))
     add_route(bp, item, "write", _refuse, None, WRITE_METHODS)
+    _describe(bp, {"create": None, "write": None})
 
 
 def _refuse(**_: str) -> Response:
     raise ApiError(405, "Method Not Allowed", READ_ONLY, headers={"Allow": "GET, HEAD, OPTIONS"})
+
+
+def _describe(bp: Blueprint, endpoints: dict[str, tuple[str, str] | None]) -> None:
+    """Have the app's answers to OPTIONS tell of ``bp``'s ``endpoints`` (by the names it
+    gives them): None, a route that refuses its methods; (header, media types), a route
+    that takes a body of those types. The app gets :func:`described` once."""
+    def record(state: BlueprintSetupState) -> None:
+        known = state.app.extensions.get(DESCRIBED)
+        if known is None:
+            known = state.app.extensions[DESCRIBED] = {}
+            state.app.after_request(described)
+        prefix = f"{state.name_prefix}.{state.name}.".lstrip(".")
+        known.update({prefix + name: what for name, what in endpoints.items()})
+
+    bp.record_once(record)
+
+
+def _endpoint(adapter: MapAdapter, method: str) -> str | None:
+    """The endpoint that serves ``method`` on the request's path (None: none)."""
+    try:
+        return str(adapter.match(method=method)[0])
+    except HTTPException:  # not served, or served elsewhere (a redirect)
+        return None
+
+
+def described(response: Response) -> Response:
+    """An ``after_request`` hook: an answer to OPTIONS names in ``Allow`` only the methods
+    that work on the path (Flask names every method of every route that matches it, the
+    refusals of a read-only server's write routes too), and for a write route that takes
+    a body, its media types (``Accept-Post``, ``Accept-Patch``)."""
+    if request.method != "OPTIONS" or "Allow" not in response.headers:
+        return response
+    known: dict[str, tuple[str, str] | None] = current_app.extensions[DESCRIBED]
+    adapter = current_app.create_url_adapter(request)
+    allowed = []
+    for method in (m.strip() for m in response.headers["Allow"].split(",")):
+        endpoint = _endpoint(adapter, method) if adapter is not None else None
+        if method != "OPTIONS" and endpoint in known and known[endpoint] is None:
+            continue
+        allowed.append(method)
+        if (body := known.get(endpoint or "")) is not None:
+            response.headers[body[0]] = body[1]
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
 
 
 def writes_blueprint(live: LiveStore, name: str = "writes") -> Blueprint:
