@@ -16,5 +16,7 @@ dependencies do not include it.
   search, a network of any size).
 - :mod:`~geosearch.testing.hostile`: the hostile request battery and what a good answer
   to it is; :mod:`~geosearch.testing.hostile_wire`: its cases that exist only on the wire
-  (forged Host and forwarding headers, malformed chunked bodies, a TLS handshake).
+  (forged Host and forwarding headers, malformed chunked bodies, a TLS handshake);
+  :mod:`~geosearch.testing.hostile_writes`: its cases of the write routes and the change
+  feed, each one fault away from a write.
 """

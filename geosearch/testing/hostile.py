@@ -96,6 +96,10 @@ class Probe:
     raw: bytes | None = None
     # the client closes its side once all is sent: the server reads an end of stream
     half_close: bool = False
+    # the field a 4xx answer must name in its errors (a parameter, a header, a pointer)
+    param: str | None = None
+    # text no answer to it may hold, in its head or its body: the keys' secrets
+    secrets: tuple[str, ...] = ()
 
 
 SQUARE = [[13.3, 52.4], [13.5, 52.4], [13.5, 52.6], [13.3, 52.6], [13.3, 52.4]]
@@ -365,8 +369,8 @@ def battery() -> Iterator[Probe]:
     yield from generated()
 
 
-LEAKS = ("Traceback", "psycopg", "sqlalchemy", "SELECT ", "File \"", "Error:",
-         "postgis", "ST_")
+LEAKS = ("Traceback", "psycopg", "sqlalchemy", "SELECT ", "INSERT ", "UPDATE ", "DELETE FROM",
+         "change_counter", "api_keys", "File \"", "Error:", "postgis", "ST_")
 EVIL = "evil.example"  # the host of every forged Host header; no answer may name it
 _LINK = re.compile(r'"(?:href|url|\$id)"\s*:\s*"(https?://[^"]*)"')
 
@@ -391,13 +395,27 @@ def problems_with(status: int, content_type: str, text: str, sent: str = "") -> 
     return found
 
 
+def _named(text: str) -> set[object]:
+    """The fields a problem document's errors name (none when it is no problem)."""
+    try:
+        errors = json.loads(text).get("errors")
+    except (ValueError, AttributeError):
+        return set()
+    return {e.get("param") for e in errors if isinstance(e, dict)} if isinstance(
+        errors, list) else set()
+
+
 def judge(probe: Probe, status: int, content_type: str, head: str, text: str,
           origin: str) -> list[str]:
     """What is wrong with the answer (status, head, body text) to ``probe``, sent to a
     server reached at ``origin`` (``http://host:port``, the trusted host): the faults of
     :func:`problems_with`, a status other than the probe's own, a 1xx or an unasked 3xx,
-    the forged host echoed, an absolute link or redirect that leaves ``origin``."""
+    a 4xx that does not name the probe's field, one of its secrets anywhere in the
+    answer, the forged host echoed, an absolute link or redirect that leaves ``origin``."""
     found = problems_with(status, content_type, text, unquote(probe.url))
+    if probe.param is not None and status >= 400 and probe.param not in _named(text):
+        found.append(f"does not name {probe.param!r}")
+    found += ["holds a secret" for secret in probe.secrets if secret in head or secret in text]
     if probe.status is not None and status != probe.status:
         found.append(f"status {status}, not {probe.status}")
     elif probe.status is None and (status < 200 or 300 <= status < 400):
