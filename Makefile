@@ -70,7 +70,7 @@ test: install postgis chromium prometheus ## the whole suite, with its own throw
 
 fuzz: install postgis ## nightly-sized: schemathesis with many examples, hostile battery, faults
 	GEOSEARCH_FUZZ_EXAMPLES=400 $(BIN)/pytest -n 2 -p no:cacheprovider \
-	  tests/test_schemathesis.py tests/test_hostile.py
+	  tests/test_schemathesis.py tests/test_hostile.py tests/test_hostile_writes.py
 	$(BIN)/python scripts/faults.py --clients 8 --seconds-between 10
 
 faults: install postgis ## faults under load, the long form (kill, restart, outage, swap)
