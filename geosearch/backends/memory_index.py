@@ -16,6 +16,9 @@ ball around an origin, exact distances, hits from rows and the version check.
 
 from __future__ import annotations
 
+import copy
+from typing import Self
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -103,6 +106,25 @@ class MemoryIndex:
         self._text = TextIndex(table["search_words"], n, self._xyz)
         self._tiles = TileIndex(self.lat, self.lon, None, np.ones(n, dtype=bool))  # id order
         self._amenity_text: dict[int, str] = {}
+        # A view's rows that every query passes over (:meth:`without`): a mask, the rows
+        # and their positions in the tile order; None and empty in the index itself.
+        self._hidden: np.ndarray | None = None
+        self._hidden_rows = self._hidden_at = NO_ROWS
+        self._tile_rank: np.ndarray | None = None
+
+    def without(self, hidden: np.ndarray) -> Self:
+        """A view of the index that passes over the rows where the boolean ``hidden`` is
+        set (a live follower's spaces written since the index was built): a shallow copy
+        sharing every column and index, its searches, counts and tiles made as if those
+        rows were not there. The index itself is left as it is."""
+        if self._tile_rank is None:  # kept on the index: every view shares it
+            self._tile_rank = self._tiles.ranks()
+        view = copy.copy(self)
+        view._hidden = hidden
+        view._hidden_rows = np.flatnonzero(hidden)
+        at = self._tile_rank[view._hidden_rows]
+        view._hidden_at = np.sort(at[at >= 0])
+        return view
 
     def _serves(self, version: str | None) -> None:
         if version is not None and version != self._version:
@@ -120,8 +142,9 @@ class MemoryIndex:
                     None if dist is None else dist.tolist())
 
     def _passes(self, filters: Filters, idx: np.ndarray) -> np.ndarray:
-        """Boolean mask of which of the rows ``idx`` pass the filters."""
-        ok = np.ones(len(idx), dtype=bool)
+        """Boolean mask of which of the rows ``idx`` pass the filters (and are not
+        hidden in a view)."""
+        ok = np.ones(len(idx), dtype=bool) if self._hidden is None else ~self._hidden[idx]
         if filters.all_amenities:
             need = amenity_mask(filters.all_amenities)
             ok &= (self.mask[idx] & need) == need

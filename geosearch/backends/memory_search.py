@@ -220,9 +220,10 @@ class MemorySearches(MemoryIndex):
                 return None
         centre = ecef_point(lat, lon)
         want = 2 * k
+        checked = not rest.is_empty or self._hidden is not None  # rows to pass over
         while True:
             rows, chord, reach = self._text.nearest(words, centre, want)
-            if not rest.is_empty:
+            if checked:
                 ok = self._passes(rest, rows)
                 rows, chord = rows[ok], chord[ok]
             if len(rows) >= k or reach == math.inf:
@@ -240,7 +241,7 @@ class MemorySearches(MemoryIndex):
         ball = chord_at_most(limit)
         if ball >= reach:  # matches within the limit may not be in hand
             rows = self._text.within(words, centre, ball)
-            if not rest.is_empty:
+            if checked:
                 rows = rows[self._passes(rest, rows)]
             if len(rows) > _MEASURED_PER_K * k:  # far: the chord bounds loosely
                 guess, error = geodesic_estimate(lat, lon, self.lat[rows], self.lon[rows])
