@@ -81,11 +81,14 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
 
 def _live_store(backend: Backend) -> LiveStore | None:
-    """The writes of a PostGIS backend's database (on its primary); None for a snapshot,
-    which stays read-only."""
+    """The writes of a PostGIS backend's database (on its primary), or of the database a
+    memory follower follows; None for a snapshot, which stays read-only."""
+    from geosearch.backends.follower import FollowerBackend
     from geosearch.backends.postgis import PostgisBackend
     from geosearch.writes import LiveStore
 
+    if isinstance(backend, FollowerBackend):
+        return LiveStore(backend.primary)
     return LiveStore(backend) if isinstance(backend, PostgisBackend) else None
 
 
