@@ -264,3 +264,14 @@ def test_the_snapshot_answers_405_with_allow_on_every_ogc_write(snapshot_client)
             "GET", "HEAD", "OPTIONS"}
     got = snapshot_client.get(f"{ITEMS}/sd-de-00232")
     assert got.status_code == 200 and "ETag" not in got.headers
+
+
+def test_number_matched_counts_the_spaces_as_written(live):
+    """numberMatched is counted again once a write changed the data (not kept per dataset
+    version)."""
+    query = f"{ITEMS}?bbox=13.2,52.4,13.6,52.6&limit=1"
+    before = live.client.get(query).get_json()["numberMatched"]
+    assert live.client.get(query).get_json()["numberMatched"] == before
+    created = _send(live, "POST", ITEMS, feature("Zählwerk Mitte", address="Zählweg 3"))
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert live.client.get(query).get_json()["numberMatched"] == before + 1

@@ -56,6 +56,7 @@ from geosearch.api.params import (
 from geosearch.api.responses import json_response
 from geosearch.api.search import Revised, etag, space_or_404
 from geosearch.api.writes import WriteViews, add_read_only_routes, add_write_routes
+from geosearch.backends import readscope
 from geosearch.backends.base import Backend
 from geosearch.geo import bbox_area
 from geosearch.model import MAX_LIMIT, Filters, ListQuery, PolygonQuery
@@ -225,8 +226,9 @@ class ItemViews:
     def __init__(self, backend: Backend, revised: Revised | None = None) -> None:
         self.backend = backend
         self.revised = revised
-        # numberMatched, per query and dataset version: counted once, not once per page
-        self.count = lru_cache(maxsize=COUNTS_KEPT)(backend.count)
+        # numberMatched, per query, dataset version and change seq: counted once per
+        # state of the data, not once per page
+        self._count = lru_cache(maxsize=COUNTS_KEPT)(lambda query, _seq: backend.count(query))
 
     def items(self) -> Response:
         """GET /collections/spaces/items"""
@@ -241,8 +243,10 @@ class ItemViews:
         page = (self.backend.list(query) if isinstance(query, ListQuery)
                 else self.backend.polygon(query))
         # counted on the page's own dataset version (a swap in between: 410, never a
-        # count of another dataset)
-        matched = self.count(replace(query, limit=1, after=None, version=page.version))
+        # count of another dataset), again once a write changed the data
+        scope = readscope.current()
+        seq = scope.stamp[1] if scope is not None and scope.stamp is not None else None
+        matched = self._count(replace(query, limit=1, after=None, version=page.version), seq)
         return page_response(page, fp, [_link("collection", "collection")], matched)
 
     def item(self, id: str) -> Response:
