@@ -13,81 +13,27 @@ import json
 import random
 import threading
 import time
-from dataclasses import replace
-from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import psycopg
 import pytest
 
 from geosearch.api import create_app
-from geosearch.backends.postgis import PostgisBackend
 from geosearch.changes import LISTENER
 from geosearch.database import libpq_url, make_engine
-from geosearch.geo import bbox_area
-from geosearch.keys import KeyStore
-from geosearch.model import (
-    Amenity,
-    Filters,
-    ListQuery,
-    NearestQuery,
-    Point,
-    PolygonQuery,
-    RadiusQuery,
-)
 from geosearch.settings import Settings
 from geosearch.store import load
-from geosearch.testing import oracle
-from geosearch.testing.tilecheck import FILTERS, ZOOMS, check_tile, tile_of
-from geosearch.text import query_terms
+from geosearch.testing import livewrites
+from geosearch.testing.livewrites import BERLIN, MERGE, feature
 from geosearch.tiles import world_xy
 from geosearch.wordplane import plane_x
-
-BERLIN = [13.3777, 52.5163]  # lon, lat: in DE, far from its border
-MERGE = "application/merge-patch+json"
-
-
-def _loaded(pg_database, result, name: str) -> str:
-    url = pg_database(name)
-    engine = make_engine(Settings(database_url=url))
-    try:
-        load(result.frame, result.meta(), engine)
-    finally:
-        engine.dispose()
-    return url
-
-
-def _service(url: str):
-    """The app over the database, its backend, and keys of each scope."""
-    settings = Settings(database_url=url, write_rate_limit="")
-    backend = PostgisBackend(settings)
-    app = create_app(settings, backend=backend)
-    keys = KeyStore(settings)
-    auth = {name: {"Authorization": f"Bearer {keys.create(name, scopes)}"}
-            for name, scopes in (("writer", ["write"]), ("follower", ["changes"]))}
-    return SimpleNamespace(url=url, app=app, backend=backend, keys=keys, auth=auth,
-                           client=app.test_client())
-
-
-def _close(service) -> None:
-    service.app.extensions["geosearch.writes"].close()
-    service.keys.close()
-    service.backend.close()
 
 
 @pytest.fixture(scope="module")
 def live(pg_database, feed_result):
-    service = _service(_loaded(pg_database, feed_result, "writes"))
-    yield service
-    _close(service)
-
-
-def feature(name: str, coordinates=None, **properties) -> dict:
-    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": coordinates or BERLIN},
-            "properties": {"name": name, "address": "Unter den Linden 1", "city": "Berlin",
-                           "country": "DE", "amenities": ["wifi"], "capacity": 10,
-                           "price_day": 20.0, "currency": "EUR", **properties}}
+    served = livewrites.service(livewrites.loaded(pg_database, feed_result, "writes"))
+    yield served
+    livewrites.close(served)
 
 
 def _create(live, doc: dict, **headers):
@@ -450,7 +396,7 @@ def test_hostile_bodies_and_headers_are_4xx_and_write_nothing(live):
 def test_a_load_that_replaces_the_dataset_appends_one_dataset_entry(pg_database,
                                                                      synthetic_result,
                                                                      feed_result):
-    url = _loaded(pg_database, synthetic_result, "writes_load")
+    url = livewrites.loaded(pg_database, synthetic_result, "writes_load")
     engine = make_engine(Settings(database_url=url))
     try:
         assert load(feed_result.frame, feed_result.meta(), engine) is True
@@ -465,138 +411,6 @@ def test_a_load_that_replaces_the_dataset_appends_one_dataset_entry(pg_database,
 
 
 # -- random writes against the oracle --------------------------------------------------------
-
-WORDS = ["Hub", "Loft", "Werk", "Atelier", "Garage", "Kontor", "Studio", "Quelle"]
-
-
-def _model(result) -> dict[str, dict]:
-    """id -> the fields the oracle reads, of the active spaces of a result."""
-    frame = result.frame[result.frame["status"] == "active"]
-    return {row.id: {"id": row.id, "lat": row.lat, "lon": row.lon, "name": row.name,
-                     "address": row.address, "city": row.city, "country": row.country,
-                     "amenities": list(row.amenities),
-                     "capacity": None if pd.isna(row.capacity) else int(row.capacity)}
-            for row in frame.itertuples()}
-
-
-def _fields(body: dict) -> dict:
-    props = body["properties"]
-    lon, lat = body["geometry"]["coordinates"]
-    return {"id": body["id"], "lat": lat, "lon": lon,
-            **{k: props[k] for k in ("name", "address", "city", "country", "capacity")},
-            "amenities": list(props["amenities"])}
-
-
-def _random_writes(service, model: dict[str, dict], rng: random.Random, count: int) -> int:
-    """``count`` random creates, patches and closes through the API, ``model`` kept as
-    each answer says; how many were written."""
-    anchors = [s for s in model.values() if s["country"] in ("DE", "GB", "FR", "ES")]
-    writer = service.auth["writer"]
-    written = 0
-    for i in range(count):
-        kind = rng.choice(["create", "create", "patch", "patch", "close"])
-        if kind == "create":
-            at = rng.choice(anchors)
-            doc = feature(f"{rng.choice(WORDS)} Live{i} {rng.choice(WORDS)}",
-                          [at["lon"] + rng.uniform(-0.01, 0.01),
-                           at["lat"] + rng.uniform(-0.01, 0.01)],
-                          country=at["country"], city=at["city"],
-                          amenities=rng.sample([a.value for a in Amenity], 3),
-                          capacity=rng.choice([None, 5, 20, 80]))
-            answer = service.client.post("/v1/spaces", json=doc, headers=writer)
-        else:
-            space_id = rng.choice(sorted(model))
-            got = service.client.get(f"/v1/spaces/{space_id}")
-            etag = got.headers["ETag"]
-            if kind == "close":
-                answer = service.client.delete(f"/v1/spaces/{space_id}",
-                                               headers={**writer, "If-Match": etag})
-                assert answer.status_code == 204
-                del model[space_id]
-                written += 1
-                continue
-            old = got.get_json()
-            patch = rng.choice([
-                {"properties": {"capacity": rng.choice([None, 1, 30, 300])}},
-                {"properties": {"amenities": rng.sample([a.value for a in Amenity], 2)}},
-                {"properties": {"name": f"{rng.choice(WORDS)} Neu{i}"}},
-                {"geometry": {"type": "Point", "coordinates": [
-                    old["geometry"]["coordinates"][0] + rng.uniform(-0.005, 0.005),
-                    old["geometry"]["coordinates"][1] + rng.uniform(-0.005, 0.005)]}},
-            ])
-            answer = service.client.patch(f"/v1/spaces/{space_id}", json=patch,
-                                          headers={**writer, "If-Match": etag,
-                                                   "Content-Type": MERGE})
-        if answer.status_code in (200, 201):
-            body = answer.get_json()
-            model[body["id"]] = _fields(body)
-            written += 1
-        else:  # a duplicate or a point just outside its country: nothing written
-            assert answer.status_code in (409, 422), answer.get_data(as_text=True)
-    return written
-
-
-def _ids(hits) -> list[str]:
-    return [h.space.id for h in hits]
-
-
-def _walk(search, query) -> list:
-    """Every page of a paged query."""
-    hits, after = [], None
-    while True:
-        page = search(replace(query, after=after))
-        hits += list(page.hits)
-        if page.next_after is None:
-            return hits
-        after = page.next_after
-
-
-def _check_searches(backend, frame: pd.DataFrame, rng: random.Random) -> None:
-    """Radius, areas and nearest around spaces of the data, with and without text, and
-    the list, each equal to the oracle over ``frame`` (nearest without text: see
-    docs/deploy.md on the word plane's counts)."""
-    for _ in range(25):
-        at = frame.iloc[rng.randrange(len(frame))]
-        origin = Point(float(at["lat"]), float(at["lon"]))
-        f = Filters(all_amenities=frozenset(rng.sample(list(Amenity), rng.choice([0, 1]))),
-                    min_capacity=rng.choice([None, 10]),
-                    countries=rng.choice([frozenset(), frozenset({at["country"]})]))
-        area = bbox_area(origin.lon - 0.3, origin.lat - 0.2, origin.lon + 0.3,
-                         origin.lat + 0.2)
-        for filters in (f, _with_text(f, rng)):
-            want = oracle.radius(frame, origin.lat, origin.lon, 20_000, filters)
-            got = _walk(backend.radius, RadiusQuery(origin, 20_000, filters, 100))
-            assert _ids(got) == [i for i, _ in want]
-            want_area = oracle.area(frame, area, filters)
-            got_area = _walk(backend.polygon, PolygonQuery(area, filters, None, 100))
-            assert _ids(got_area) == [i for i, _ in want_area]
-        want_k = oracle.nearest(frame, origin.lat, origin.lon, 10, None, f)
-        assert _ids(backend.nearest(NearestQuery(origin, 10, None, f))) == [
-            i for i, _ in want_k]
-    for filters in (Filters(), _with_text(Filters(), rng), Filters(countries=frozenset({"DE"}))):
-        want_list = oracle.area(frame, bbox_area(-180, -90, 180, 90), filters)
-        got_list = _walk(backend.list, ListQuery(filters, 500))
-        assert _ids(got_list) == [i for i, _ in want_list]
-
-
-def _check_tiles_where_written(backend, before: dict[str, dict], after: dict[str, dict],
-                               rng: random.Random) -> None:
-    """The tiles at every zoom around spaces created, changed and closed count each space
-    of their bbox query once (the prefix sums of the load, the ghosts and the deltas)."""
-    changed = [s for i, s in sorted(after.items()) if before.get(i) != s]
-    closed = [s for i, s in sorted(before.items()) if i not in after]
-    assert changed and closed
-    for space in rng.sample(changed, 3) + rng.sample(closed, 2):
-        for z in ZOOMS:
-            for filters in FILTERS.values():
-                check_tile(backend, *tile_of(space["lat"], space["lon"], z), filters)
-
-
-def _with_text(filters: Filters, rng: random.Random) -> Filters:
-    return Filters(filters.all_amenities, filters.any_amenities, filters.countries,
-                   filters.city, filters.min_capacity,
-                   query_terms(rng.choice([*WORDS, "live", "neu"])))
-
 
 def _word_plane_is_exact(url: str) -> None:
     """``search_words`` counts the active spaces of each word (0 for a word written out),
@@ -621,23 +435,23 @@ def _word_plane_is_exact(url: str) -> None:
 
 
 def test_after_random_writes_every_search_equals_the_oracle(pg_database, feed_result):
-    service = _service(_loaded(pg_database, feed_result, "writes_oracle"))
+    service = livewrites.service(livewrites.loaded(pg_database, feed_result, "writes_oracle"))
     rng = random.Random(26)
-    model = _model(feed_result)
+    model = livewrites.model(feed_result)
     try:
-        written = _random_writes(service, model, rng, 300)
+        written = livewrites.random_writes(service, model, rng, 300)
         assert written > 250
-        frame = pd.DataFrame(sorted(model.values(), key=lambda s: s["id"]))
-        _check_searches(service.backend, frame, rng)
+        livewrites.check_searches([service.backend], livewrites.frame_of(model), rng)
         for space_id in rng.sample(sorted(model), 50):
             got = service.client.get(f"/v1/spaces/{space_id}").get_json()
-            assert _fields(got) == model[space_id]
+            assert livewrites.fields(got) == model[space_id]
         _word_plane_is_exact(service.url)
-        _check_tiles_where_written(service.backend, _model(feed_result), model, rng)
+        livewrites.check_tiles_where_written(service.backend, livewrites.model(feed_result),
+                                             model, rng)
         entries = _feed(service)["changes"]
         assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
         assert entries[0]["op"] == "dataset"
         assert len(entries) == 1 + written
         assert {e["actor"] for e in entries[1:]} == {"writer"}
     finally:
-        _close(service)
+        livewrites.close(service)
