@@ -8,8 +8,13 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geosearch.settings import SERVER_CLIENT_BUDGET, Settings
+
+if TYPE_CHECKING:
+    from geosearch.backends.base import Backend
+    from geosearch.backends.follower import FollowerBackend
 
 
 def _geocoder(settings: Settings):
@@ -99,8 +104,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     multiproc.prepare()  # before prometheus_client is imported (with the app)
     from geosearch.api import create_app
 
-    backend = None
-    if not settings.database_url:  # a snapshot: served anew when ingest replaces it
+    backend: Backend | None = None
+    if args.index == "memory":  # built here, before the fork: the workers share it
+        if not settings.database_url:
+            print("geosearch serve: --index memory follows a database: give --database URL "
+                  "(or set GEOSEARCH_DATABASE_URL)", file=sys.stderr)
+            return 2
+        backend = _follower(settings)
+    elif not settings.database_url:  # a snapshot: served anew when ingest replaces it
         from geosearch.backends.reloading import ReloadingSnapshot
 
         backend = ReloadingSnapshot(settings.snapshot)
@@ -117,6 +128,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(app, args.host, args.port, args.workers)
     return 0
+
+
+def _follower(settings: Settings) -> FollowerBackend:
+    """The memory index following the database's change feed (built from its dataset
+    now)."""
+    from geosearch.backends.follower import FollowerBackend
+    from geosearch.backends.postgis import PostgisBackend
+
+    return FollowerBackend(PostgisBackend.from_settings(settings))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -209,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--replica", action="append", default=[], metavar="URL",
                        help="a hot-standby replica to read from (repeat for more; default "
                             "GEOSEARCH_REPLICA_URLS, comma-separated)")
+    serve.add_argument("--index", choices=("postgis", "memory"), default="postgis",
+                       help="with --database: answer searches in the database (postgis), or "
+                            "from memory, following its change feed (memory)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--workers", type=int, default=2)

@@ -75,9 +75,9 @@ def catch_up(conn: psycopg.Connection, layers: Layers | None, compact_at: int,
 
 class Tracker:
     """The current state of a follower of the database at ``dsn``, kept up with its feed
-    by a thread in each process that reads it (started by the first :meth:`current`
-    there: gunicorn's workers, forked from the process that made the first state, each
-    follow on their own)."""
+    by a thread in each process that reads it (started by the first :meth:`current`, or
+    as the process is forked: gunicorn's workers, forked from the process that made the
+    first state, each follow on their own)."""
 
     def __init__(self, dsn: str, compact_at: int = COMPACT_AT) -> None:
         self._dsn = dsn
@@ -88,6 +88,9 @@ class Tracker:
         self._pid = 0
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        # a forked process (a server's worker) starts following at once, not at its
+        # first request, which would find the state of the fork
+        os.register_at_fork(after_in_child=self._start)
 
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(self._dsn, autocommit=True, application_name=APPLICATION_NAME,
@@ -114,7 +117,7 @@ class Tracker:
 
     def _start(self) -> None:
         with self._lock:
-            if self._pid == os.getpid():
+            if self._pid == os.getpid() or self._closed.is_set():
                 return
             self._pid = os.getpid()
         threading.Thread(target=self._follow, daemon=True, name=APPLICATION_NAME).start()
