@@ -5,9 +5,9 @@ A write makes its one space's ``spaces`` row in plain Python
 makes every row column-wise (:func:`geosearch.loadrows.load_tables`). Both must give the
 same columns and the same values, down to the type and the bytes: the feature, the words,
 the ``tsvector`` text, the EWKB, the tile key and position. Checked over every space of
-the committed feed, and over records that the feed does not hold (numbers given as
-integers, nothing optional, words past the longest term, a point outside the Web
-Mercator square).
+the committed feed and of the generated datasets, and over records that they do not hold
+(numbers given as integers, nothing optional, words past the longest term, a point
+outside the Web Mercator square).
 """
 
 from __future__ import annotations
@@ -72,10 +72,12 @@ def _mismatches(records: list[Record], loaded: list[dict]) -> list[tuple]:
     return found
 
 
-def test_every_space_of_the_feed_gets_the_row_its_load_gave_it(feed_result):
-    frame = feed_result.frame
-    records = _records(frame)
-    assert _mismatches(records, _loaded_rows(frame)) == []
+@pytest.mark.parametrize("dataset", ["feed", "synthetic", "text"])
+def test_every_space_gets_the_row_its_load_gave_it(dataset, request):
+    """The committed feed; spaces at the antimeridian, near the poles and with exact ties;
+    names that mix accents, scripts, digits and punctuation."""
+    frame = request.getfixturevalue(f"{dataset}_result").frame
+    assert _mismatches(_records(frame), _loaded_rows(frame)) == []
 
 
 def test_a_written_space_has_the_words_a_load_counts_for_it(feed_result):
