@@ -183,7 +183,7 @@ def test_health_and_readiness(client, feed_result):
 
 def test_readiness_without_a_dataset_is_503(tmp_path):
     app = create_app(Settings(snapshot=tmp_path / "none"))
-    problem_of(app.test_client().get("/readyz"), 503)
+    assert problem_of(app.test_client().get("/readyz"), 503)["nodes"] == []
     problem_of(app.test_client().get("/v1/spaces"), 503)
 
 
@@ -261,6 +261,34 @@ def test_wrong_method_and_unknown_route_are_problems(client):
     problem_of(client.post("/v1/spaces/radius?lat=0&lon=0&radius_m=5"), 405)
     problem_of(client.delete("/v1/spaces/polygon"), 405)
     problem_of(client.get("/v2/nothing"), 404)
+
+
+@pytest.mark.parametrize(("path", "allowed"), [
+    ("polygon", {"POST", "OPTIONS"}), ("radius", {"GET", "HEAD", "OPTIONS"}),
+    ("nearest", {"GET", "HEAD", "OPTIONS"}), ("bbox", {"GET", "HEAD", "OPTIONS"})])
+def test_the_search_endpoints_names_are_no_space_ids(client, path, allowed):
+    """GET /v1/spaces/polygon is a 405 naming POST, not "no space has the id 'polygon'";
+    neither the reads nor the writes of one space answer on these paths."""
+    for method in ("GET", "PUT", "PATCH", "DELETE", "POST"):
+        if method in allowed:
+            continue
+        resp = client.open(f"/v1/spaces/{path}", method=method)
+        problem_of(resp, 405)
+        assert _listed(resp.headers["Allow"]) == allowed
+    assert _listed(client.options(f"/v1/spaces/{path}").headers["Allow"]) == allowed
+    assert client.get(f"/v1/spaces/{path}x").status_code == 404  # an id like any other
+
+
+def test_amenities_are_read_in_any_case_as_the_document_says(client):
+    by_case = [client.get(f"/v1/spaces?limit=5&amenities={a}").get_json()
+               for a in ("wifi", "WIFI", "WiFi, Coffee")]
+    assert by_case[0]["features"] == by_case[1]["features"]
+    assert by_case[2]["features"]
+    schema = next(p["schema"] for p in client.get("/openapi.json").get_json()["paths"]
+                  ["/v1/spaces"]["get"]["parameters"] if p["name"] == "amenities")
+    for text in ("wifi", "WIFI", "WiFi, Coffee", ""):
+        assert re.fullmatch(schema["pattern"], text)
+    assert not re.fullmatch(schema["pattern"], "sauna")
 
 
 def test_cursor_of_another_query_is_400_and_of_another_dataset_is_410(feed_result):
@@ -449,8 +477,12 @@ def test_ogc_items_lower_a_limit_above_the_maximum_instead_of_refusing_it(client
     assert body["numberReturned"] == 500 and len(body["features"]) == 500
     nxt = next(link["href"] for link in body["links"] if link["rel"] == "next")
     assert "limit=1000" in nxt  # the client's own parameters, kept in the next link
-    assert client.get("/ogc/collections/spaces/items?limit=0").status_code == 400
-    assert client.get("/ogc/collections/spaces/items?limit=ten").status_code == 400
+    for bad in ("0", "ten"):
+        [error] = problem_of(client.get(f"/ogc/collections/spaces/items?limit={bad}"),
+                             400)["errors"]
+        assert error["param"] == "limit"
+        assert error["message"].endswith("expected a whole number of at least 1 (above 500 "
+                                         "it is lowered to 500)")
 
 
 def test_cors_is_off_by_default_and_answers_allowed_origins_when_set(memory_feed):

@@ -138,6 +138,8 @@ def test_cities_and_hexes_endpoints(client):
 
 @pytest.mark.parametrize(("url", "param"), [
     ("/v1/coverage/cities", "country"), ("/v1/coverage/cities?country=Germany", "country"),
+    ("/v1/coverage/cities?country=DE,DE", "country"),
+    ("/v1/coverage/hexes?country=DE,AT", "country"),
     ("/v1/coverage/hexes?country=DE&res=12", "res"),
     ("/v1/coverage/countries?walk_m=0", "walk_m"),
     ("/v1/coverage/countries?amenities=sauna", "amenities"),
@@ -146,6 +148,15 @@ def test_coverage_errors(client, url, param):
     resp = client.get(url)
     assert resp.status_code == 400 and resp.content_type == "application/problem+json"
     assert param in {e["param"] for e in resp.get_json()["errors"]}
+
+
+@pytest.mark.parametrize("view", ["cities", "hexes"])
+def test_a_country_the_report_does_not_cover_is_400_listing_those_it_does(client, view):
+    resp = client.get(f"/v1/coverage/{view}?country=xx")
+    assert resp.status_code == 400 and resp.content_type == "application/problem+json"
+    [error] = resp.get_json()["errors"]
+    assert error["param"] == "country" and "XX" in error["message"]
+    assert "DE" in error["message"] and "NZ" in error["message"]
 
 
 def test_report_cli_writes_every_country(tmp_path, feed_result):
@@ -187,7 +198,7 @@ def test_equivalent_options_share_one_computation(memory_feed):
     client = app.test_client()
     cache = app.extensions["coverage.cache"]
     urls = ["/v1/coverage/cities?country=DE&res=7&amenities=wifi",
-            "/v1/coverage/cities?country=DE,DE,DE&res=7&amenities=wifi,wifi,WIFI",
+            "/v1/coverage/cities?country=%20DE%20&res=7&amenities=wifi,wifi,WIFI",
             "/v1/coverage/cities?country=de&res=07&amenities=wifi&walk_m=1e3",
             "/v1/coverage/hexes?country=DE&res=7&amenities=wifi&walk_m=1000.0",
             "/v1/coverage/countries?res=7&amenities=%20wifi"]
@@ -222,7 +233,7 @@ def test_heavy_endpoints_are_rate_limited_per_client_with_retry_after(memory_fee
     from geosearch.settings import Settings
 
     client = create_app(Settings(heavy_rate_limit="2/minute"), backend=memory_feed).test_client()
-    url = "/v1/coverage/cities?country=LU"
+    url = "/v1/coverage/cities?country=NZ"
     assert [client.get(url).status_code for _ in range(2)] == [200, 200]
     limited = client.get(url)
     assert limited.status_code == 429 and limited.content_type == "application/problem+json"

@@ -6,6 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import replace
+from functools import cache
 from typing import Protocol
 
 from flask import Blueprint, Response
@@ -38,7 +39,7 @@ from geosearch.reports.coverage import (
     Coverage,
     CoverageOptions,
 )
-from geosearch.reports.grid import cell_rows
+from geosearch.reports.grid import cell_rows, report_cities
 from geosearch.reports.reach import Reach
 
 # What the cache of a process may hold: encoded answers and the measured reaches of
@@ -70,17 +71,35 @@ RES: Param[int] = Param("res", integer(MIN_RES, MAX_RES),
                         _DEFAULTS.res)
 WITH_AMENITIES = replace(AMENITIES, description="Count only spaces with all of these "
                                                 "amenities")
-COUNTRY_ONE: Param[str] = Param(
-    "country", Parser(lambda text: _one(COUNTRY_SET.read(text)),
-                      {"type": "string", "pattern": "^[A-Za-z]{2}$"}),
-    "One ISO 3166-1 alpha-2 code", required=True)
 OPTIONS = (WITH_AMENITIES, WALK_M, MIN_POPULATION_PARAM, RES)
 
 
-def _one(codes: frozenset[str]) -> str:
+@cache
+def report_countries() -> tuple[str, ...]:
+    """The codes of the countries whose cities the coverage report covers, sorted."""
+    return tuple(sorted(set(report_cities()["country_code"])))
+
+
+def _one(text: str) -> str:
+    """The one code ``text`` names (any case), a country of the report; else what is
+    valid."""
+    if "," in text:
+        raise ValueError("one ISO 3166-1 alpha-2 code, such as DE, not a list")
+    codes = COUNTRY_SET.read(text)
     if len(codes) != 1:
-        raise ValueError("exactly one ISO 3166-1 alpha-2 code, such as DE")
-    return next(iter(codes))
+        raise ValueError("one ISO 3166-1 alpha-2 code, such as DE")
+    code = next(iter(codes))
+    if code not in report_countries():
+        raise ValueError(f"{code} is not a country of the coverage report; valid: "
+                         f"{', '.join(report_countries())}")
+    return code
+
+
+COUNTRY_ONE: Param[str] = Param(
+    "country", Parser(_one,
+                      {"type": "string", "pattern": "^[A-Za-z]{2}$"}),
+    "One ISO 3166-1 alpha-2 code (any case) of a country the report covers (one of its "
+    "market countries: /coverage/countries lists them); not a list", required=True)
 
 
 def options_from(p: Params) -> CoverageOptions:

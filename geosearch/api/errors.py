@@ -74,12 +74,14 @@ def stale_cursor() -> ApiError:
                     [ParamError("cursor", "stale: issued for another dataset version")])
 
 
-def handle_unavailable(exc: Exception) -> Response:
-    """The store is down or holds no dataset: 503, retry later. Its text is not shown."""
+def handle_unavailable(exc: Exception, extra: dict | None = None) -> Response:
+    """The store is down or holds no dataset: 503, retry later (``extra``: more members
+    of the problem). Its text is not shown."""
     log.warning("backend unavailable: %s", exc)
     detail = ("no dataset is loaded" if isinstance(exc, NoDataset)
               else "the spatial database cannot be reached; try again shortly")
-    return problem(503, "Service Unavailable", detail, headers={"Retry-After": "5"})
+    return problem(503, "Service Unavailable", detail, headers={"Retry-After": "5"},
+                   extra=extra)
 
 
 def handle_http_exception(exc: HTTPException) -> Response:

@@ -6,10 +6,10 @@ from functools import partial
 
 from flask import Blueprint, Response, jsonify
 
-from geosearch.api.errors import problem
+from geosearch.api.errors import handle_unavailable, problem
 from geosearch.api.openapi import OBJECT, Operation, add_route, body
 from geosearch.api.openapi import problem as problem_response
-from geosearch.backends.base import Backend
+from geosearch.backends.base import Backend, BackendUnavailable, NoDataset
 
 UP = Operation("The process is up", body("application/json", OBJECT, "Up"))
 _SEQ = {"type": "integer", "minimum": 0}
@@ -38,8 +38,10 @@ def healthz() -> Response:
 
 def readyz(backend: Backend) -> Response:
     """GET /readyz over ``backend``."""
-    # BackendUnavailable / NoDataset propagate to the app's 503 problem handler.
-    nodes = backend.nodes()
+    try:
+        nodes = backend.nodes()
+    except (BackendUnavailable, NoDataset) as exc:  # no store to list
+        return handle_unavailable(exc, extra={"nodes": []})
     serving = [n for n in nodes if n["healthy"] and n["dataset_version"]]
     if not serving:
         return problem(503, "Service Unavailable", "no store can serve a dataset",

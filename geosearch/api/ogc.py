@@ -86,7 +86,9 @@ CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 ITEMS_BBOX: Param[tuple[float, float, float, float] | None] = replace(
     BBOX, required=False, description=BBOX.description + "; optional")
 ITEMS_LIMIT: Param[int] = Param(
-    "limit", integer(1, MAX_CLIENT_LIMIT), f"Page size; a limit above {MAX_LIMIT} is lowered "
+    "limit", integer(1, MAX_CLIENT_LIMIT, f"a whole number of at least 1 (above {MAX_LIMIT} "
+                                          f"it is lowered to {MAX_LIMIT})"),
+    f"Page size; a limit above {MAX_LIMIT} is lowered "
     f"to {MAX_LIMIT} (OGC API - Features: a server caps, it does not refuse)", DEFAULT_LIMIT)
 FILTER: Param[str | None] = Param("filter", TEXT, f"CQL2 text over the queryables; "
                                   f"supported: {SUPPORTED}")

@@ -171,18 +171,20 @@ def number(low: float, high: float, low_open: bool = False) -> Parser[float]:
     return Parser(parse, {"type": "number", **lower, "maximum": high})
 
 
-def integer(low: int, high: int) -> Parser[int]:
-    """A whole number in [low, high] (every integer of the API is bounded)."""
-    span = f"{low}..{high}"
+def integer(low: int, high: int, expected: str | None = None) -> Parser[int]:
+    """A whole number in [low, high] (every integer of the API is bounded); ``expected``
+    says what is valid in an error, when ``low..high`` would not (a bound no client
+    needs to read)."""
+    span = expected or f"an integer {low}..{high}"
 
     def parse(text: str) -> int:
         if not _INTEGER.fullmatch(text.strip()):
-            raise ValueError(f"{shown(text)} is not an integer; expected an integer {span}")
+            raise ValueError(f"{shown(text)} is not an integer; expected {span}")
         # Beyond 20 digits no bound of the API can hold it (and int() of thousands of
         # digits is refused by Python itself).
         value = int(text) if len(text.strip()) <= 20 else None
         if value is None or not low <= value <= high:
-            raise ValueError(f"{shown(text)} is out of range; expected an integer {span}")
+            raise ValueError(f"{shown(text)} is out of range; expected {span}")
         return value
 
     return Parser(parse, {"type": "integer", "minimum": low, "maximum": high})
@@ -239,10 +241,23 @@ def bbox(text: str) -> tuple[float, float, float, float]:
     return minlon, minlat, maxlon, maxlat
 
 
-_AMENITY = "|".join(a.value for a in Amenity)
+def any_case(word: str) -> str:
+    """A pattern (ECMA-262, as JSON Schema reads it: no flags) matching ``word`` in any
+    case.
+
+    >>> any_case("wifi")
+    '[wW][iI][fF][iI]'
+    """
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c)
+                   for c in word)
+
+
+# amenity names in any case, separated by commas, blanks around them and empty names
+# skipped (as Amenity.parse_set reads them)
+_AMENITY = f"( *({'|'.join(any_case(a.value) for a in Amenity)})? *)"
 # a request's few names come from a small vocabulary: each text is parsed once
 AMENITY_SET = Parser(lru_cache(maxsize=1024)(Amenity.parse_set),
-                     {"type": "string", "pattern": f"^({_AMENITY})?(,({_AMENITY}))*$"})
+                     {"type": "string", "pattern": f"^{_AMENITY}(,{_AMENITY})*$"})
 COUNTRY_SET = Parser(country_set, {"type": "string", "pattern": "^([A-Za-z]{2})?(,[A-Za-z]{2})*$"})
 # Free text: anything but the control characters every request is refused for
 TEXT_PATTERN = f"^[^{CONTROL_CHARS}]*$"
@@ -263,13 +278,14 @@ K: Param[int] = Param("k", integer(1, MAX_K), "How many", DEFAULT_K)
 MAX_DISTANCE: Param[float | None] = Param("max_distance_m", number(0, MAX_DISTANCE_M),
                                           "Only spaces at most this far (metres)")
 AMENITIES: Param[frozenset[Amenity]] = Param(
-    "amenities", AMENITY_SET, "Comma-separated amenities; the space has all of them. Valid: "
+    "amenities", AMENITY_SET, "Comma-separated amenities, any case; the space has all of them. "
+    "Valid: "
     + ", ".join(a.value for a in Amenity), frozenset())
 AMENITIES_ANY: Param[frozenset[Amenity]] = Param(
     "amenities_any", AMENITY_SET,
-    "Comma-separated amenities; the space has at least one of them", frozenset())
+    "Comma-separated amenities, any case; the space has at least one of them", frozenset())
 COUNTRY: Param[frozenset[str]] = Param(
-    "country", COUNTRY_SET, "Comma-separated ISO 3166-1 alpha-2 codes; any of them",
+    "country", COUNTRY_SET, "Comma-separated ISO 3166-1 alpha-2 codes, any case; any of them",
     frozenset())
 CITY: Param[str | None] = Param(
     "city", Parser(city_name, {"type": "string", "maxLength": MAX_CITY_CHARS,

@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 import orjson
 from flask import Blueprint, Response, request
+from flask.blueprints import BlueprintSetupState
 from shapely.geometry.base import BaseGeometry
+from werkzeug.routing import BaseConverter
 
 from geosearch.api import consistency, params
 from geosearch.api.cursor import query_fingerprint
@@ -106,10 +108,31 @@ def space_or_404(backend: Backend, space_id: str) -> Space:
     return space
 
 
+# The names of the search endpoints under /spaces/: never a space's id, so that a method
+# those routes do not serve is a 405 naming theirs (GET /spaces/polygon), not a 404
+RESERVED_IDS = ("radius", "nearest", "polygon", "bbox")
+_NOT_RESERVED = f"(?!(?:{'|'.join(RESERVED_IDS)})$)"
 SPACE_ID: Param[str] = Param(
     "id", Parser(str, {"type": "string",
-                       "pattern": f"^(?!(radius|nearest|polygon|bbox)$)[^/{CONTROL_CHARS}]+$"}),
+                       "pattern": f"^{_NOT_RESERVED}[^/{CONTROL_CHARS}]+$"}),
     "The space's id (the search endpoints' names excepted)", where="path")
+# the rule of one space's routes (read, replace, patch, close): see space_id_converter
+SPACE_RULE = "/spaces/<space_id:id>"
+
+
+class SpaceIdConverter(BaseConverter):
+    """A path segment that is a space's id: any segment but the search endpoints' names."""
+
+    regex = f"{_NOT_RESERVED}[^/]+"
+
+
+def space_id_converter(bp: Blueprint) -> None:
+    """Have the app ``bp`` is registered on read ``<space_id:...>`` in rules (before
+    ``bp``'s own rules are added)."""
+    def record(state: BlueprintSetupState) -> None:
+        state.app.url_map.converters["space_id"] = SpaceIdConverter
+
+    bp.record_once(record)
 RADIUS = Operation(
     "Spaces within a radius, nearest first", SPACES,
     (LAT, LON, RADIUS_M, *FILTERS, *PAGING), PAGED_ERRORS, "Ordered by distance_m, then id.")
@@ -273,12 +296,13 @@ def search_blueprint(
     """
     bp = Blueprint(name, __name__)
     views = SearchViews(backend, max_body_bytes, revised)
+    space_id_converter(bp)
     add_route(bp, "/spaces/radius", "radius", views.radius, RADIUS)
     add_route(bp, "/spaces/nearest", "nearest", views.nearest, NEAREST)
     add_route(bp, "/spaces/polygon", "polygon", views.polygon, views.polygon_op, ("POST",))
     add_route(bp, "/spaces/bbox", "bbox", views.bbox, BBOX_SEARCH)
     add_route(bp, "/spaces", "list", views.list_spaces, LIST)
-    add_route(bp, "/spaces/<id>", "one", views.one, ONE)
+    add_route(bp, SPACE_RULE, "one", views.one, ONE)
     add_route(bp, "/amenities", "amenities", views.amenities, AMENITIES)
     add_tile_routes(bp, backend)
     consistency.install(bp, backend)

@@ -37,7 +37,7 @@ from geosearch.api.openapi import (
 )
 from geosearch.api.openapi import problem as problem_doc
 from geosearch.api.params import Param, Params, integer, query_args
-from geosearch.api.search import SPACE_ID, etag, request_body
+from geosearch.api.search import SPACE_ID, SPACE_RULE, etag, request_body, space_id_converter
 from geosearch.livespace import Invalid
 from geosearch.writes import Conflict, IfMatch, LiveStore, NotFound, Stale, Written
 
@@ -300,7 +300,8 @@ def writes_blueprint(live: LiveStore, name: str = "writes") -> Blueprint:
     blueprint is (``/v1``)."""
     bp = Blueprint(name, __name__)
     views = WriteViews(live)
-    add_write_routes(bp, views, "/spaces", "/spaces/<id>")
+    space_id_converter(bp)
+    add_write_routes(bp, views, "/spaces", SPACE_RULE)
     add_route(bp, "/changes", "changes", require("changes")(views.feed), FEED)
     register(bp, app_wide=False)
     return bp
@@ -309,6 +310,7 @@ def writes_blueprint(live: LiveStore, name: str = "writes") -> Blueprint:
 def read_only_blueprint(name: str = "writes") -> Blueprint:
     """The write routes of /v1 on a server over a snapshot (:func:`add_read_only_routes`)."""
     bp = Blueprint(name, __name__)
-    add_read_only_routes(bp, "/spaces", "/spaces/<id>")
+    space_id_converter(bp)
+    add_read_only_routes(bp, "/spaces", SPACE_RULE)
     register(bp, app_wide=False)
     return bp
