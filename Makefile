@@ -4,7 +4,13 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
-PG_PORT ?= 55432
+# The local PostgreSQL servers of run-postgis and run-cluster listen below the ephemeral
+# port range (32768-60999 on Linux): there, a client's outgoing connection may already hold
+# the port and the server fails with "Address already in use". Set them on the command
+# line: make run-postgis PG_PORT=25433.
+PG_PORT ?= 25432
+CLUSTER_PRIMARY_PORT ?= 25440
+CLUSTER_REPLICA_PORTS ?= 25441 25442
 FEED := data/feed/spaces.csv
 SNAPSHOT := var/snapshot/spaces.parquet
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -90,7 +96,8 @@ feed: install ## regenerate the raw feed (deterministic)
 score: install ## precision/recall of ingestion against the defect manifest
 	$(BIN)/python scripts/score_ingest.py data/feed
 
-run-postgis: install postgis ## local PostGIS under .pgdata, ingest, serve on $(PORT)
+run-postgis: install postgis ## local PostGIS under .pgdata on PG_PORT (25432), ingest, serve on $(PORT)
+	@echo "run-postgis: PostgreSQL on 127.0.0.1:$(PG_PORT) (PG_PORT=...), the API on 127.0.0.1:$(PORT) (PORT=...)"
 	$(BIN)/python -m geosearch.testing.pgcluster start .pgdata $(PG_PORT)
 	$(BIN)/geosearch ingest $(FEED) --database postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/geosearch --report var/ingest-report-pg.json
 	$(BIN)/geosearch serve --database postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/geosearch --port $(PORT)
@@ -99,11 +106,12 @@ pg-stop: ## stop the local PostGIS of run-postgis
 	$(BIN)/python -m geosearch.testing.pgcluster stop .pgdata
 
 CLUSTER_URL = postgresql+psycopg://postgres@127.0.0.1:$(1)/geosearch
-run-cluster: install postgis ## a primary and two hot standbys (.pgcluster, ports 55440-55442), ingest, serve on $(PORT)
-	$(BIN)/python -m geosearch.testing.pgcluster cluster-start .pgcluster 55440 55441 55442
-	$(BIN)/geosearch ingest $(FEED) --database $(call CLUSTER_URL,55440) --report var/ingest-report-cluster.json
-	$(BIN)/geosearch serve --database $(call CLUSTER_URL,55440) \
-	  --replica $(call CLUSTER_URL,55441) --replica $(call CLUSTER_URL,55442) --port $(PORT)
+run-cluster: install postgis ## a primary and two hot standbys (.pgcluster; CLUSTER_PRIMARY_PORT 25440, CLUSTER_REPLICA_PORTS 25441 25442), ingest, serve on $(PORT)
+	@echo "run-cluster: primary on 127.0.0.1:$(CLUSTER_PRIMARY_PORT) (CLUSTER_PRIMARY_PORT=...), standbys on $(CLUSTER_REPLICA_PORTS) (CLUSTER_REPLICA_PORTS=...), the API on 127.0.0.1:$(PORT) (PORT=...)"
+	$(BIN)/python -m geosearch.testing.pgcluster cluster-start .pgcluster $(CLUSTER_PRIMARY_PORT) $(CLUSTER_REPLICA_PORTS)
+	$(BIN)/geosearch ingest $(FEED) --database $(call CLUSTER_URL,$(CLUSTER_PRIMARY_PORT)) --report var/ingest-report-cluster.json
+	$(BIN)/geosearch serve --database $(call CLUSTER_URL,$(CLUSTER_PRIMARY_PORT)) \
+	  $(foreach p,$(CLUSTER_REPLICA_PORTS),--replica $(call CLUSTER_URL,$(p))) --port $(PORT)
 
 cluster-stop: ## stop the three servers of run-cluster
 	$(BIN)/python -m geosearch.testing.pgcluster cluster-stop .pgcluster

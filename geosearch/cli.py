@@ -10,7 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from geosearch.settings import SERVER_CLIENT_BUDGET, Settings
+from geosearch import cliargs
+from geosearch.settings import DEFAULT_SNAPSHOT, SERVER_CLIENT_BUDGET, Settings
 
 if TYPE_CHECKING:
     from geosearch.backends.base import Backend
@@ -41,7 +42,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 2
     started = time.monotonic()
     try:
-        result = run_pipeline(args.feed, geocoder=_geocoder(settings))
+        feed = cliargs.feed_path(args.feed)
+    except cliargs.FeedFolderError as exc:
+        return _refuse("ingest", str(exc))
+    try:
+        result = run_pipeline(feed, geocoder=_geocoder(settings))
     except FeedError as exc:
         print(f"geosearch ingest: {exc}; nothing was changed", file=sys.stderr)
         return 1
@@ -76,10 +81,32 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         write_ingest_metrics(args.metrics_file, report, result.frame,
                              time.monotonic() - started)
     state = "unchanged" if report.unchanged else "written"
-    print(f"{report.input_rows} rows: {report.loaded} loaded ({report.repaired} repaired, "
-          f"{report.geocoded} geocoded), {report.rejected} rejected -> {where} "
-          f"[{state}, version {report.dataset_version}]")
+    print(f"{report.input_rows} rows: {report.loaded} loaded ({report.active} active, served "
+          f"by the API; {report.loaded - report.active} inactive, kept but not served; "
+          f"{report.repaired} repaired, {report.geocoded} geocoded), {report.rejected} "
+          f"rejected -> {where} [{state}, version {report.dataset_version}]")
     return 0
+
+
+def _refuse(command: str, message: str) -> int:
+    """A bad argument found after parsing: one line on stderr, as argparse's own errors
+    (status 2)."""
+    print(f"geosearch {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _missing_snapshot(settings: Settings) -> str | None:
+    """What is missing when ``settings`` name neither a database nor an existing snapshot
+    (None when the data is there)."""
+    from geosearch.snapshot import snapshot_file
+
+    if settings.database_url or snapshot_file(settings.snapshot).is_file():
+        return None
+    where = snapshot_file(settings.snapshot).absolute()
+    return (f"no snapshot at {where} (the default {DEFAULT_SNAPSHOT} is relative to the "
+            f"current directory); give --snapshot PATH or --database URL, or set "
+            f"GEOSEARCH_SNAPSHOT (a snapshot is written by geosearch ingest FEED --snapshot "
+            f"PATH, or make snapshot in the repository)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -142,32 +169,60 @@ def _follower(settings: Settings) -> FollowerBackend:
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the coverage report of every country (or of ``--countries``)."""
     from geosearch.backends import open_backend
-    from geosearch.model import Amenity
+    from geosearch.reference import markets
     from geosearch.reports.coverage import Coverage, CoverageOptions
     from geosearch.reports.render import write_report
 
     settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot)
+    missing = _missing_snapshot(settings)
+    if missing:
+        return _refuse("report", missing)
     options = CoverageOptions(min_population=args.min_population, walk_m=args.walk_m,
-                              res=args.res, amenities=Amenity.parse_set(args.amenities or ""))
+                              res=args.res, amenities=args.amenities)
     backend = open_backend(settings)
     try:
         coverage = Coverage(backend.active_frame(), options)
     finally:
         backend.close()
-    only = [c.strip().upper() for c in args.countries.split(",")] if args.countries else None
-    done = write_report(coverage, args.out, only)
+    known = set(markets()["iso_a2"]) | set(coverage.spaces["country"])
+    unknown = [c for c in args.countries or () if c not in known]
+    if unknown:
+        return _refuse("report", f"argument --countries: no such country in the report: "
+                                 f"{', '.join(unknown)} (it covers {', '.join(sorted(known))})")
+    done = write_report(coverage, args.out, args.countries)
     print(f"coverage report of {len(done)} countries -> {args.out / 'index.html'}")
     return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    """Ask one question of a backend and print GeoJSON (for scripts and debugging)."""
+    """Send one request to the app in-process and print its answer: JSON indented, other
+    text as it is, anything else (a vector or PNG tile) as bytes; ``--out`` writes the
+    body to a file instead. ``--data`` sends it as a POST with that JSON body."""
     from geosearch.api import create_app
 
     settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot)
+    missing = _missing_snapshot(settings)
+    if missing:
+        return _refuse("query", missing)
     client = create_app(settings).test_client()
-    response = client.get(args.path)
-    print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
+    if args.data is None:
+        response = client.get(args.path)
+    else:
+        body = args.data
+        if body.startswith("@"):
+            body = Path(body[1:]).read_text(encoding="utf-8")
+        response = client.post(args.path, data=body.encode(), content_type="application/json")
+    data = response.get_data()
+    response.close()  # a file sent whole (the map page) is closed
+    if args.out is not None:
+        args.out.write_bytes(data)
+    elif response.is_json:
+        print(json.dumps(json.loads(data), indent=2, ensure_ascii=False))
+    elif (response.mimetype or "").startswith("text/"):
+        print(data.decode("utf-8", errors="replace"))
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
     return 0 if response.status_code < 400 else 1
 
 
@@ -209,50 +264,110 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+Search coworking spaces by place: load a feed (ingest), serve the HTTP API (serve), write
+the coverage report (report), ask the API one question without a server (query), manage
+API keys (keys). 'geosearch COMMAND --help' describes each command."""
+
+DATA_EPILOG = f"""\
+The data: --database URL (or GEOSEARCH_DATABASE_URL) names a PostGIS database; else the
+snapshot --snapshot PATH (or GEOSEARCH_SNAPSHOT), default {DEFAULT_SNAPSHOT}, a folder
+holding spaces.parquet or the .parquet file itself. The default is relative to the
+current directory: run from the repository, or give the path."""
+
+
+def _sub(sub, name: str, helptext: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand whose help shows its defaults and the data epilog."""
+    return sub.add_parser(name, help=helptext, description=description, epilog=DATA_EPILOG,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--snapshot", type=Path, metavar="PATH",
+                        help=f"snapshot to read (default: GEOSEARCH_SNAPSHOT, else "
+                             f"{DEFAULT_SNAPSHOT} relative to the current directory)")
+    parser.add_argument("--database", metavar="URL",
+                        help="PostGIS URL to read instead of a snapshot (default: "
+                             "GEOSEARCH_DATABASE_URL)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``geosearch`` command."""
-    parser = argparse.ArgumentParser(prog="geosearch", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from geosearch.model import Amenity
+    from geosearch.reports.coverage import MAX_RES, MAX_WALK_M, MIN_POPULATION, MIN_RES
 
-    ingest = sub.add_parser("ingest", help="clean, geocode and load a feed")
-    ingest.add_argument("feed", type=Path, help="CSV, GeoJSON or GeoParquet feed")
-    ingest.add_argument("--snapshot", type=Path, help="snapshot file or folder to write")
-    ingest.add_argument("--database", help="PostGIS URL (default: GEOSEARCH_DATABASE_URL)")
+    parser = argparse.ArgumentParser(prog="geosearch", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = _sub(sub, "ingest", "clean, geocode and load a feed",
+                  "Clean, geocode and load a feed into a snapshot or a PostGIS database.")
+    ingest.add_argument("feed", type=Path,
+                        help="CSV, GeoJSON or GeoParquet feed file, or a folder holding "
+                             "exactly one such file")
+    ingest.add_argument("--snapshot", type=Path, metavar="PATH",
+                        help="snapshot file or folder to write")
+    ingest.add_argument("--database", metavar="URL",
+                        help="PostGIS URL to load into (default: GEOSEARCH_DATABASE_URL)")
     ingest.add_argument("--report", type=Path, help="write the ingest report (JSON) here")
     ingest.add_argument("--metrics-file", type=Path, metavar="PATH",
                         help="write the run's counts here, in the textfile format of node-exporter")
     ingest.set_defaults(func=cmd_ingest)
 
-    serve = sub.add_parser("serve", help="serve the HTTP API on 127.0.0.1")
-    serve.add_argument("--snapshot", type=Path, help="snapshot to serve")
-    serve.add_argument("--database", help="PostGIS URL to serve from (the primary)")
+    serve = _sub(sub, "serve", "serve the HTTP API on 127.0.0.1",
+                 "Serve the HTTP API with gunicorn (or Flask's server with --dev). A snapshot "
+                 "is watched: when ingest writes a new one (or the first one, after the "
+                 "server started), the workers serve it within about a second, no restart.")
+    _data_options(serve)
     serve.add_argument("--replica", action="append", default=[], metavar="URL",
                        help="a hot-standby replica to read from (repeat for more; default "
                             "GEOSEARCH_REPLICA_URLS, comma-separated)")
     serve.add_argument("--index", choices=("postgis", "memory"), default="postgis",
                        help="with --database: answer searches in the database (postgis), or "
-                            "from memory, following its change feed (memory)")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--workers", type=int, default=2)
+                            "from memory, following its change feed (memory); default postgis")
+    serve.add_argument("--port", type=cliargs.PORT, default=8000,
+                       help="TCP port to listen on (default 8000)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; 0.0.0.0 for every "
+                            "interface)")
+    serve.add_argument("--workers", type=cliargs.WORKERS, default=2,
+                       help="gunicorn worker processes, 1..64 (default 2)")
     serve.add_argument("--dev", action="store_true", help="Flask's development server")
     serve.set_defaults(func=cmd_serve)
 
-    report = sub.add_parser("report", help="write the coverage report (CSV, GeoJSON, HTML)")
+    report = _sub(sub, "report", "write the coverage report (CSV, GeoJSON, HTML)",
+                  "Write the coverage report of every country (docs/coverage.md).")
     report.add_argument("--out", type=Path, required=True, help="folder to write")
-    report.add_argument("--snapshot", type=Path, help="snapshot (default GEOSEARCH_SNAPSHOT)")
-    report.add_argument("--database", help="PostGIS URL instead of a snapshot")
-    report.add_argument("--countries", help="only these, e.g. DE,FR (default: all)")
-    report.add_argument("--amenities", help="count only spaces with all of these")
-    report.add_argument("--walk-m", type=float, default=1000.0, help="walking distance")
-    report.add_argument("--min-population", type=int, default=100_000)
-    report.add_argument("--res", type=int, default=8, help="H3 resolution of the cells")
+    _data_options(report)
+    report.add_argument("--countries", type=cliargs.countries, metavar="CODES",
+                        help="only these countries, ISO codes separated by commas, e.g. DE,FR "
+                             "(default: all)")
+    report.add_argument("--amenities", type=cliargs.amenities, default=frozenset(),
+                        metavar="NAMES",
+                        help="count only spaces that have all of these, separated by commas, "
+                             "e.g. wifi,parking; one of: "
+                             + ", ".join(a.value for a in Amenity) + " (default: any space)")
+    report.add_argument("--walk-m", type=cliargs.walk_m, default=1000.0, metavar="METRES",
+                        help=f"walking distance that covers a cell, above 0 and at most "
+                             f"{MAX_WALK_M:,.0f} (default 1,000)")
+    report.add_argument("--min-population", type=cliargs.MIN_POPULATION_ARG, default=100_000,
+                        metavar="N",
+                        help=f"report cities of at least N inhabitants, N >= {MIN_POPULATION:,} "
+                             f"(default 100,000)")
+    report.add_argument("--res", type=cliargs.RES, default=8,
+                        help=f"H3 resolution of the cells, {MIN_RES}..{MAX_RES} (default 8)")
     report.set_defaults(func=cmd_report)
 
-    query = sub.add_parser("query", help="run one API request in-process and print it")
+    query = _sub(sub, "query", "run one API request in-process and print it",
+                 "Send one request to the API in this process (no server) and print the "
+                 "answer: JSON indented, text as it is, a tile as bytes (or --out FILE). "
+                 "Exit status 1 when the answer is an error (4xx, 5xx).")
     query.add_argument("path", help="e.g. '/v1/spaces/nearest?lat=52.52&lon=13.4&k=3'")
-    query.add_argument("--snapshot", type=Path)
-    query.add_argument("--database")
+    _data_options(query)
+    query.add_argument("--data", metavar="JSON",
+                       help="POST this JSON body (or @FILE: the file's content) instead of a GET")
+    query.add_argument("--out", type=Path, metavar="FILE",
+                       help="write the answer's body to FILE instead of printing it")
     query.set_defaults(func=cmd_query)
 
     keys = sub.add_parser("keys", help="create, list or revoke API keys (PostGIS)")

@@ -167,6 +167,10 @@ def server_options(host: str, port: int, workers: int = 2,
         "accesslog": None, "logger_class": GunicornLogger,
         "child_exit": multiproc.child_exit, "post_fork": traces.post_fork,
         "forwarded_allow_ips": ",".join(trusted_proxies),
+        # No gunicornc control socket: every instance would make the same one
+        # (~/.gunicorn/gunicorn.ctl), and stopping one deletes another's. Signals to the
+        # master (HUP, TERM, TTIN/TTOU) do what it would.
+        "control_socket_disable": True,
     }
 
 

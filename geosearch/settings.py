@@ -64,7 +64,10 @@ class Settings:
     # statements, the statement timeout set per transaction (docs/deploy.md).
     database_pooler: str = ""
     max_body_bytes: int = 1024 * 1024
+    # A Leaflet tile URL template (https://tile.example.org/{z}/{x}/{y}.png) for the map's
+    # base layer, and the credit its provider asks for (OpenStreetMap's when unset).
     tile_url: str | None = None
+    tile_attribution: str | None = None
     geocoder: str = "gazetteer"
     geocoder_domain: str | None = None
     geocoder_scheme: str = "https"

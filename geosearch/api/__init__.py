@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.register_blueprint(coverage, url_prefix=API_PREFIX)
     app.register_blueprint(ogc_blueprint(backend, live=live), url_prefix="/ogc")
     app.register_blueprint(health_blueprint(backend))
-    app.register_blueprint(map_blueprint(settings.tile_url))
+    app.register_blueprint(map_blueprint(settings.tile_url, settings.tile_attribution))
     app.register_blueprint(openapi_blueprint())
     logging.getLogger("geosearch").setLevel(logging.INFO)
     observe.install(app, settings, backend)  # last: around the limits too

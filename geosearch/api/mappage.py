@@ -16,9 +16,10 @@ from geosearch.reference import countries
 
 STATIC = Path(str(files("geosearch").joinpath("static")))  # package data, wherever installed
 OUTLINE_TOLERANCE_DEG = 0.05
+OSM_ATTRIBUTION = "© OpenStreetMap contributors"
 PAGE = Operation("The map page", body("text/html", {"type": "string"}, "HTML"))
 CONFIG = Operation("Settings of the map page", body(
-    "application/json", OBJECT, "tile_url, or null for the offline outlines"))
+    "application/json", OBJECT, "tile_url (null for the offline outlines) and tile_attribution"))
 OUTLINES = Operation("Country outlines for the map's base layer", body(
     GEOJSON, OBJECT, "FeatureCollection"))
 
@@ -42,10 +43,11 @@ def page() -> Response:
     return send_from_directory(STATIC, "map.html")
 
 
-def config(tile_url: str | None) -> Response:
-    """GET /map/config.json: where the map takes its tiles from (None: the outlines)."""
-    return jsonify(tile_url=tile_url,
-                   tile_attribution="© OpenStreetMap contributors" if tile_url else None)
+def config(tile_url: str | None, attribution: str | None) -> Response:
+    """GET /map/config.json: where the map takes its tiles from (None: the outlines), and
+    the credit shown under them (OpenStreetMap's unless the settings name another)."""
+    return jsonify(tile_url=tile_url, tile_attribution=(attribution or OSM_ATTRIBUTION)
+                   if tile_url else None)
 
 
 def outlines() -> Response:
@@ -84,11 +86,12 @@ def _protect(policy: str, response: Response) -> Response:
     return response
 
 
-def map_blueprint(tile_url: str | None) -> Blueprint:
+def map_blueprint(tile_url: str | None, tile_attribution: str | None = None) -> Blueprint:
     """``/`` (the page), ``/static/*``, ``/map/config.json``, ``/map/countries.geojson``."""
     bp = Blueprint("map", __name__, static_folder=str(STATIC), static_url_path="/static")
     bp.after_request(partial(_protect, content_policy(tile_url)))
     add_route(bp, "/", "page", page, PAGE)
-    add_route(bp, "/map/config.json", "config", partial(config, tile_url), CONFIG)
+    add_route(bp, "/map/config.json", "config", partial(config, tile_url, tile_attribution),
+              CONFIG)
     add_route(bp, "/map/countries.geojson", "outlines", outlines, OUTLINES)
     return bp
