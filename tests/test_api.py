@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
@@ -711,3 +712,30 @@ def test_filter_lang_is_checked_with_or_without_a_filter(client, query):
     assert response.status_code == 400
     error = response.get_json()["errors"][0]
     assert error["param"] == "filter-lang" and "cql2-text, cql-text" in error["message"]
+
+
+def _readme_answers() -> dict[str, dict]:
+    """The problem answers README.md shows, by the path and query of their request: the
+    JSON that follows a ``$ curl -s 'http://...'`` line (up to the next command or the
+    end of its block), where it is one document."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = {}
+    for match in re.finditer(r"^\$ curl -s '[a-z]+://[^/]+(/[^']*)'\n((?:[^$`\n].*\n)+)",
+                             text, re.MULTILINE):
+        try:
+            shown[match[1]] = json.loads(match[2])
+        except ValueError:  # an answer shown in part ("...")
+            continue
+    return shown
+
+
+def test_the_readme_shows_the_errors_the_service_answers(client):
+    """Each error answer README.md shows in full is the service's own, but for its
+    request id (a new one per request)."""
+    shown = {url: body for url, body in _readme_answers().items()
+             if isinstance(body.get("status"), int) and body["status"] >= 400}
+    assert shown  # the README does show one
+    for url, body in shown.items():
+        answer = problem_of(client.get(url), body["status"])
+        assert "request_id" in body and "request_id" in answer
+        assert {**answer, "request_id": body["request_id"]} == body, url
