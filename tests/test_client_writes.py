@@ -400,11 +400,13 @@ def test_library_over_a_snapshot_says_writes_need_a_database(memory_feed):
 # -- the docs ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
-def test_the_write_examples_in_the_docs_run(doc, live, capsys):
+def test_the_write_examples_in_the_docs_run(doc, live, monkeypatch, capsys):
     """The ``python writes`` blocks (the plain ``python`` ones run over a snapshot in
     tests/test_embedding.py)."""
     blocks = WRITE_EXAMPLE.findall(doc.read_text())
-    namespace = {"BASE_URL": live.base_url, "KEY": live.secrets["both"],
-                 "DATABASE_URL": live.url}
+    monkeypatch.setenv("GEOSEARCH_BASE_URL", live.base_url)
+    monkeypatch.setenv("GEOSEARCH_API_KEY", live.secrets["both"])
+    monkeypatch.setenv("GEOSEARCH_DATABASE_URL", live.url)
+    namespace: dict[str, object] = {"__name__": "__main__"}  # nothing a reader lacks
     for block in blocks:
         exec(compile(block, str(doc), "exec"), namespace)

@@ -240,10 +240,14 @@ def test_ogc_errors_are_problems(client):
 # -- the docs ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
-def test_the_examples_in_the_docs_run(doc, snapshot, base_url, capsys):
+def test_the_examples_in_the_docs_run(doc, snapshot, base_url, monkeypatch, capsys):
+    """A page's examples, pasted in order into one fresh interpreter: nothing defined for
+    them but what a reader sets, the environment variables they read."""
     blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
     assert blocks, f"{doc.name} has no example"
-    namespace = {"SNAPSHOT": snapshot, "BASE_URL": base_url}
+    monkeypatch.setenv("GEOSEARCH_SNAPSHOT", str(snapshot))
+    monkeypatch.setenv("GEOSEARCH_BASE_URL", base_url)
+    namespace: dict[str, object] = {"__name__": "__main__"}
     for block in blocks:
         exec(compile(block, str(doc), "exec"), namespace)
 
