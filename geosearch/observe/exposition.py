@@ -39,8 +39,10 @@ METRICS = Operation(
 NODE_GAUGES = {
     "applied_seq": ("geosearch_node_applied_change_seq",
                     "The change feed's last seq the node has applied"),
-    "lag_seconds": ("geosearch_node_replica_lag_seconds",
-                    "How far a replica is behind the primary, in seconds"),
+    "lag_seq": ("geosearch_node_lag_changes",
+                "Changes committed on the primary that the node has not applied"),
+    "lag_seconds": ("geosearch_node_lag_seconds",
+                    "Seconds since the first change the node has not applied committed"),
     "lag_bytes": ("geosearch_node_replica_lag_bytes",
                   "WAL a replica has yet to replay, in bytes"),
 }

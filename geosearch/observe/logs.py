@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import IO
 
 from gunicorn import glogging
@@ -37,9 +38,11 @@ _TEXT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 class RequestFields(logging.Filter):
     """Adds the request id of the request being served (and, while tracing, the trace
-    id) to every record that has none."""
+    id) to every record that has none (a request's own line has them already)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if type(record.msg) is dict:  # a request's line (fields)
+            return True
         if not hasattr(record, "request_id"):
             request_id = context.request_id()
             if request_id is not None:
@@ -51,26 +54,64 @@ class RequestFields(logging.Filter):
         return True
 
 
+def request_record(fields: dict) -> logging.LogRecord:
+    """The record of a request's line: its ``fields`` (:mod:`.middleware`) as the
+    message, made directly (``Logger.info`` would first walk the stack for its caller)."""
+    return logging.LogRecord(ACCESS, logging.INFO, __file__, 0, fields, None, None)
+
+
+def _request_summary(fields: dict) -> str:
+    return (f"{fields['method']} {fields['path']} {fields['status']} "
+            f"{fields['duration_ms']:.1f} ms")
+
+
 class TextFormatter(logging.Formatter):
     """``time level logger [request id] message`` (``-`` outside a request), then the
-    stack trace of an error."""
+    stack trace of an error; a request's line is its summary and its other fields."""
 
     def __init__(self) -> None:
         super().__init__(_TEXT, defaults={"request_id": "-"})
 
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's)
+        fields = record.msg
+        if type(fields) is not dict:
+            return super().formatMessage(record)
+        rest = " ".join(f"{key}={value}" for key, value in fields.items()
+                        if key not in _SUMMARY and value is not None)
+        return (f"{self.formatTime(record)} INFO {record.name} [{fields['request_id']}] "
+                f"{_request_summary(fields)} {rest}")
 
-def json_formatter() -> logging.Formatter:
-    """The JSON lines: ``time``, ``level``, ``logger``, ``message``, then the record's
-    own fields (a request's: :mod:`.middleware`) and ``exc_info`` for an error."""
-    return OrjsonFormatter(["levelname", "name", "message"], timestamp="time",
-                           rename_fields={"levelname": "level", "name": "logger"})
+
+_SUMMARY = frozenset({"method", "path", "status", "duration_ms", "request_id"})
+
+
+class JsonFormatter(OrjsonFormatter):
+    """python-json-logger's formatter (encoded by orjson): ``time``, ``level``,
+    ``logger``, ``message``, then the record's own fields and ``exc_info`` for an error.
+    A request's line (its fields as the message) is written without looking through
+    the record's attributes for fields: it has them all."""
+
+    def __init__(self) -> None:
+        super().__init__(["levelname", "name", "message"], timestamp="time",
+                         rename_fields={"levelname": "level", "name": "logger"})
+
+    def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict
+                   ) -> None:
+        if type(record.msg) is not dict:
+            super().add_fields(log_data, record, message_dict)
+            return
+        log_data["time"] = datetime.fromtimestamp(record.created, tz=UTC)
+        log_data["level"] = record.levelname
+        log_data["logger"] = record.name
+        log_data["message"] = _request_summary(message_dict)
+        log_data.update(message_dict)
 
 
 def formatter(log_format: str) -> logging.Formatter:
     """The formatter of ``json`` or ``text``."""
     if log_format not in FORMATS:
         raise ValueError("GEOSEARCH_LOG_FORMAT must be json or text")
-    return json_formatter() if log_format == "json" else TextFormatter()
+    return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
 def _handler(handler: logging.Handler, log_format: str) -> logging.Handler:

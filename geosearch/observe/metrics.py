@@ -95,7 +95,8 @@ class RequestMetrics:
 
     def __init__(self) -> None:
         self._durations: dict[tuple[str, str, int], Histogram] = {}
-        self._endpoints: dict[str, str] = {}
+        self._views: dict[str, str] = {}
+        self._results: dict[str, Histogram] = {}
 
     def record(self, method: str, route: str, endpoint: str | None, status: int,
                seconds: float, results: int | None) -> None:
@@ -112,11 +113,14 @@ class RequestMetrics:
             CLIENT_ERRORS.labels(reason_class(status)).inc()
         if endpoint is None:
             return
-        view = self._endpoints.get(endpoint)
+        view = self._views.get(endpoint)
         if view is None:
-            view = self._endpoints[endpoint] = endpoint.rpartition(".")[2]
+            view = self._views[endpoint] = endpoint.rpartition(".")[2]
         if results is not None:
-            SEARCH_RESULTS.labels(view).observe(results)
+            kind = self._results.get(view)
+            if kind is None:
+                kind = self._results[view] = SEARCH_RESULTS.labels(view)
+            kind.observe(results)
         elif view in _TILE_ENDPOINTS and status in (200, 304):
             cache_lookup("tile", status == 304)
         elif method in _WRITE_OPS and view in _WRITE_VIEWS:

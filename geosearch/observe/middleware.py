@@ -12,24 +12,28 @@ is recorded (:class:`.metrics.RequestMetrics`) and its line logged on
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 from flask import Request
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import Map
+from werkzeug.routing import Map, Rule
 
 from geosearch.clientid import Network, client_address
 from geosearch.observe import context, traces
+from geosearch.observe.logs import ACCESS, request_record
 from geosearch.observe.metrics import RequestMetrics
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-ACCESS_LOG = logging.getLogger("geosearch.access")
+ACCESS_LOG = logging.getLogger(ACCESS)
 UNMATCHED = "unmatched"  # the route of a request that no rule matched (a 404)
 MAX_AGENT_CHARS = 256
+_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # <converter:name> in a rule
 _HEADER = context.HEADER
 
 
@@ -44,6 +48,7 @@ class ObservedApp:
         self.url_map = url_map
         self.metrics = RequestMetrics() if metrics else None
         self.proxies = proxies
+        self._templates: dict[str, str] = {}  # by the rule's own text
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse
                  ) -> Iterable[bytes]:
@@ -57,6 +62,14 @@ class ObservedApp:
             raise
         return _ObservedBody(body, exchange)
 
+    def template(self, rule: Rule) -> str:
+        """The route template of a rule, its arguments without their converters
+        (``/v1/spaces/<id>``)."""
+        template = self._templates.get(rule.rule)
+        if template is None:
+            template = self._templates[rule.rule] = _CONVERTER.sub(r"<\1>", rule.rule)
+        return template
+
     def route_of(self, environ: WSGIEnvironment) -> tuple[str, str | None]:
         """The route template and endpoint of a request answered before Flask saw it (a
         limit's refusal): matched here, only for those."""
@@ -64,7 +77,7 @@ class ObservedApp:
             rule, _ = self.url_map.bind_to_environ(environ).match(return_rule=True)
         except HTTPException:  # no rule matches (or a redirect's)
             return UNMATCHED, None
-        return rule.rule, rule.endpoint
+        return self.template(rule), rule.endpoint
 
     def finished(self, exchange: _Exchange, sent: int | None) -> None:
         """Record a request whose body was closed (``sent``: the body's bytes)."""
@@ -80,21 +93,30 @@ class ObservedApp:
     def _log(self, exchange: _Exchange, status: int, seconds: float, sent: int | None
              ) -> None:
         environ = exchange.environ
-        forwarded = environ.get("HTTP_X_FORWARDED_FOR") if self.proxies else None
-        client = client_address(environ.get("REMOTE_ADDR"), forwarded, self.proxies)
+        client = environ.get("REMOTE_ADDR")
+        if self.proxies:
+            client = _forwarded_client(client, environ.get("HTTP_X_FORWARDED_FOR"),
+                                       self.proxies)
+        path = environ.get("PATH_INFO", "")
         fields = {
             "request_id": exchange.note.request_id, "method": exchange.method,
-            "route": exchange.route, "path": environ.get("PATH_INFO", ""),
-            "status": status, "duration_ms": round(seconds * 1000, 3), "bytes": sent,
-            "client": None if client is None else str(client),
+            "route": exchange.route, "path": path, "status": status,
+            "duration_ms": round(seconds * 1000, 3), "bytes": sent, "client": client,
             "user_agent": (environ.get("HTTP_USER_AGENT") or "")[:MAX_AGENT_CHARS] or None}
         if exchange.note.key_name is not None:
             fields["key_name"] = exchange.note.key_name
         trace_id = traces.request_trace_id(environ)
         if trace_id is not None:
             fields["trace_id"] = trace_id
-        ACCESS_LOG.info("%s %s %s %.1f ms", exchange.method, fields["path"], status,
-                        fields["duration_ms"], extra=fields)
+        ACCESS_LOG.handle(request_record(fields))
+
+
+@lru_cache(maxsize=4096)
+def _forwarded_client(remote: str | None, forwarded: str | None,
+                      proxies: tuple[Network, ...]) -> str | None:
+    """The client's address behind the trusted proxies (as text), kept per header pair."""
+    address = client_address(remote, forwarded, proxies)
+    return None if address is None else str(address)
 
 
 class _Exchange:
@@ -130,7 +152,7 @@ class _Exchange:
         if isinstance(request, Request):  # Flask's, still there: it routed the request
             rule = request.url_rule
             if rule is not None:
-                self.route, self.endpoint = rule.rule, rule.endpoint
+                self.route, self.endpoint = self.observed.template(rule), rule.endpoint
         else:  # answered before Flask saw it
             self.route, self.endpoint = self.observed.route_of(self.environ)
         headers.append((_HEADER, self.note.request_id))
