@@ -209,7 +209,8 @@ class Filters:
     the space's own city (at most :data:`MAX_CITY_CHARS` characters); ``min_capacity``: at
     least this many desks; ``text``: the terms of a text query
     (:func:`geosearch.text.query_terms`), each a prefix of a word of the space's name,
-    address or city.
+    address or city; ``where``: a condition on the country, city and capacity
+    (:mod:`geosearch.predicate`: what the OGC items' CQL2 filter says beyond the others).
     """
 
     all_amenities: frozenset[Amenity] = frozenset()
@@ -218,6 +219,7 @@ class Filters:
     city: str | None = None
     min_capacity: int | None = None
     text: tuple[str, ...] = ()
+    where: tuple | None = None
 
     def __post_init__(self) -> None:
         if self.text and (len(self.text) > MAX_Q_TERMS
@@ -236,7 +238,8 @@ class Filters:
     def is_empty(self) -> bool:
         """No filter at all: every space passes."""
         return not (self.all_amenities or self.any_amenities or self.countries
-                    or self.city is not None or self.min_capacity is not None or self.text)
+                    or self.city is not None or self.min_capacity is not None or self.text
+                    or self.where is not None)
 
     @property
     def city_key(self) -> str | None:
@@ -252,6 +255,7 @@ class Filters:
             self.city_key,
             self.min_capacity,
             sorted(self.text),
+            self.where,
         )
 
 

@@ -2,17 +2,22 @@
 
 The queryables are the properties the backends filter on. A filter is parsed by the
 ``cql2`` library (the reference grammar) and mapped, conjunct by conjunct, onto
-:class:`~geosearch.model.Filters` and an area; what cannot be mapped is a 400 that says
-what is supported:
+:class:`~geosearch.model.Filters` and an area:
 
-- ``country = 'DE'``, ``country IN ('DE', 'AT')`` (or ``=`` joined by ``OR``);
-- ``city = 'Berlin'``;
-- ``capacity >= 10`` (or ``>``);
+- Basic CQL2 on the scalar queryables ``country``, ``city`` and ``capacity``: the
+  comparisons ``=``, ``<>``, ``<``, ``<=``, ``>``, ``>=`` (a queryable with a value, on
+  either side), ``IS NULL``, ``NOT``, ``AND``, ``OR``, ``TRUE`` and ``FALSE``, with SQL's
+  three-valued logic (capacity may be unset). ``city`` is compared as the city filter
+  compares it (trimmed, case-folded), ``country`` in upper case. A conjunct that a filter
+  of its own says (``country = 'DE'``, ``country IN ('DE', 'AT')`` or ``=`` joined by
+  ``OR``, ``city = 'Berlin'``, ``capacity >= 10`` or ``>``) becomes that filter; the others
+  become the condition ``Filters.where`` (:mod:`geosearch.predicate`);
 - ``A_CONTAINS(amenities, ('wifi', 'parking'))`` (all of them),
   ``A_OVERLAPS(amenities, ('wifi', 'parking'))`` (at least one);
 - ``S_INTERSECTS(geometry, BBOX(...))`` or with a polygon;
 
-each at most once, joined by ``AND``.
+the array and spatial predicates each at most once, joined to the rest by ``AND``. What
+cannot be mapped is a 400 that says what is supported.
 
 The parser is native code whose recursion overflows its stack (the worker dies) on deeply
 nested text. So a filter is checked in three steps, each bounded:
@@ -24,8 +29,9 @@ nested text. So a filter is checked in three steps, each bounded:
    ``-``, ``+``) in a row;
 2. the parser (``cql2``), which turns it into the cql2-json tree;
 3. the tree against the supported forms: each comparison of a queryable with a value of
-   its type and range (text lengths, codes, finite numbers, a valid area), walked without
-   recursion.
+   its type and range (text lengths, codes, finite numbers, a valid area); its conjuncts
+   walked without recursion, a condition within one recursively (as deep as step 1
+   lets it be).
 
 Whatever fails is a :class:`FilterError` saying what is valid.
 """
@@ -43,11 +49,15 @@ from shapely.geometry.base import BaseGeometry
 from geosearch.api.geojson import GeometryError, parse_area
 from geosearch.api.guard import CONTROL_CHARS
 from geosearch.api.params import MAX_CITY_CHARS, bbox
+from geosearch.features import city_key
 from geosearch.geo import bbox_area
 from geosearch.model import MAX_CAPACITY, Amenity, field_schema
+from geosearch.predicate import FIELDS, OPERATORS
 
-SUPPORTED = ("country = or IN, city =, capacity >= or >, A_CONTAINS or A_OVERLAPS on "
-             "amenities, S_INTERSECTS(geometry, BBOX or POLYGON), each once, joined by AND")
+SUPPORTED = ("Basic CQL2 on country, city and capacity (=, <>, <, <=, >, >=, IS NULL, NOT, "
+             "AND, OR; city compared case-insensitively, country in upper case), country "
+             "IN (...), and A_CONTAINS or A_OVERLAPS on amenities and S_INTERSECTS(geometry, "
+             "BBOX or POLYGON), each once and joined to the rest by AND")
 # CQL2 text, and the name of its draft that older clients (GDAL before Part 3) send
 LANGUAGES = ("cql2-text", "cql-text")
 MAX_FILTER_CHARS = 4096
@@ -236,21 +246,95 @@ _COMPARISONS: dict[tuple[str, str], tuple[str, Callable[[Any], Any]]] = {
 }
 
 
-def _constraint(node: Any) -> tuple[str, Any]:
-    """The filter and value of one conjunct: a supported comparison, or comparisons of
-    country joined by OR."""
+def _constraint(node: Any) -> tuple[str, Any] | None:
+    """The filter and value of one conjunct that a filter of its own says: a supported
+    comparison, or comparisons of country joined by OR; None for any other."""
     op, args = _op(node)
     if op == "or":
         joined = [_comparison(arg) for arg in args]
         if not joined or any(name != "country" or arg_op not in ("=", "in")
                              for arg_op, name, _ in joined):
-            raise FilterError(f"OR joins only values of country; supported: {SUPPORTED}")
+            return None
         return "countries", frozenset().union(*(_countries(value) for _, _, value in joined))
     op, name, value = _comparison(node)
     if op is None or name is None or (name, op) not in _COMPARISONS:
-        raise FilterError(f"{_described(node)} is not supported here; supported: {SUPPORTED}")
+        return None
     key, read = _COMPARISONS[name, op]
     return key, read(value)
+
+
+# A comparison's operator with its sides swapped (10 > capacity is capacity < 10)
+_SWAPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def _literal(value: Any) -> str | float | None:
+    """A scalar literal of a comparison (text or a finite number); None for a property."""
+    if isinstance(value, dict) and value.keys() == {"property"}:
+        return None
+    if isinstance(value, str):
+        if len(value) > MAX_CITY_CHARS or _CONTROL.search(value):
+            raise FilterError(f"text values have at most {MAX_CITY_CHARS} characters")
+        return value
+    if _is_number(value) and math.isfinite(value):
+        return float(value)
+    raise FilterError(f"{_described(value)} is not a value Basic CQL2 compares here: "
+                      "text such as 'DE' or a finite number")
+
+
+def _field(node: Any) -> str:
+    """The queryable a property node names, when a comparison can take it."""
+    name = node["property"]
+    if name in FIELDS:
+        return str(name)
+    if name in QUERYABLE or name == "geometry":
+        raise FilterError(f"{name} is not compared with =, <>, <, <=, > or >=; "
+                          "A_CONTAINS/A_OVERLAPS take amenities, S_INTERSECTS geometry")
+    raise FilterError(f"{str(name)[:40]!r} is not a queryable; the queryables are "
+                      f"{', '.join(QUERYABLE)} and geometry")
+
+
+def _compared(op: str, args: list) -> tuple:
+    """A comparison of a queryable with a value (either side), as a condition."""
+    if len(args) != 2:
+        raise FilterError(f"{op} compares two values")
+    left, right = _literal(args[0]), _literal(args[1])
+    if left is not None and right is not None:  # two literals: known now
+        if isinstance(left, str) != isinstance(right, str):
+            raise FilterError(f"{op} compares values of one type: text with text, numbers "
+                              "with numbers")
+        return ("const", bool(OPERATORS[op](left, right)))
+    if left is None and right is None:
+        raise FilterError("a queryable is compared with a value, not with another queryable")
+    name = _field(args[0] if left is None else args[1])
+    value = right if left is None else left
+    op = op if left is None else _SWAPPED[op]
+    if (FIELDS[name] == "number") != (not isinstance(value, str)):
+        raise FilterError(f"{name} is compared with "
+                          f"{'a number' if FIELDS[name] == 'number' else 'text'}")
+    if name == "country":
+        value = str(value).upper()
+    elif name == "city":
+        value = city_key(str(value))
+    return ("cmp", name, op, value)
+
+
+def _condition(tree: Any) -> tuple:
+    """A Basic CQL2 condition (comparisons, IS NULL, NOT, AND, OR, TRUE, FALSE) on the
+    scalar queryables as a :mod:`geosearch.predicate` tree; a FilterError for anything
+    else. Its depth is bounded by the text's (:func:`check_text`)."""
+    if isinstance(tree, bool):
+        return ("const", tree)
+    op, args = _op(tree)
+    if op is not None and op in OPERATORS:
+        return _compared(op, args)
+    if op == "isNull" and len(args) == 1 and isinstance(args[0], dict) \
+            and args[0].keys() == {"property"}:
+        return ("null", _field(args[0]))
+    if op == "not" and len(args) == 1:
+        return ("not", _condition(args[0]))
+    if op in ("and", "or") and args:
+        return (op, *(_condition(arg) for arg in args))
+    raise FilterError(f"{_described(tree)} is not supported here; supported: {SUPPORTED}")
 
 
 def parse_filter(text: str, language: str | None = None) -> tuple[dict[str, Any],
@@ -269,6 +353,7 @@ def parse_filter(text: str, language: str | None = None) -> tuple[dict[str, Any]
         where = " ".join(str(exc).split())[:160] or "unreadable"
         raise FilterError(f"not CQL2 text: {where}") from None
     values: dict[str, Any] = {}
+    conditions: list[tuple] = []  # the conjuncts no filter of its own says
     pending = [tree]  # the conjuncts still to map, nested ANDs flattened
     while pending:
         node = pending.pop()
@@ -276,8 +361,11 @@ def parse_filter(text: str, language: str | None = None) -> tuple[dict[str, Any]
         if op == "and":
             pending.extend(reversed(args))
             continue
-        key, value = _constraint(node)
-        if key in values:
-            raise FilterError(f"{key} is constrained twice; supported: {SUPPORTED}")
-        values[key] = value
+        found = _constraint(node)
+        if found is None or found[0] in values:
+            conditions.append(_condition(node))
+        else:
+            values[found[0]] = found[1]
+    if conditions:
+        values["where"] = conditions[0] if len(conditions) == 1 else ("and", *conditions)
     return values, values.pop("geometry", None)

@@ -17,6 +17,7 @@ ball around an origin, exact distances, hits from rows and the version check.
 from __future__ import annotations
 
 import copy
+from functools import partial
 from typing import Self
 
 import numpy as np
@@ -26,6 +27,7 @@ import shapely
 from scipy.spatial import cKDTree
 from shapely.strtree import STRtree
 
+from geosearch import predicate
 from geosearch.backends.base import StaleVersion
 from geosearch.backends.textindex import TextIndex
 from geosearch.features import Hits, Slices
@@ -91,6 +93,8 @@ class MemoryIndex:
         self.capacity = table["capacity"].to_numpy(zero_copy_only=False).astype(float)
         self.country, self._country_code = _codes(table["country"])
         self.city, self._city_code = _codes(table["city_key"])
+        self._country_names = np.array(list(self._country_code), dtype=object)
+        self._city_names = np.array(list(self._city_code), dtype=object)
         feature = table["feature"].combine_chunks().cast(pa.large_binary())
         _, offsets, data = feature.buffers()
         first = feature.offset
@@ -157,9 +161,20 @@ class MemoryIndex:
             ok &= self.city[idx] == self._city_code.get(filters.city_key, -1)
         if filters.min_capacity is not None:
             ok &= self.capacity[idx] >= filters.min_capacity
+        if filters.where is not None:
+            ok &= predicate.truth(filters.where, partial(self._field, idx), len(idx)) == \
+                predicate.TRUE
         if filters.text:
             ok &= self._text.matches(filters.text, idx)
         return ok
+
+    def _field(self, idx: np.ndarray, name: str) -> np.ndarray:
+        """The values of a field of :mod:`geosearch.predicate` at the rows ``idx``."""
+        if name == "capacity":
+            return self.capacity[idx]
+        codes, names = ((self.country, self._country_names) if name == "country"
+                        else (self.city, self._city_names))
+        return names[codes[idx]]
 
     def _posting(self, filters: Filters, text_at_most: int | None = None
                  ) -> np.ndarray | None:

@@ -22,6 +22,7 @@ from functools import lru_cache
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from geosearch import predicate
 from geosearch.backends.base import ACTIVE_FRAME_COLUMNS
 from geosearch.geo import BOX_PAD, R_LOW, lon_lat_boxes, parallel
 from geosearch.model import (
@@ -110,6 +111,8 @@ def filter_sql(f: Filters, ordered_scan: bool, active: str = "status = 'active'"
     if f.min_capacity is not None:
         parts.append("capacity >= %(min_capacity)s::int")
         params["min_capacity"] = f.min_capacity
+    if f.where is not None:
+        parts.append(predicate.to_sql(f.where, params))
     if f.text:  # ts_match_vq is @@ written as a function: no index serves it
         parts.append("search @@ %(q)s::tsquery" if text_index
                      else "ts_match_vq(search, %(q)s::tsquery)")
