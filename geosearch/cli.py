@@ -177,6 +177,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     missing = _missing_snapshot(settings)
     if missing:
         return _refuse("report", missing)
+    if args.out.exists() and not args.out.is_dir():
+        return _refuse("report", f"argument --out: {args.out} is a file; give a folder")
     options = CoverageOptions(min_population=args.min_population, walk_m=args.walk_m,
                               res=args.res, amenities=args.amenities)
     backend = open_backend(settings)

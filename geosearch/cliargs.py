@@ -79,7 +79,7 @@ WORKERS = int_in(1, 64)
 
 
 class FeedFolderError(Exception):
-    """A folder given as the feed that holds no single feed file."""
+    """A feed path that names nothing, or a folder that holds no single feed file."""
 
 
 def _could_be_feed(path: Path) -> bool:
@@ -97,6 +97,8 @@ def feed_path(path: Path) -> Path:
     """The feed file ``path`` names: itself, or the only feed file of a folder (a CSV
     with the feed's columns, a GeoJSON or GeoParquet file). Raises
     :class:`FeedFolderError` saying what a folder must hold otherwise."""
+    if not path.exists():
+        raise FeedFolderError(f"{path}: no such file or folder")
     if not path.is_dir():
         return path
     found = sorted(p for p in path.iterdir() if p.is_file() and _could_be_feed(p))

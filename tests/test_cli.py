@@ -50,6 +50,17 @@ def test_a_bad_report_argument_is_one_line_and_status_2(argv, says, snapshot, tm
     assert line.startswith("geosearch report: error: ") and says in line
 
 
+def test_a_report_out_that_is_a_file_and_a_feed_that_is_not_there_are_refused(
+        snapshot, tmp_path, capsys):
+    (tmp_path / "taken").write_text("")
+    line = refused(["report", "--out", str(tmp_path / "taken"), "--snapshot", str(snapshot)],
+                   capsys)
+    assert line.endswith("is a file; give a folder")
+    line = refused(["ingest", str(tmp_path / "nowhere.csv"), "--snapshot", str(tmp_path)],
+                   capsys)
+    assert line.endswith("nowhere.csv: no such file or folder")
+
+
 def test_a_country_the_report_does_not_know_is_refused(snapshot, tmp_path, capsys):
     line = refused(["report", "--out", str(tmp_path / "r"), "--snapshot", str(snapshot),
                     "--countries", "DE,XX"], capsys)
