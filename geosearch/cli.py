@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -280,8 +281,8 @@ current directory: run from the repository, or give the path."""
 
 def _sub(sub, name: str, helptext: str, description: str) -> argparse.ArgumentParser:
     """A subcommand whose help shows its defaults and the data epilog."""
-    return sub.add_parser(name, help=helptext, description=description, epilog=DATA_EPILOG,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    return sub.add_parser(name, help=helptext, description=textwrap.fill(description, 88),
+                          epilog=DATA_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
