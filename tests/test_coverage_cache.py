@@ -200,11 +200,11 @@ def test_a_new_dataset_is_never_answered_from_the_old_entry(memory_feed):
     backend.backend = tiny(memory_feed, 20, "v2")
     new = client.get(url)
     assert (new.headers["X-Dataset-Version"], spaces(new)) == ("v2", 20)
-    # a dataset replaced while its spaces are read (for a res not measured yet): they are
-    # read again, and the answer is the new dataset's
-    backend.next = tiny(memory_feed, 30, "v3")
+    # a dataset replaced while its spaces are read (a new stamp: the spaces kept for v2
+    # do not answer for it): they are read again, and the answer is the new dataset's
+    backend.backend, backend.next = tiny(memory_feed, 25, "v3"), tiny(memory_feed, 30, "v4")
     during = client.get("/v1/coverage/countries?res=7")
-    assert (during.headers["X-Dataset-Version"], spaces(during)) == ("v3", 30)
+    assert (during.headers["X-Dataset-Version"], spaces(during)) == ("v4", 30)
     assert spaces(client.get(url)) == 30
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from geosearch.backends.base import ACTIVE_FRAME_COLUMNS, NoDataset, NodeStates
 from geosearch.backends.memory_search import MemorySearches
@@ -66,6 +67,11 @@ class MemoryBackend(MemorySearches, MemoryTiles):
         frame = self._table.select(list(ACTIVE_FRAME_COLUMNS)).to_pandas()
         frame["amenities"] = [list(a) for a in frame["amenities"]]
         return frame
+
+    def active_table(self) -> pa.Table:
+        """Active spaces: the ACTIVE_FRAME_COLUMNS as the Arrow table they are held in
+        (no copy, no Python object per space: what the coverage reports read)."""
+        return self._table.select(list(ACTIVE_FRAME_COLUMNS))
 
     def nodes(self) -> NodeStates:
         """One store: this process' memory, which applies no change (seq 0)."""

@@ -27,9 +27,8 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
-from geosearch.geo import ecef, geodesic_m
+from geosearch.geo import ecef, geodesic_at_most, geodesic_m
 from geosearch.model import Amenity
 from geosearch.reference import markets
 from geosearch.reports.grid import (
@@ -40,6 +39,7 @@ from geosearch.reports.grid import (
     report_cities,
 )
 from geosearch.reports.reach import Reach
+from geosearch.reports.spaces import AMENITY_BITS, SpaceArrays
 
 # More than any city has: larger values are refused rather than compared.
 MAX_POPULATION = 100_000_000
@@ -83,16 +83,17 @@ class Coverage:
 
     Parameters
     ----------
-    spaces : active spaces with columns id, lat, lon, country, city, amenities; or their
+    spaces : active spaces with columns lat, lon, country, amenities (others are not
+        read); or their :class:`~geosearch.reports.spaces.SpaceArrays`; or their
         :class:`~geosearch.reports.reach.Reach` for the options' res and amenities, already
         (partly) measured: reports that differ only in walk_m or min_population share one.
     options : the definition's parameters.
 
     The tables of one country (:meth:`city_table`, :meth:`country_cells`) measure only
-    that country's cells.
+    that country's cells. Every count is a ``bincount`` over the spaces' arrays.
     """
 
-    def __init__(self, spaces: pd.DataFrame | Reach,
+    def __init__(self, spaces: pd.DataFrame | SpaceArrays | Reach,
                  options: CoverageOptions | None = None) -> None:
         self.options = o = options or CoverageOptions()
         if not isinstance(spaces, Reach):
@@ -100,9 +101,17 @@ class Coverage:
         elif (spaces.res, spaces.amenities) != (o.res, o.amenities):
             raise ValueError("the reach was measured for another res or other amenities")
         self.reach = spaces
-        self.spaces = spaces.spaces
-        cities = report_cities()
-        self.cities = cities[cities["population"] >= o.min_population]
+        self.arrays = spaces.spaces
+        self.all_cities = report_cities()
+        self.cities = self.all_cities[self.all_cities["population"] >= o.min_population]
+
+    @cached_property
+    def spaces(self) -> pd.DataFrame:
+        """The spaces: lat, lon, country and whether each is counted (has the options'
+        amenities)."""
+        a = self.arrays
+        return pd.DataFrame({"lat": a.lat, "lon": a.lon, "country": a.country_names(),
+                             "counted": self.reach.counted})
 
     def _cells_at(self, rows: np.ndarray) -> pd.DataFrame:
         """The grid's ``rows`` with the distance from each centre to the nearest counted
@@ -110,7 +119,7 @@ class Coverage:
         cells = self.reach.grid.iloc[rows].reset_index(drop=True)
         cells["nearest_m"] = self.reach.metres(rows)
         cells["covered"] = cells["nearest_m"] <= self.options.walk_m
-        cells["spaces"] = self.reach.spaces_per_cell[rows].astype(int)
+        cells["spaces"] = self.reach.spaces_in(rows).astype(int)
         return cells
 
     def _country_rows(self, country: str | None) -> np.ndarray:
@@ -129,58 +138,67 @@ class Coverage:
 
     @cached_property
     def assignment(self) -> np.ndarray:
-        """For each space, the index of its city, or -1 outside any city."""
-        s, c = self.spaces, self.cities
-        city_of = np.full(len(s), -1)
-        if s.empty or c.empty:
+        """For each counted space (``reach.at``), the index of its city, or -1 outside
+        any city.
+
+        The candidates of a space are the cities of its country whose chord ball (a
+        chord is never longer than its geodesic) holds it, found by one ball query per
+        city in the spaces' k-d tree. A space with one candidate that the chord's upper
+        bound of the geodesic already puts in the disk needs no exact geodesic; the
+        others are measured exactly and go to the city they are nearest to in radii."""
+        a, c = self.arrays, self.cities
+        city_of = np.full(len(self.reach.at), -1)
+        tree = self.reach.tree
+        if tree is None or c.empty:
             return city_of
-        tree = cKDTree(ecef(c["latitude"].to_numpy(), c["longitude"].to_numpy()))
-        k = min(8, len(c))
-        chord, near = tree.query(ecef(s["lat"].to_numpy(), s["lon"].to_numpy()).reshape(-1, 3),
-                                 k=k)
-        chord, near = chord.reshape(len(s), k), near.reshape(len(s), k)
-        radius = c["radius_m"].to_numpy()[near]
-        same = c["country_code"].to_numpy()[near] == s["country"].to_numpy()[:, None]
-        # a chord is never longer than its geodesic: only cities whose disk the chord
-        # reaches are measured
-        measured = same & (chord <= radius)
-        space, city = np.nonzero(measured)
-        rel = np.full((len(s), k), np.inf)
-        rel[measured] = geodesic_m(
-            s["lat"].to_numpy()[space], s["lon"].to_numpy()[space],
-            c["latitude"].to_numpy()[near[space, city]],
-            c["longitude"].to_numpy()[near[space, city]]) / radius[measured]
-        rel = np.where(rel <= 1.0, rel, np.inf)
-        best = np.argmin(rel, axis=1)
-        found = np.isfinite(rel[np.arange(len(s)), best])
-        city_of[found] = c.index.to_numpy()[near[np.arange(len(s)), best][found]]
+        lat, lon = c["latitude"].to_numpy(), c["longitude"].to_numpy()
+        radii = c["radius_m"].to_numpy(dtype=float)
+        balls = tree.query_ball_point(ecef(lat, lon), r=radii, return_sorted=False)
+        sizes = np.fromiter(map(len, balls), dtype=np.intp, count=len(balls))
+        space = np.concatenate([np.asarray(b, dtype=np.intp) for b in balls])
+        city = np.repeat(np.arange(len(c)), sizes)
+        country = pd.Index(a.countries).get_indexer(c["country_code"].to_numpy())
+        same = a.country_code[self.reach.at[space]] == country[city]
+        space, city = space[same], city[same]
+        chord = np.linalg.norm(tree.data[space] - ecef(lat[city], lon[city]), axis=1)
+        single = np.bincount(space, minlength=len(city_of))[space] == 1
+        sure = single & (geodesic_at_most(chord) <= radii[city])
+        rel = np.zeros(len(space))
+        far = self.reach.at[space[~sure]]
+        rel[~sure] = geodesic_m(a.lat[far], a.lon[far], lat[city[~sure]],
+                                lon[city[~sure]]) / radii[city[~sure]]
+        inside = rel <= 1.0
+        space, city, rel = space[inside], city[inside], rel[inside]
+        # the nearest in radii last for each space: the last assignment wins
+        order = np.lexsort((-rel, space))
+        city_of[space[order]] = c.index.to_numpy()[city[order]]
         return city_of
 
-    @cached_property
-    def _city_spaces(self) -> pd.DataFrame:
-        """The counted spaces in a city, with its index (city_index)."""
-        counted = self.spaces.assign(city_index=self.assignment)
-        return counted[counted["counted"] & (counted["city_index"] >= 0)]
-
     def _per_city(self, rows: np.ndarray, distances: bool) -> pd.DataFrame:
-        """Per city of the grid's ``rows``: cells, covered cells, density weight in all and
-        covered; with ``distances``, the median and p90 distance to the nearest space
-        (which measures every cell exactly)."""
+        """Per city of the grid's ``rows`` (indexed by city index): cells, covered cells,
+        density weight in all and covered; with ``distances``, the median and p90
+        distance to the nearest space (which measures every cell exactly)."""
         grid = self.reach.grid
         covered = self.reach.covered(rows, self.options.walk_m)
         weight = grid["weight"].to_numpy()[rows]
-        cells = pd.DataFrame({"city_index": grid["city_index"].to_numpy()[rows],
-                              "covered": covered, "weight": weight,
-                              "weighted": weight * covered})
+        city = grid["city_index"].to_numpy()[rows]
+        n = len(self.all_cities)
+        per = pd.DataFrame({
+            "cells": np.bincount(city, minlength=n),
+            "covered_cells": np.bincount(city, weights=covered, minlength=n).astype(int),
+            "weight": np.bincount(city, weights=weight, minlength=n),
+            "weighted": np.bincount(city, weights=weight * covered, minlength=n)})
         if distances:
-            cells["nearest_m"] = self.reach.metres(rows)
-        g = cells.groupby("city_index")
-        per = {"cells": g.size(), "covered_cells": g["covered"].sum(),
-               "weight": g["weight"].sum(), "weighted": g["weighted"].sum()}
-        if distances:
-            per["median_nearest_m"] = g["nearest_m"].median()
-            per["p90_nearest_m"] = g["nearest_m"].quantile(0.9)
-        return pd.DataFrame(per)
+            g = pd.Series(self.reach.metres(rows)).groupby(city)
+            per["median_nearest_m"] = g.median()
+            per["p90_nearest_m"] = g.quantile(0.9)
+        return per[per["cells"] > 0]
+
+    @cached_property
+    def _in_city(self) -> tuple[np.ndarray, np.ndarray]:
+        """The counted spaces in a city: their indices and their city's index."""
+        inside = self.assignment >= 0
+        return self.reach.at[inside], self.assignment[inside]
 
     def _city_stats(self, country: str | None, distances: bool) -> pd.DataFrame:
         """One row per city of ``country`` (None: of every country), in the cities' order;
@@ -189,14 +207,15 @@ class Coverage:
         if country is not None:
             c = c[c["country_code"] == country]
         per = self._per_city(self._country_rows(country), distances).reindex(c.index)
-        counted = self._city_spaces
-        spaces = counted.groupby("city_index").size().reindex(c.index, fill_value=0)
+        at, city = self._in_city
+        n = len(self.all_cities)
+        spaces = np.bincount(city, minlength=n)[c.index]
         table = pd.DataFrame({
             "city": c["name"], "country": c["country_code"],
             "population": c["population"].astype(int), "lat": c["latitude"],
             "lon": c["longitude"], "radius_m": c["radius_m"].astype(float),
-            "spaces": spaces.to_numpy(),
-            "spaces_per_100k": (spaces.to_numpy() / c["population"] * 100_000).round(3),
+            "spaces": spaces,
+            "spaces_per_100k": (spaces / c["population"] * 100_000).round(3),
             "cells": per["cells"].fillna(0).astype(int).to_numpy(),
             "covered_cells": per["covered_cells"].fillna(0).astype(int).to_numpy(),
             "covered_share": (per["covered_cells"] / per["cells"]).fillna(0).round(4).to_numpy(),
@@ -206,13 +225,11 @@ class Coverage:
         if distances:
             table["median_nearest_m"] = per["median_nearest_m"].round(1).to_numpy()
             table["p90_nearest_m"] = per["p90_nearest_m"].round(1).to_numpy()
-        exploded = counted[["city_index", "amenities"]].explode("amenities")
-        shares = exploded.groupby(["city_index", "amenities"]).size().unstack(fill_value=0)
-        shares = shares.reindex(index=c.index, columns=[a.value for a in Amenity],
-                                fill_value=0)
+        bits = self.arrays.amenities[at]
         for a in Amenity:
-            share = shares[a.value].to_numpy() / np.maximum(spaces.to_numpy(), 1)
-            table[f"share_{a.value}"] = np.where(spaces.to_numpy() > 0, share.round(4), np.nan)
+            has = (bits & AMENITY_BITS[a.value]) != 0
+            share = np.bincount(city[has], minlength=n)[c.index] / np.maximum(spaces, 1)
+            table[f"share_{a.value}"] = np.where(spaces > 0, share.round(4), np.nan)
         return table.replace([np.inf, -np.inf], np.nan)
 
     def city_table(self, country: str) -> pd.DataFrame:
@@ -223,28 +240,30 @@ class Coverage:
     def country_table(self) -> pd.DataFrame:
         """One row per market country (and any other country that has spaces)."""
         m = markets()
-        codes = list(m["iso_a2"]) + sorted(set(self.spaces["country"]) - set(m["iso_a2"]))
+        a = self.arrays
+        codes = list(m["iso_a2"]) + sorted(set(a.countries) - set(m["iso_a2"]))
         names = dict(zip(m["iso_a2"], m["country_name"], strict=True))
         stats = self._city_stats(None, distances=False)
         of_country = stats.groupby("country").indices
         city, population, in_city = (stats[k].to_numpy() for k in ("city", "population",
                                                                    "spaces"))
         covered = population * stats["covered_share_population_weighted"].to_numpy()
-        counted = self.spaces[self.spaces["counted"]]
-        spaces = counted["country"].value_counts()
-        outside = counted[self.assignment[self.spaces["counted"].to_numpy()] == -1]
-        spaces_outside = outside["country"].value_counts()
+        country = a.country_code[self.reach.at]
+        spaces = np.bincount(country, minlength=len(a.countries))
+        outside = np.bincount(country[self.assignment == -1], minlength=len(a.countries))
+        index = {code: i for i, code in enumerate(a.countries)}
         rows = []
         for code in codes:
             at = of_country.get(code, np.empty(0, dtype=np.intp))
+            j = index.get(code)
             people = int(population[at].sum())
             empty = at[in_city[at] == 0]
             largest = pd.Series(population[empty], empty).sort_values(ascending=False)
             rows.append({
                 "country": code, "name": names.get(code, code),
-                "spaces": int(spaces.get(code, 0)),
+                "spaces": 0 if j is None else int(spaces[j]),
                 "spaces_in_cities": int(in_city[at].sum()),
-                "spaces_outside_cities": int(spaces_outside.get(code, 0)),
+                "spaces_outside_cities": 0 if j is None else int(outside[j]),
                 "cities": len(at),
                 "cities_with_spaces": len(at) - len(empty),
                 "cities_without_spaces": len(empty),

@@ -80,10 +80,11 @@ def _sorted_cells(res: int) -> tuple[np.ndarray, np.ndarray]:
     return cells[order], order
 
 
-def rows_of(res: int, cells: list[str]) -> np.ndarray:
-    """The row of :func:`city_grid` of each of ``cells`` (of ``res``), -1 where none."""
+def rows_of(res: int, cells: np.ndarray) -> np.ndarray:
+    """The row of :func:`city_grid` of each of ``cells`` (H3 integers of ``res``), -1
+    where none."""
     sorted_cells, order = _sorted_cells(res)
-    wanted = np.array([h3.str_to_int(x) for x in cells], dtype=np.uint64)
+    wanted = np.asarray(cells, dtype=np.uint64)
     at = np.searchsorted(sorted_cells, wanted).clip(max=len(sorted_cells) - 1)
     return np.where(sorted_cells[at] == wanted, order[at], -1)
 
