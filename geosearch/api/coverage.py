@@ -41,6 +41,7 @@ from geosearch.reports.coverage import (
 )
 from geosearch.reports.grid import cell_rows, report_cities
 from geosearch.reports.reach import Reach
+from geosearch.reports.spaces import SpaceArrays
 
 # What the cache of a process may hold: encoded answers and the measured reaches of
 # spaces, counted in bytes.
@@ -195,9 +196,11 @@ class CoverageCache:
     as they were first sent. Beside the answers, the cache keeps each measured
     :class:`~geosearch.reports.reach.Reach` (per stamp, res and amenities), so that answers
     differing only in walk_m, min_population, the country or the view do not measure the
-    spaces again; everything is counted against one bound of ``max_bytes``. A new stamp (a
-    load, or a write over PostGIS) is measured again at its first request, and the
-    entries of other stamps are dropped then.
+    spaces again, and the spaces' :class:`~geosearch.reports.spaces.SpaceArrays` (per
+    stamp), so that a new res or amenity filter does not read them again; everything is
+    counted against one bound of ``max_bytes``. A new stamp (a load, or a write over
+    PostGIS) is measured again at its first request, and the entries of other stamps are
+    dropped then.
 
     At most one computation runs per process at a time, and concurrent requests for the
     same key wait for it instead of repeating it. A request that cannot start within
@@ -253,9 +256,12 @@ class CoverageCache:
             found = self.entries.get(key)
             if isinstance(found, Reach):
                 return stamp, found
-            spaces = self.backend.active_frame()
+            spaces = self.entries.get((stamp, "spaces"))
+            if not isinstance(spaces, SpaceArrays):
+                spaces = SpaceArrays.of_backend(self.backend)
             version, _ = self.stamp()
             if version == stamp[0]:
+                self.entries.put((stamp, "spaces"), spaces)
                 reach = Reach(spaces, options.res, options.amenities)
                 self.computed += 1
                 self.entries.keep_only(stamp)
