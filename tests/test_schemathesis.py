@@ -25,6 +25,7 @@ from schemathesis.checks import (
     negative_data_rejection,
     not_a_server_error,
     positive_data_acceptance,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -38,7 +39,7 @@ from geosearch.settings import Settings
 from geosearch.store import load
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance, negative_data_rejection]
+          response_schema_conformance, response_headers_conformance, negative_data_rejection]
 # Positive data (valid by the document) must be accepted wherever the document can say
 # what is valid. Not where a required input has a constraint across values that JSON
 # Schema cannot write (the request can rightly get a 400):

@@ -14,7 +14,7 @@ from flask import Blueprint, Response
 from geosearch.api.errors import ApiError, ParamError
 from geosearch.api.geojson import GEOJSON, VERSION_HEADER
 from geosearch.api.guard import register
-from geosearch.api.openapi import ERRORS, OBJECT, ROWS, Operation, add_route, body
+from geosearch.api.openapi import ERRORS, OBJECT, Operation, add_route, body
 from geosearch.api.params import (
     AMENITIES,
     COUNTRY_SET,
@@ -110,22 +110,70 @@ def options_from(p: Params) -> CoverageOptions:
                            res=p[RES], amenities=p[WITH_AMENITIES]).rounded()
 
 
+_COUNT = {"type": "integer", "minimum": 0}
+_SHARE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+_METRES = {"type": ["number", "null"], "minimum": 0}
+_TEXT = {"type": "string"}
+
+
+def _rows(fields: dict[str, dict], more: dict | None = None) -> dict:
+    """An array of rows, each with ``fields`` (all of them present) and, where
+    ``more`` is given, members matching it (by name pattern)."""
+    row: dict = {"type": "object", "required": list(fields), "properties": fields}
+    if more is not None:
+        row["patternProperties"] = more
+    return {"type": "array", "items": row}
+
+
+OPTIONS_DOC = {"type": "object", "required": ["min_population", "walk_m", "res", "amenities"],
+               "description": "The options the answer was computed for (after rounding)",
+               "properties": {"min_population": _COUNT, "walk_m": {"type": "number"},
+                              "res": _COUNT, "amenities": {"type": "array", "items": _TEXT}}}
+COUNTRY_ROWS = _rows({
+    "country": _TEXT, "name": _TEXT, "spaces": _COUNT, "spaces_in_cities": _COUNT,
+    "spaces_outside_cities": _COUNT, "cities": _COUNT, "cities_with_spaces": _COUNT,
+    "cities_without_spaces": _COUNT, "city_population": _COUNT,
+    "population_covered_share": _SHARE,
+    "expansion_candidates": {
+        "type": "array", "description": "The largest cities without a space",
+        "items": {"type": "object", "required": ["city", "population"],
+                  "properties": {"city": _TEXT, "population": _COUNT}}}})
+CITY_ROWS = _rows({
+    "city": _TEXT, "country": _TEXT, "population": _COUNT, "lat": {"type": "number"},
+    "lon": {"type": "number"}, "radius_m": _METRES, "spaces": _COUNT,
+    "spaces_per_100k": _METRES, "cells": _COUNT, "covered_cells": _COUNT,
+    "covered_share": _SHARE, "covered_share_population_weighted": _SHARE,
+    "median_nearest_m": _METRES, "p90_nearest_m": _METRES},
+    {"^share_": {**_SHARE, "description": "share_<amenity>: the share of the city's spaces "
+                 "with the amenity"}})
+HEX_FEATURES = {"type": "array", "items": {
+    "type": "object", "required": ["type", "id", "geometry", "properties"],
+    "properties": {
+        "type": {"const": "Feature"}, "id": _TEXT, "geometry": OBJECT,
+        "properties": {"type": "object",
+                       "required": ["h3", "city", "spaces", "covered", "nearest_m"],
+                       "properties": {"h3": _TEXT, "city": _TEXT, "spaces": _COUNT,
+                                      "covered": {"type": "boolean"},
+                                      "nearest_m": _METRES}}}}}
+VERSIONED = {"X-Dataset-Version": True}
 COUNTRIES = Operation(
     "Coverage per country: spaces, cities with and without, population covered",
     body("application/json", {"type": "object", "required": ["options", "countries"],
-                              "properties": {"options": OBJECT, "countries": ROWS}},
-         "One row per country"), OPTIONS, ERRORS)
+                              "properties": {"options": OPTIONS_DOC,
+                                             "countries": COUNTRY_ROWS}},
+         "One row per country"), OPTIONS, ERRORS, headers=VERSIONED)
 CITIES = Operation(
     "Coverage per city of a country", body("application/json", {
         "type": "object", "required": ["country", "options", "cities"],
-        "properties": {"country": {"type": "string"}, "options": OBJECT, "cities": ROWS}},
-        "One row per city"), (COUNTRY_ONE, *OPTIONS), ERRORS)
+        "properties": {"country": _TEXT, "options": OPTIONS_DOC, "cities": CITY_ROWS}},
+        "One row per city"), (COUNTRY_ONE, *OPTIONS), ERRORS, headers=VERSIONED)
 HEXES = Operation(
     "H3 cells over a country's cities, empty ones included", body(GEOJSON, {
         "type": "object", "required": ["type", "features"],
-        "properties": {"type": {"const": "FeatureCollection"}, "features": ROWS}},
+        "properties": {"type": {"const": "FeatureCollection"}, "features": HEX_FEATURES,
+                       "numberReturned": _COUNT, "country": _TEXT, "options": OPTIONS_DOC}},
         "Cell polygons with count, covered flag and nearest_m"), (COUNTRY_ONE, *OPTIONS),
-    ERRORS)
+    ERRORS, headers=VERSIONED)
 
 
 def options_dict(o: CoverageOptions) -> dict:

@@ -345,6 +345,8 @@ def parse_filter(text: str, language: str | None = None) -> tuple[dict[str, Any]
     if language not in (None, "", *LANGUAGES):
         raise FilterError(f"filter-lang {language!r} is not supported; use {LANGUAGES[0]}")
     check_text(text)
+    if text.lstrip().startswith("{"):  # the parser would read it: CQL2 text has no braces
+        raise FilterError(f"this is cql2-json; filter takes {LANGUAGES[0]}")
     import cql2  # only when a filter is given: the serving path does not need it
 
     try:

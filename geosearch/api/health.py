@@ -28,7 +28,7 @@ READY = Operation(
                                              "seq": _SEQ,
                                              "nodes": {"type": "array", "items": NODE}}},
          "Ready"),
-    errors={"503": problem_response("Not ready")})
+    errors={"503": problem_response("Not ready", {"Retry-After": True})})
 
 
 def healthz() -> Response:

@@ -32,6 +32,7 @@ from geosearch.api.guard import CONTROL_CHARS, register
 from geosearch.api.openapi import (
     OBJECT,
     PAGED_ERRORS,
+    STAMPED,
     UNAVAILABLE,
     Operation,
     add_route,
@@ -109,9 +110,10 @@ QUERYABLES = Operation("What filter can constrain (JSON Schema)",
                        body("application/schema+json", OBJECT, "The queryables"))
 ITEMS = Operation("Spaces as OGC API features, by id", _GEOJSON,
                   (ITEMS_BBOX, ITEMS_LIMIT, CURSOR, *FILTERS, FILTER, FILTER_LANG),
-                  PAGED_ERRORS)
+                  PAGED_ERRORS, headers=STAMPED)
 ITEM = Operation("One space as an OGC API feature", _GEOJSON, (ITEM_ID,),
-                 {"404": problem("No such collection or item"), **UNAVAILABLE})
+                 {"404": problem("No such collection or item"), **UNAVAILABLE},
+                 headers={**STAMPED, "ETag": False})  # ETag: where spaces are written
 
 
 def _url(endpoint: str, **values: Any) -> str:

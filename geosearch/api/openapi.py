@@ -22,7 +22,6 @@ from geosearch.api.params import Param
 from geosearch.model import FEATURE_PROPERTIES, field_schema
 
 OBJECT = {"type": "object"}
-ROWS = {"type": "array", "items": OBJECT}
 _RULE_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
@@ -31,10 +30,46 @@ def ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def problem(description: str) -> dict:
-    """A problem+json response."""
-    return {"description": description,
-            "content": {"application/problem+json": {"schema": ref("Problem")}}}
+def _header(description: str, pattern: str | None = None) -> dict:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return {"description": description, "schema": schema}
+
+
+_DIGITS = "^[0-9]+$"
+# The response headers the API sends, by name (where each is sent: Operation.headers)
+HEADERS = {
+    "X-Request-ID": _header("The id of the request's log lines (also in a problem's "
+                            "request_id)"),
+    "X-Dataset-Version": _header("The dataset version that answered"),
+    "X-Change-Seq": _header("The change feed's seq the answer holds every write up to "
+                            "(0 over a snapshot)", _DIGITS),
+    "ETag": _header("The entity tag: a space's revision (where spaces are written), a "
+                    "tile's dataset version and filters"),
+    "Cache-Control": _header("How long a client may keep the answer"),
+    "Retry-After": _header("Seconds to wait before trying again", _DIGITS),
+    "X-Consistency-Token": _header("The write's seq: send it back on a read to see the "
+                                   "write"),
+    "Location": _header("The URL of the space created"),
+}
+# What every search answer says about the data that answered it
+STAMPED = {"X-Dataset-Version": True, "X-Change-Seq": True}
+
+
+def with_headers(response: Mapping[str, Any], headers: Mapping[str, bool]) -> dict:
+    """``response`` declaring ``headers`` (name: whether every such answer has it) and
+    ``X-Request-ID`` (every answer has it)."""
+    declared = {"X-Request-ID": True, **headers}
+    return {**response, "headers": {name: {**HEADERS[name], "required": required}
+                                    for name, required in declared.items()}}
+
+
+def problem(description: str, headers: Mapping[str, bool] | None = None) -> dict:
+    """A problem+json response (with ``headers``: :func:`with_headers`)."""
+    return with_headers({"description": description,
+                         "content": {"application/problem+json": {"schema": ref("Problem")}}},
+                        headers or {})
 
 
 def body(media: str, schema: Mapping[str, Any], description: str) -> dict:
@@ -43,13 +78,15 @@ def body(media: str, schema: Mapping[str, Any], description: str) -> dict:
 
 
 ERRORS = {"400": problem("Invalid parameters, each named with what is valid"),
-          "503": problem("The store is unavailable or holds no dataset")}
+          "503": problem("The store is unavailable or holds no dataset",
+                         {"Retry-After": True})}
 PAGED_ERRORS = {**ERRORS, "410": problem("The cursor was issued for an older dataset")}
 UNAVAILABLE = {"503": ERRORS["503"]}
 # Any request can be refused before its parameters are read: control characters or bad
 # UTF-8 (400), an over-long request line (414), oversized headers (431), too many requests
 # (429).
-CLIENT_ERROR = problem("A client error: the problem names the parameter and what is valid")
+CLIENT_ERROR = problem("A client error: the problem names the parameter and what is valid "
+                       "(Retry-After on a 429)", {"Retry-After": False})
 SPACES = body(GEOJSON, ref("SpaceCollection"), "A page of spaces as a GeoJSON "
               "FeatureCollection")
 
@@ -117,12 +154,15 @@ class Operation:
     description: str = ""
     request_body: Mapping[str, Any] | None = None
     status: str = "200"  # of ``ok`` (a create's 201, a delete's 204)
+    # the headers of ``ok`` (of HEADERS) but X-Request-ID: name -> whether it is always sent
+    headers: Mapping[str, bool] = field(default_factory=dict)
 
     def openapi(self) -> dict:
         """The OpenAPI Operation Object."""
         op: dict[str, Any] = {
             "summary": self.summary, "parameters": [p.openapi() for p in self.params],
-            "responses": {self.status: self.ok, **self.errors, "4XX": CLIENT_ERROR}}
+            "responses": {self.status: with_headers(self.ok, self.headers), **self.errors,
+                          "4XX": CLIENT_ERROR}}
         if self.description:
             op["description"] = self.description
         if self.request_body is not None:

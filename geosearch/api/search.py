@@ -29,6 +29,7 @@ from geosearch.api.openapi import (
     ERRORS,
     PAGED_ERRORS,
     SPACES,
+    STAMPED,
     UNAVAILABLE,
     Operation,
     add_route,
@@ -135,18 +136,22 @@ def space_id_converter(bp: Blueprint) -> None:
     bp.record_once(record)
 RADIUS = Operation(
     "Spaces within a radius, nearest first", SPACES,
-    (LAT, LON, RADIUS_M, *FILTERS, *PAGING), PAGED_ERRORS, "Ordered by distance_m, then id.")
+    (LAT, LON, RADIUS_M, *FILTERS, *PAGING), PAGED_ERRORS, "Ordered by distance_m, then id.",
+    headers=STAMPED)
 NEAREST = Operation(
     "The k nearest spaces that pass the filters", SPACES,
     (LAT, LON, K, MAX_DISTANCE, *FILTERS), ERRORS,
-    "Ordered by distance_m, then id; the filters apply before k is counted.")
+    "Ordered by distance_m, then id; the filters apply before k is counted.",
+    headers=STAMPED)
 BBOX_SEARCH = Operation("Spaces in a bounding box", SPACES,
                         (BBOX, *FILTERS, *PAGING, *OPTIONAL_ORIGIN), PAGED_ERRORS,
-                        "By id, or by distance_m from the origin when one is given.")
+                        "By id, or by distance_m from the origin when one is given.",
+                        headers=STAMPED)
 LIST = Operation("Every space that passes the filters, by id", SPACES, (*FILTERS, *PAGING),
-                 PAGED_ERRORS)
+                 PAGED_ERRORS, headers=STAMPED)
 ONE = Operation("One space", body(GEOJSON, ref("Space"), "The space"), (SPACE_ID,),
-                {"404": problem("No active space has this id"), **UNAVAILABLE})
+                {"404": problem("No active space has this id"), **UNAVAILABLE},
+                headers={**STAMPED, "ETag": False})  # ETag: where spaces are written
 AMENITIES = Operation(
     "The amenity vocabulary with counts of active spaces",
     body("application/json", {
@@ -155,7 +160,7 @@ AMENITIES = Operation(
             "type": "object", "required": ["name", "label", "count"],
             "properties": {"name": {"enum": [a.value for a in Amenity]},
                            "label": {"type": "string"}, "count": {"type": "integer"}}}}}},
-        "The vocabulary"), errors=UNAVAILABLE)
+        "The vocabulary"), errors=UNAVAILABLE, headers=STAMPED)
 
 
 def polygon_operation(max_body_bytes: int) -> Operation:
@@ -175,7 +180,8 @@ def polygon_operation(max_body_bytes: int) -> Operation:
         {**PAGED_ERRORS, "413": problem(f"The body is over {max_body_bytes:,} bytes"),
          "415": problem("The body is not JSON (Content-Type)")},
         "By id, or by distance_m from the origin when one is given.",
-        {"required": True, "content": {media: {"schema": area} for media in BODY_TYPES}})
+        {"required": True, "content": {media: {"schema": area} for media in BODY_TYPES}},
+        headers=STAMPED)
 
 
 # A space's Feature (JSON) and revision by id, from the store that takes writes; None

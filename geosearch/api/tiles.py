@@ -13,7 +13,7 @@ from flask import Blueprint, Response, request
 from geosearch.api import params
 from geosearch.api.cursor import fingerprint
 from geosearch.api.geojson import GEOJSON, VERSION_HEADER
-from geosearch.api.openapi import ERRORS, Operation, add_route, body
+from geosearch.api.openapi import ERRORS, STAMPED, Operation, add_route, body
 from geosearch.api.params import FILTERS, Param, Params, integer, query_args
 from geosearch.backends.base import Backend
 from geosearch.model import MAX_TILE_ZOOM, POINT_ZOOM, TileQuery
@@ -38,6 +38,7 @@ ABOUT = (f"The active spaces inside Web Mercator tile z/x/y that pass the filter
          f"`Cache-Control: public, max-age={MAX_AGE_S}`.")
 TILE_ERRORS = {**ERRORS, "304": {"description": "Not modified: the ETag sent in "
                                                 "If-None-Match is the tile's"}}
+TILE_HEADERS = {**STAMPED, "ETag": True, "Cache-Control": True}
 _CLUSTER = {"type": "object", "required": ["count"],
             "properties": {"count": {"type": "integer", "minimum": 2}}}
 _POINT = {"type": "object", "required": ["id", "name", "amenities"],
@@ -47,7 +48,7 @@ OPERATIONS = {
     "mvt": Operation("A vector tile of spaces (Mapbox Vector Tile 2.1)",
                      body(MVT_MEDIA_TYPE, {"type": "string", "format": "binary"},
                           "The tile (empty when no space is in it)"),
-                     TILE_PARAMS, TILE_ERRORS, ABOUT),
+                     TILE_PARAMS, TILE_ERRORS, ABOUT, headers=TILE_HEADERS),
     "json": Operation("The same tile as GeoJSON (lon/lat), for maps that draw markers",
                       body(GEOJSON, {"type": "object", "required": ["type", "features"],
                                      "properties": {
@@ -58,7 +59,7 @@ OPERATIONS = {
                                              "properties": {"properties": {
                                                  "oneOf": [_CLUSTER, _POINT]}}}}}},
                            "The tile's features"),
-                      TILE_PARAMS, TILE_ERRORS, ABOUT),
+                      TILE_PARAMS, TILE_ERRORS, ABOUT, headers=TILE_HEADERS),
 }
 
 

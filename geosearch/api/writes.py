@@ -78,6 +78,10 @@ _PRECONDITION = {"412": problem_doc("If-Match names another revision (current_re
                  "404": problem_doc("No active space has this id")}
 
 
+# what the answer of a write says: the space's new revision, the write's seq
+_WRITTEN = {"ETag": True, "X-Consistency-Token": True}
+
+
 def _request_body(media_types: tuple[str, ...]) -> dict:
     return {"required": True, "content": {m: {"schema": OBJECT} for m in media_types}}
 
@@ -87,15 +91,16 @@ CREATE = Operation("Create a space (201, Location, ETag)", _SPACE, (),
                                                         "repeats an active one (existing_id)")},
                    "A GeoJSON Feature (a Point and the space's properties) or the "
                    "properties alone (then geocoded); id optional.", _request_body(BODY_TYPES),
-                   "201")
+                   "201", {"Location": True, **_WRITTEN})
 REPLACE = Operation("Replace a space (If-Match)", _SPACE, (SPACE_ID,),
-                    {**_WRITE_ERRORS, **_PRECONDITION}, "", _request_body(BODY_TYPES))
+                    {**_WRITE_ERRORS, **_PRECONDITION}, "", _request_body(BODY_TYPES),
+                    headers=_WRITTEN)
 PATCH = Operation("Change a space by a JSON Merge Patch (If-Match)", _SPACE, (SPACE_ID,),
                   {**_WRITE_ERRORS, **_PRECONDITION}, "RFC 7396",
-                  _request_body((MERGE_PATCH,)))
+                  _request_body((MERGE_PATCH,)), headers=_WRITTEN)
 CLOSE = Operation("Close a space (If-Match): it leaves every read, its history stays",
                   {"description": "Closed"}, (SPACE_ID,), {**_WRITE_ERRORS, **_PRECONDITION},
-                  status="204")
+                  status="204", headers=_WRITTEN)
 FEED = Operation(
     "The change feed: every committed change in seq order, with the next since",
     body("application/json", {

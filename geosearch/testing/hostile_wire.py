@@ -24,7 +24,7 @@ ROUTES: list[tuple[Probe, int]] = [
     (Probe("GET", "/v1/tiles/4/8/5.json"), 200),
     (Probe("GET", "/v1/tiles/10/550/335.mvt"), 200),
     (Probe("GET", "/v1/coverage/countries"), 200),
-    (Probe("GET", "/v1/coverage/cities?country=LU"), 200),
+    (Probe("GET", "/v1/coverage/cities?country=NZ"), 200),
     (Probe("GET", "/ogc"), 308),
     (Probe("GET", "/ogc?x=1"), 308),
     (Probe("GET", "/ogc/"), 200),
