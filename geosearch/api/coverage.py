@@ -21,6 +21,7 @@ from geosearch.api.params import (
     Param,
     Params,
     Parser,
+    any_case,
     integer,
     number,
     query_args,
@@ -97,8 +98,8 @@ def _one(text: str) -> str:
 
 
 COUNTRY_ONE: Param[str] = Param(
-    "country", Parser(_one,
-                      {"type": "string", "pattern": "^[A-Za-z]{2}$"}),
+    "country", Parser(_one, {"type": "string", "pattern": "^(" + "|".join(
+        any_case(code) for code in report_countries()) + ")$"}),
     "One ISO 3166-1 alpha-2 code (any case) of a country the report covers (one of its "
     "market countries: /coverage/countries lists them); not a list", required=True)
 
