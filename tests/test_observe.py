@@ -46,9 +46,9 @@ def requests_of(route: str, status: str = "200", method: str = "GET") -> float:
 def log_lines():
     """The JSON lines logged while the test runs (through geosearch.observe.logs)."""
     stream = io.StringIO()
-    handler = logs.configure("json", stream=stream)
+    logs.configure("json", stream=stream)
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logging.getLogger().removeHandler(handler)
+    logs.unconfigure()
 
 
 @pytest.fixture
@@ -140,12 +140,33 @@ def test_a_request_line_has_its_fields_and_no_secret_query_or_body(client, log_l
 
 def test_text_lines_carry_the_request_id(client):
     stream = io.StringIO()
-    handler = logs.configure("text", stream=stream)
+    logs.configure("text", stream=stream)
     try:
         get(client, "/nope", headers={"X-Request-ID": "txt-1"})
     finally:
-        logging.getLogger().removeHandler(handler)
+        logs.unconfigure()
     assert re.search(r" INFO geosearch.access \[txt-1\] GET /nope 404 ", stream.getvalue())
+
+
+def test_request_lines_go_to_a_file_or_nowhere(client, tmp_path):
+    stream, path = io.StringIO(), tmp_path / "requests.log"
+    logs.configure("json", str(path), stream)
+    try:
+        get(client, RADIUS, headers={"X-Request-ID": "to-file"})
+        logs.configure("json", "", stream)
+        get(client, RADIUS, headers={"X-Request-ID": "nowhere"})
+    finally:
+        logs.unconfigure()
+    [line] = [json.loads(line) for line in path.read_text().splitlines()]
+    assert (line["request_id"], line["logger"]) == ("to-file", "geosearch.access")
+    assert "to-file" not in stream.getvalue() and "nowhere" not in stream.getvalue()
+
+
+def test_in_process_the_request_lines_are_the_host_logger_records(client, caplog):
+    with caplog.at_level(logging.INFO, logger="geosearch.access"):
+        get(client, RADIUS, headers={"X-Request-ID": "hosted"})
+    [record] = [r for r in caplog.records if r.name == "geosearch.access"]
+    assert record.msg["request_id"] == "hosted" and record.msg["status"] == 200
 
 
 def test_gunicorn_error_lines_go_through_the_service_handlers():

@@ -15,6 +15,7 @@ report leads to the log line.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from contextvars import ContextVar
@@ -40,10 +41,26 @@ CURRENT: ContextVar[RequestNote | None] = ContextVar("geosearch_request", defaul
 
 
 def accepted_id(header: str | None) -> str:
-    """The client's request id when it is acceptable, else a new one."""
+    """The client's request id when it is acceptable, else a new one: this process'
+    random prefix (made again in a forked child) and its count of ids, 32 hex digits."""
     if header is not None and _CLIENT_ID.fullmatch(header):
         return header
-    return os.urandom(16).hex()
+    return f"{_made.prefix}{next(_made.count):016x}"
+
+
+class _Made:
+    """The ids this process makes: a random prefix and a count."""
+
+    def __init__(self) -> None:
+        self.renew()
+
+    def renew(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.count = itertools.count()
+
+
+_made = _Made()
+os.register_at_fork(after_in_child=_made.renew)
 
 
 def request_id() -> str | None:

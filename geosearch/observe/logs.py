@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO
 
 from gunicorn import glogging
@@ -81,6 +83,10 @@ class TextFormatter(logging.Formatter):
         return (f"{self.formatTime(record)} INFO {record.name} [{fields['request_id']}] "
                 f"{_request_summary(fields)} {rest}")
 
+    def request_line(self, fields: dict) -> str:
+        """A request's line."""
+        return self.format(request_record(fields))
+
 
 _SUMMARY = frozenset({"method", "path", "status", "duration_ms", "request_id"})
 
@@ -88,8 +94,8 @@ _SUMMARY = frozenset({"method", "path", "status", "duration_ms", "request_id"})
 class JsonFormatter(OrjsonFormatter):
     """python-json-logger's formatter (encoded by orjson): ``time``, ``level``,
     ``logger``, ``message``, then the record's own fields and ``exc_info`` for an error.
-    A request's line (its fields as the message) is written without looking through
-    the record's attributes for fields: it has them all."""
+    A request's line has its fields already: they are not looked for among a record's
+    attributes (:meth:`request_line` needs no record at all)."""
 
     def __init__(self) -> None:
         super().__init__(["levelname", "name", "message"], timestamp="time",
@@ -100,48 +106,90 @@ class JsonFormatter(OrjsonFormatter):
         if type(record.msg) is not dict:
             super().add_fields(log_data, record, message_dict)
             return
-        log_data["time"] = datetime.fromtimestamp(record.created, tz=UTC)
-        log_data["level"] = record.levelname
-        log_data["logger"] = record.name
-        log_data["message"] = _request_summary(message_dict)
-        log_data.update(message_dict)
+        log_data.update(_request_data(message_dict, record.created))
+
+    def request_line(self, fields: dict) -> str:
+        """A request's line, as :meth:`format` writes it from its record."""
+        return self.serialize_log_record(_request_data(fields, time.time()))
 
 
-def formatter(log_format: str) -> logging.Formatter:
+def _request_data(fields: dict, created: float) -> dict:
+    return {"time": datetime.fromtimestamp(created, tz=UTC), "level": "INFO",
+            "logger": ACCESS, "message": _request_summary(fields), **fields}
+
+
+class RequestLog:
+    """Where a server writes the lines of its requests: each formatted and written at
+    once, past the logging module's loggers and handlers (a request's line is most of
+    its log lines, and their dispatch cost more than the line)."""
+
+    def __init__(self, stream: IO[str], line_formatter: JsonFormatter | TextFormatter,
+                 owned: bool = False) -> None:
+        self.stream = stream
+        self.formatter = line_formatter
+        self.owned = owned  # a file of its own, closed with it
+
+    def write(self, fields: dict) -> None:
+        """Write a request's line."""
+        self.stream.write(self.formatter.request_line(fields) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Close the file of its own."""
+        if self.owned:
+            self.stream.close()
+
+
+_request_log: RequestLog | None = None
+
+
+def request_log() -> RequestLog | None:
+    """The request lines' destination that :func:`configure` set (None: in-process, the
+    lines go to the logger ``geosearch.access`` if its host listens)."""
+    return _request_log
+
+
+def formatter(log_format: str) -> JsonFormatter | TextFormatter:
     """The formatter of ``json`` or ``text``."""
     if log_format not in FORMATS:
         raise ValueError("GEOSEARCH_LOG_FORMAT must be json or text")
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
-def _handler(handler: logging.Handler, log_format: str) -> logging.Handler:
-    handler.setFormatter(formatter(log_format))
-    handler.addFilter(RequestFields())
-    setattr(handler, _OURS, True)
-    return handler
-
-
 def configure(log_format: str, access: str = "-", stream: IO[str] | None = None
               ) -> logging.Handler:
     """Write every log line (the root logger's) to ``stream`` (stderr) as ``log_format``,
-    replacing the handlers an earlier call installed; the requests' lines (``access``) go
-    with them (``-``), to a file (a path), or nowhere (``""``). Returns the handler."""
-    handler = _handler(logging.StreamHandler(stream or sys.stderr), log_format)
-    root = logging.getLogger()
-    access_log = logging.getLogger(ACCESS)
-    for logger in (root, access_log):
-        for old in [h for h in logger.handlers if getattr(h, _OURS, False)]:
-            logger.removeHandler(old)
-            old.close()
-    root.addHandler(handler)
+    replacing what an earlier call installed; the requests' lines (``access``) go with
+    them (``-``), to a file (a path), or nowhere (``""``). Returns the handler."""
+    global _request_log
+    unconfigure()
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    handler.addFilter(RequestFields())
+    setattr(handler, _OURS, True)
+    logging.getLogger().addHandler(handler)
     logging.getLogger("geosearch").setLevel(logging.INFO)
-    access_log.disabled = access == ""
-    access_log.propagate = access == "-"
-    if access not in ("", "-"):
-        access_log.addHandler(_handler(logging.FileHandler(access), log_format))
+    logging.getLogger(ACCESS).disabled = access == ""
+    if access == "-":
+        _request_log = RequestLog(handler.stream, formatter(log_format))
+    elif access:
+        _request_log = RequestLog(Path(access).open("a", encoding="utf-8"),  # noqa: SIM115
+                                  formatter(log_format), owned=True)
     # A record need not know its thread or process: less work per line.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     return handler
+
+
+def unconfigure() -> None:
+    """Undo :func:`configure` (for a host that takes logging back, and tests)."""
+    global _request_log
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)
+    if _request_log is not None:
+        _request_log.close()
+    _request_log = None
+    logging.getLogger(ACCESS).disabled = False
 
 
 class GunicornLogger(glogging.Logger):

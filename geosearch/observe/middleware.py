@@ -24,7 +24,7 @@ from werkzeug.routing import Map, Rule
 
 from geosearch.clientid import Network, client_address
 from geosearch.observe import context, traces
-from geosearch.observe.logs import ACCESS, request_record
+from geosearch.observe.logs import ACCESS, RequestLog, request_log, request_record
 from geosearch.observe.metrics import RequestMetrics
 
 if TYPE_CHECKING:
@@ -87,11 +87,13 @@ class ObservedApp:
         if self.metrics is not None:
             self.metrics.record(exchange.method, exchange.route, exchange.endpoint, status,
                                 seconds, note.results)
-        if ACCESS_LOG.isEnabledFor(logging.INFO):
-            self._log(exchange, status, seconds, sent)
+        lines = request_log()
+        if lines is not None or ACCESS_LOG.isEnabledFor(logging.INFO):
+            self._log(exchange, status, seconds, sent, lines)
 
-    def _log(self, exchange: _Exchange, status: int, seconds: float, sent: int | None
-             ) -> None:
+    def _log(self, exchange: _Exchange, status: int, seconds: float, sent: int | None,
+             lines: RequestLog | None) -> None:
+        """The request's line: to the server's request log, else to the logger."""
         environ = exchange.environ
         client = environ.get("REMOTE_ADDR")
         if self.proxies:
@@ -108,7 +110,10 @@ class ObservedApp:
         trace_id = traces.request_trace_id(environ)
         if trace_id is not None:
             fields["trace_id"] = trace_id
-        ACCESS_LOG.handle(request_record(fields))
+        if lines is not None:
+            lines.write(fields)
+        else:
+            ACCESS_LOG.handle(request_record(fields))
 
 
 @lru_cache(maxsize=4096)
