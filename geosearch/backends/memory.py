@@ -69,9 +69,10 @@ class MemoryBackend(MemorySearches, MemoryTiles):
         return frame
 
     def active_table(self) -> pa.Table:
-        """Active spaces: the ACTIVE_FRAME_COLUMNS as the Arrow table they are held in
-        (no copy, no Python object per space: what the coverage reports read)."""
-        return self._table.select(list(ACTIVE_FRAME_COLUMNS))
+        """Active spaces: id, lat, lon, country, city and amenity_mask, the columns of the
+        Arrow table they are held in (no copy, no Python object per space: what the
+        coverage reports read)."""
+        return self._table.select(["id", "lat", "lon", "country", "city", "amenity_mask"])
 
     def nodes(self) -> NodeStates:
         """One store: this process' memory, which applies no change (seq 0)."""

@@ -39,7 +39,7 @@ from geosearch.reports.grid import (
     report_cities,
 )
 from geosearch.reports.reach import Reach
-from geosearch.reports.spaces import AMENITY_BITS, SpaceArrays
+from geosearch.reports.spaces import SpaceArrays
 
 # More than any city has: larger values are refused rather than compared.
 MAX_POPULATION = 100_000_000
@@ -207,9 +207,8 @@ class Coverage:
         if country is not None:
             c = c[c["country_code"] == country]
         per = self._per_city(self._country_rows(country), distances).reindex(c.index)
-        at, city = self._in_city
-        n = len(self.all_cities)
-        spaces = np.bincount(city, minlength=n)[c.index]
+        _, city = self._in_city
+        spaces = np.bincount(city, minlength=len(self.all_cities))[c.index]
         table = pd.DataFrame({
             "city": c["name"], "country": c["country_code"],
             "population": c["population"].astype(int), "lat": c["latitude"],
@@ -225,12 +224,19 @@ class Coverage:
         if distances:
             table["median_nearest_m"] = per["median_nearest_m"].round(1).to_numpy()
             table["p90_nearest_m"] = per["p90_nearest_m"].round(1).to_numpy()
-        bits = self.arrays.amenities[at]
-        for a in Amenity:
-            has = (bits & AMENITY_BITS[a.value]) != 0
-            share = np.bincount(city[has], minlength=n)[c.index] / np.maximum(spaces, 1)
+        for a, counts in zip(Amenity, self._amenity_counts, strict=True):
+            share = counts[c.index] / np.maximum(spaces, 1)
             table[f"share_{a.value}"] = np.where(spaces > 0, share.round(4), np.nan)
         return table.replace([np.inf, -np.inf], np.nan)
+
+    @cached_property
+    def _amenity_counts(self) -> list[np.ndarray]:
+        """For each amenity (in the vocabulary's order), the counted spaces with it per
+        city index."""
+        at, city = self._in_city
+        bits = self.arrays.amenities[at]
+        return [np.bincount(city[(bits & a.bit) != 0], minlength=len(self.all_cities))
+                for a in Amenity]
 
     def city_table(self, country: str) -> pd.DataFrame:
         """One row per city of ``country``, largest first."""

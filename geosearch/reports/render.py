@@ -72,18 +72,19 @@ def _view(lons: pd.Series, lats: pd.Series, pad: float) -> shapely.Polygon:
 
 
 def _draw(ax, cov: Coverage, country: str, view: shapely.Polygon, cells: pd.DataFrame,
-          spaces: pd.DataFrame, dot: float, title: str) -> None:
-    """One panel: the outline clipped to ``view``, the cells, the spaces."""
+          rings: dict[str, list], spaces: pd.DataFrame, dot: float, title: str) -> None:
+    """One panel: the outline clipped to ``view``, the cells (their ``rings`` by h3),
+    the spaces."""
     outline = countries().geometry(country)
     if outline is not None:
         for part in shapely.get_parts(outline.intersection(view)):
             if part.geom_type == "Polygon":
                 ax.fill(*part.exterior.xy, color="#f1f3f5", edgecolor="#868e96", linewidth=0.6)
     polys, colours = [], []
-    for c in cells.itertuples():
-        for ring in cell_rings(c.h3):
+    for h, covered in zip(cells["h3"].tolist(), cells["covered"].tolist(), strict=True):
+        for ring in rings[h]:
             polys.append(ring)
-            colours.append("#2f9e44" if c.covered else "#ffa8a8")
+            colours.append("#2f9e44" if covered else "#ffa8a8")
     if polys:
         ax.add_collection(PolyCollection(polys, facecolors=colours, edgecolors="white",
                                          linewidths=0.2, alpha=0.9))
@@ -100,6 +101,7 @@ def draw_map(cov: Coverage, country: str, path: Path) -> None:
     beside a close-up of its largest city."""
     cells = cov.cells[cov.cells["country"] == country]
     spaces = cov.spaces[(cov.spaces["country"] == country) & cov.spaces["counted"]]
+    rings = {h: cell_rings(h) for h in cells["h3"].tolist()}
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 7), dpi=100)
     outline = countries().geometry(country)
     if not cells.empty:
@@ -109,7 +111,7 @@ def draw_map(cov: Coverage, country: str, path: Path) -> None:
         view = shapely.box(*outline.bounds)
     else:
         view = shapely.box(-180, -90, 180, 90)
-    _draw(left, cov, country, view, cells, spaces, 2,
+    _draw(left, cov, country, view, cells, rings, spaces, 2,
           f"{country}: city cells covered (green) or not (red); spaces (dots)")
     table = cov.city_table(country)
     if table.empty:
@@ -119,7 +121,8 @@ def draw_map(cov: Coverage, country: str, path: Path) -> None:
         zoom = shapely.Point(city["lon"], city["lat"]).buffer(
             city["radius_m"] * 1.3 / 111_000 / max(0.2, math.cos(math.radians(city["lat"]))))
         zoom = shapely.box(*zoom.bounds)
-        _draw(right, cov, country, zoom, cells[cells["city_index"] == city.name], spaces, 8,
+        _draw(right, cov, country, zoom, cells[cells["city_index"] == city.name], rings,
+              spaces, 8,
               f"{city['city']}: {int(city['spaces'])} spaces, "
               f"{city['covered_share']:.0%} of cells within {cov.options.walk_m:,.0f} m")
     fig.tight_layout()

@@ -15,39 +15,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from geosearch.model import Amenity
-
-AMENITY_BITS = {a.value: 1 << i for i, a in enumerate(Amenity)}
-
-
-def amenity_mask(amenities: frozenset[Amenity]) -> int:
-    """The bits of ``amenities`` in :attr:`SpaceArrays.amenities`."""
-    return sum(AMENITY_BITS[a.value] for a in amenities)
-
-
-def _amenity_bits(lists: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Per space, the bits of the known amenities in its list (unknown names add none)."""
-    lists = pa.chunked_array([lists]) if isinstance(lists, pa.Array) else lists
-    bits = np.zeros(len(lists), dtype=np.uint32)
-    names = pa.array(list(AMENITY_BITS))
-    start = 0
-    for chunk in lists.chunks:
-        space = pc.list_parent_indices(chunk).to_numpy() + start
-        bit = pc.index_in(pc.list_flatten(chunk), value_set=names)
-        known = pc.is_valid(bit).to_numpy(zero_copy_only=False)
-        np.bitwise_or.at(bits, space[known], np.left_shift(
-            np.uint32(1), bit.filter(known).to_numpy().astype(np.uint32)))
-        start += len(chunk)
-    return bits
+from geosearch.features import amenity_masks
+from geosearch.model import Amenity, amenity_mask
 
 
 class SpaceArrays:
-    """The spaces of a table with columns lat, lon, country and amenities (lists of
-    names), as arrays: :attr:`lat`, :attr:`lon`, :attr:`country_code` (an index into
-    :attr:`countries`), :attr:`amenities` (bits of :data:`AMENITY_BITS`).
-
-    Made from an Arrow table (:meth:`from_table`: no Python object per space) or from a
-    frame (:meth:`from_frame`, which converts its amenity lists first)."""
+    """The spaces of an Arrow table with columns lat, lon, country and amenity_mask
+    (:func:`~geosearch.model.amenity_mask`), as arrays: :attr:`lat`, :attr:`lon`,
+    :attr:`country_code` (an index into :attr:`countries`), :attr:`amenities` (the
+    masks). A frame with amenity lists instead is read by :meth:`from_frame`."""
 
     def __init__(self, table: pa.Table) -> None:
         self.lat = table["lat"].to_numpy().astype(float, copy=False)
@@ -55,7 +31,7 @@ class SpaceArrays:
         country = pc.dictionary_encode(table["country"]).combine_chunks()
         self.country_code = country.indices.fill_null(-1).to_numpy().astype(np.int32)
         self.countries = np.asarray(country.dictionary.to_pylist(), dtype=object)
-        self.amenities = _amenity_bits(table["amenities"])
+        self.amenities = table["amenity_mask"].to_numpy()
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> SpaceArrays:
@@ -64,14 +40,13 @@ class SpaceArrays:
             "lat": pa.array(frame["lat"].to_numpy(dtype=float)),
             "lon": pa.array(frame["lon"].to_numpy(dtype=float)),
             "country": pa.array(frame["country"].to_numpy(dtype=object), type=pa.string()),
-            "amenities": pa.array(frame["amenities"], type=pa.list_(pa.string()),
-                                  from_pandas=True)}))
+            "amenity_mask": amenity_masks(frame["amenities"])}))
 
     @classmethod
     def of_backend(cls, backend: object) -> SpaceArrays:
         """The active spaces of ``backend``: from its Arrow table where it has one
-        (``active_table()``, read without a Python object per space), else from its
-        ``active_frame()``."""
+        (``active_table()``: lat, lon, country, amenity_mask, read without a Python
+        object per space), else from its ``active_frame()``."""
         table = getattr(backend, "active_table", None)
         if table is not None:
             return cls(table())
@@ -88,7 +63,7 @@ class SpaceArrays:
 
     def with_all(self, amenities: frozenset[Amenity]) -> np.ndarray:
         """Whether each space has every one of ``amenities``."""
-        need = np.uint32(amenity_mask(amenities))
+        need = amenity_mask(amenities)
         return (self.amenities & need) == need
 
     def of_country(self, country: str) -> np.ndarray:
