@@ -179,10 +179,10 @@ def test_gunicorn_error_lines_go_through_the_service_handlers():
 # -- metrics --------------------------------------------------------------------------------
 
 def test_requests_are_counted_per_route_template(client):
-    before = requests_of("/v1/spaces/<id>", "404")
+    before = requests_of("/v1/spaces/{id}", "404")
     for space_id in ("missing-1", "missing-2", "missing-3"):
         assert get(client, f"/v1/spaces/{space_id}").status_code == 404
-    assert requests_of("/v1/spaces/<id>", "404") == before + 3
+    assert requests_of("/v1/spaces/{id}", "404") == before + 3
     assert value("http_server_request_duration_seconds_count", method="GET",
                  route="/v1/spaces/missing-1", status="404") == 0
 

@@ -5,7 +5,7 @@ they are kept in prometheus_client's multiprocess mode (:mod:`.multiproc`): each
 writes its own files and ``/metrics`` sums them, so any worker answers for all of them.
 The state read at scrape time (nodes, dataset) is in :mod:`.exposition`.
 
-Labels stay few: a request is labelled by its route's template (``/v1/spaces/<id>``),
+Labels stay few: a request is labelled by its route's template (``/v1/spaces/{id}``),
 never its raw path, and its method is one of the HTTP methods or ``OTHER``.
 """
 

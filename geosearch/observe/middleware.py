@@ -12,7 +12,6 @@ is recorded (:class:`.metrics.RequestMetrics`) and its line logged on
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from time import perf_counter
@@ -22,6 +21,7 @@ from flask import Request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
+from geosearch.api.openapi import openapi_path
 from geosearch.clientid import Network, client_address
 from geosearch.observe import context, traces
 from geosearch.observe.logs import ACCESS, RequestLog, request_log, request_record
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 ACCESS_LOG = logging.getLogger(ACCESS)
 UNMATCHED = "unmatched"  # the route of a request that no rule matched (a 404)
 MAX_AGENT_CHARS = 256
-_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # <converter:name> in a rule
 _HEADER = context.HEADER
 
 
@@ -63,11 +62,11 @@ class ObservedApp:
         return _ObservedBody(body, exchange)
 
     def template(self, rule: Rule) -> str:
-        """The route template of a rule, its arguments without their converters
-        (``/v1/spaces/<id>``)."""
+        """The route template of a rule, as the OpenAPI document writes its path
+        (``/v1/spaces/{id}``)."""
         template = self._templates.get(rule.rule)
         if template is None:
-            template = self._templates[rule.rule] = _CONVERTER.sub(r"<\1>", rule.rule)
+            template = self._templates[rule.rule] = openapi_path(rule.rule)
         return template
 
     def route_of(self, environ: WSGIEnvironment) -> tuple[str, str | None]:
