@@ -88,6 +88,7 @@ class Tracker:
         self._pid = 0
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._installed = threading.Condition()
         # a forked process (a server's worker) starts following at once, not at its
         # first request, which would find the state of the fork
         os.register_at_fork(after_in_child=self._start)
@@ -105,8 +106,22 @@ class Tracker:
     def _step(self, conn: psycopg.Connection, run: Callable[..., Layers]) -> None:
         new = catch_up(conn, self.layers, self._compact_at, run)
         if new is not None:
-            self.layers = new
+            with self._installed:
+                self.layers = new
+                self._installed.notify_all()
         self.synced_at = time.monotonic()
+
+    def wait_for(self, seq: int, until: float) -> Layers | None:
+        """The current state once it has applied ``seq``, or at ``until``
+        (``time.monotonic()``) the state as it is then."""
+        self.current()
+        with self._installed:
+            while self.layers is None or self.layers.seq < seq:
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                self._installed.wait(left)
+            return self.layers
 
     def current(self) -> Layers | None:
         """The state to read now (None before a dataset was loaded); starts this
