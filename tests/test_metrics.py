@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from geosearch.database import make_engine
 from geosearch.settings import Settings
+from geosearch.snapshot import write_snapshot
 from geosearch.store import load
 from geosearch.testing.ports import free_port
 
@@ -169,6 +170,40 @@ def test_a_scrape_has_no_series_twice_and_shows_the_nodes(served):
     assert [sample for sample, times in samples.items() if times > 1] == []
     assert samples[("geosearch_node_up", (("node", "primary"), ("role", "primary")))] == 1
     assert ("geosearch_dataset_active_spaces", ()) in samples
+
+
+def test_plain_gunicorn_with_the_config_sums_its_workers_and_logs_json(feed_result, tmp_path):
+    snap = write_snapshot(feed_result.frame, tmp_path / "s.parquet", feed_result.meta())
+    port = free_port()
+    env = {**os.environ, "GEOSEARCH_BIND": f"127.0.0.1:{port}", "GEOSEARCH_SNAPSHOT": str(snap),
+           "TMPDIR": str(tmp_path)}
+    with (tmp_path / "stderr").open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c",
+                                 "python:geosearch.gunicorn_conf", "geosearch.api:create_app()"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 120
+            while faults.get(port, "/readyz")[0] != 200:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.3)
+            [directory] = tmp_path.glob("geosearch-metrics-*")
+            total = 0
+            while len(workers_with(directory, "histogram", faults.children(proc.pid))) < 2:
+                send(port, 24, total)  # until both workers have served some
+                total += 24
+                assert time.monotonic() < deadline, "one worker took every connection"
+            scrapes = {faults.get(port, "/metrics")[1] for _ in range(6)}
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    counts = {s.value for body in scrapes for family in text_string_to_metric_families(
+        body.decode()) for s in family.samples if s.name == "http_server_request_duration_"
+        "seconds_count" and s.labels["route"] == "/v1/spaces/radius"}
+    assert counts == {float(total)}
+    lines = [json.loads(line) for line in (tmp_path / "stderr").read_text().splitlines()]
+    assert sum(line["logger"] == "geosearch.access" for line in lines) >= total + 6
+    assert any(line["logger"] == "gunicorn.error" for line in lines)
+    assert list(tmp_path.glob("geosearch-metrics-*")) == []  # removed at exit
 
 
 def test_the_metrics_directory_is_emptied_when_a_server_starts(tmp_path):
