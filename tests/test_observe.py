@@ -119,6 +119,11 @@ def test_a_500_logs_its_trace_with_the_id_and_answers_without_it(memory_feed, lo
 
 # -- log lines ------------------------------------------------------------------------------
 
+def test_a_path_is_logged_as_the_client_wrote_it(client, log_lines):
+    get(client, "/v1/spaces/caf%C3%A9")
+    assert access(log_lines())[0]["path"] == "/v1/spaces/café"
+
+
 def test_a_request_line_has_its_fields_and_no_secret_query_or_body(client, log_lines):
     response = client.post("/v1/spaces/polygon?limit=3", buffered=True,
                            json={"type": "Polygon", "coordinates": [[[13.3, 52.4], [13.5, 52.4],
@@ -143,9 +148,12 @@ def test_text_lines_carry_the_request_id(client):
     logs.configure("text", stream=stream)
     try:
         get(client, "/nope", headers={"X-Request-ID": "txt-1"})
+        get(client, "/x%0A2026-01-01 INFO forged%C3%A9", headers={"X-Request-ID": "txt-2"})
     finally:
         logs.unconfigure()
-    assert re.search(r" INFO geosearch.access \[txt-1\] GET /nope 404 ", stream.getvalue())
+    first, second = stream.getvalue().splitlines()
+    assert re.search(r" INFO geosearch.access \[txt-1\] GET /nope 404 ", first)
+    assert "[txt-2] GET /x\\n2026-01-01 INFO forged\\xe9 400 " in second
 
 
 def test_request_lines_go_to_a_file_or_nowhere(client, tmp_path):

@@ -75,9 +75,11 @@ class TextFormatter(logging.Formatter):
         super().__init__(_TEXT, defaults={"request_id": "-"})
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's)
-        fields = record.msg
-        if type(fields) is not dict:
+        if type(record.msg) is not dict:
             return super().formatMessage(record)
+        # the client's text escaped: a line break in a path cannot forge another line
+        fields = {key: value.encode("unicode_escape").decode("ascii")
+                  if isinstance(value, str) else value for key, value in record.msg.items()}
         rest = " ".join(f"{key}={value}" for key, value in fields.items()
                         if key not in _SUMMARY and value is not None)
         return (f"{self.formatTime(record)} INFO {record.name} [{fields['request_id']}] "

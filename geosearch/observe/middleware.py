@@ -99,6 +99,8 @@ class ObservedApp:
             client = _forwarded_client(client, environ.get("HTTP_X_FORWARDED_FOR"),
                                        self.proxies)
         path = environ.get("PATH_INFO", "")
+        if not path.isascii():  # WSGI's text is the path's bytes as latin-1
+            path = path.encode("latin-1", "replace").decode("utf-8", "replace")
         fields = {
             "request_id": exchange.note.request_id, "method": exchange.method,
             "route": exchange.route, "path": path, "status": status,
