@@ -106,6 +106,7 @@ def authenticate() -> Key:
     if key is None:
         raise _unauthorized("the key is malformed, unknown or revoked", True)
     g.geosearch_key, g.actor = key, key.name
+    note_key(key.name)  # its name in the request's log line
     return key
 
 
