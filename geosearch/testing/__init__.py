@@ -12,6 +12,8 @@ dependencies do not include it.
   its bounds.
 - :mod:`~geosearch.testing.oracle`: the brute-force reference the backends are checked
   against.
+- :mod:`~geosearch.testing.livewrites`: random writes through the API, and a backend's
+  answers after them held to the oracle.
 - :mod:`~geosearch.testing.synthetic`: generated spaces (geometry edge cases, text
   search, a network of any size).
 - :mod:`~geosearch.testing.hostile`: the hostile request battery and what a good answer
