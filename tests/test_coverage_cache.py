@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 
+import h3
 import numpy as np
 import pytest
 from flask import Flask
@@ -22,7 +24,7 @@ from geosearch.reports.coverage import (
     Coverage,
     CoverageOptions,
 )
-from geosearch.reports.grid import cell_rows
+from geosearch.reports.grid import cell_rows, city_grid
 from geosearch.reports.reach import Reach
 from geosearch.settings import Settings
 
@@ -233,3 +235,22 @@ def test_covered_from_chords_is_the_exact_geodesic_rule(memory_feed, res):
         for w in (walk, np.nextafter(walk, 0)):
             covered = Reach(frame, res, amenities).covered(rows, float(w))
             assert np.array_equal(covered, metres <= w)
+
+
+@pytest.mark.parametrize("res", [6, 7, 8])
+def test_spaces_per_cell_equal_each_space_counted_in_its_own_cell(memory_feed, res):
+    """A country's cells count the spaces found near them exactly as every space's own
+    H3 cell does, and asking for every cell at once counts the same."""
+    frame = memory_feed.active_frame()
+    amenities = frozenset({Amenity.WIFI})
+    counted = frame[[{a.value for a in amenities} <= set(x) for x in frame["amenities"]]]
+    own = Counter(h3.latlng_to_cell(lat, lon, res)
+                  for lat, lon in zip(counted["lat"], counted["lon"], strict=True))
+    grid = city_grid(res)
+    for country in ("DE", "GB", "NZ"):
+        rows = cell_rows(res, 50_000, country)
+        expected = [own.get(h, 0) for h in grid["h3"].to_numpy()[rows]]
+        assert sum(expected) > 0
+        assert Reach(frame, res, amenities).spaces_in(rows).tolist() == expected
+        every = Reach(frame, res, amenities).spaces_in(np.arange(len(grid)))
+        assert every[rows].tolist() == expected
