@@ -86,7 +86,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 # Every PostGIS fixture of the suite stands on pg_cluster. A test parametrised over backend
 # kinds asks for its backend by name at run time (``postgis_feed``, ``pgbouncer_synthetic``),
 # out of sight of the collection: the kinds that name a PostGIS fixture mark it too.
-POSTGIS_KINDS = frozenset({"postgis", "pgbouncer"})
+POSTGIS_KINDS = frozenset({"postgis", "pgbouncer", "follower"})
 
 
 def _uses_postgis(item: pytest.Item) -> bool:
@@ -239,6 +239,39 @@ def pgbouncer_feed(postgis_feed, pgbouncer):
 @pytest.fixture(scope="session")
 def pgbouncer_synthetic(postgis_synthetic, pgbouncer):
     backend = _through_pgbouncer(postgis_synthetic, pgbouncer)
+    yield backend
+    backend.close()
+
+
+def _split_follower(backend):
+    """The memory follower of a PostGIS backend's database, a third of its spaces as if
+    written since its base: hidden in the base and held by the overlay (every answer is
+    then the merge of the two); it does not follow the feed (nothing is written)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from geosearch.backends.follower import FollowerBackend
+    from geosearch.backends.postgis import PostgisBackend
+
+    follower = FollowerBackend(PostgisBackend(backend.settings))
+    follower.tracker.close()
+    layers = follower.tracker.layers
+    ids = layers.base.ids[::3].tolist()
+    rows = layers.base_rows.filter(pc.is_in(layers.base_rows["id"], value_set=pa.array(ids)))
+    follower.tracker.layers = layers.applied(ids, rows, layers.seq)
+    return follower
+
+
+@pytest.fixture(scope="session")
+def follower_feed(postgis_feed):
+    backend = _split_follower(postgis_feed)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def follower_synthetic(postgis_synthetic):
+    backend = _split_follower(postgis_synthetic)
     yield backend
     backend.close()
 

@@ -106,10 +106,11 @@ def walk(fetch, limit):
 DATASETS = ["feed", "synthetic"]
 
 
-@pytest.fixture(params=["memory", "postgis", "pgbouncer"])
+@pytest.fixture(params=["memory", "postgis", "pgbouncer", "follower"])
 def backend_kind(request) -> str:
-    """The contract holds on both backends, and on PostGIS through a transaction-pooling
-    pgbouncer (no prepared statements, timeouts per transaction)."""
+    """The contract holds on both backends, on PostGIS through a transaction-pooling
+    pgbouncer (no prepared statements, timeouts per transaction), and on the memory
+    follower of PostGIS with a third of the spaces in its overlay."""
     return request.param
 
 
@@ -247,14 +248,17 @@ def test_inactive_spaces_are_never_returned(feed_backend, feed_result):
     assert feed_backend.get(row.id) is None
 
 
-def test_backends_return_identical_spaces(memory_feed, postgis_feed):
+def test_backends_return_identical_spaces(memory_feed, postgis_feed, follower_feed):
     query = NearestQuery(Point(48.8566, 2.3522), 100)
 
-    a, b = memory_feed.nearest(query), postgis_feed.nearest(query)
+    a, b, c = (backend.nearest(query) for backend in (memory_feed, postgis_feed,
+                                                      follower_feed))
 
-    assert [h.space for h in a] == [h.space for h in b]
-    assert memory_feed.amenity_counts() == postgis_feed.amenity_counts()
-    assert memory_feed.dataset_version() == postgis_feed.dataset_version()
+    assert [h.space for h in a] == [h.space for h in b] == [h.space for h in c]
+    assert memory_feed.amenity_counts() == postgis_feed.amenity_counts() == (
+        follower_feed.amenity_counts())
+    assert memory_feed.dataset_version() == postgis_feed.dataset_version() == (
+        follower_feed.dataset_version())
 
 
 def test_count_is_the_number_of_matches_over_every_page(dataset):
