@@ -32,7 +32,9 @@ T = TypeVar("T")
 COMPACT_AT = 10_000
 # The longest a follower goes without reading the counter (a lost NOTIFY costs this much)
 CHECK_S = 1.0
-# The pause after each read of the feed: the writes of that time are applied together
+# The pause after each read of the feed (at least; as long as that read and its state took,
+# when longer, so that following the feed takes at most about half of a worker's time):
+# the writes of that time are applied together
 GAP_S = 0.02
 # The pause before connecting again after the database failed
 RETRY_S = 1.0
@@ -145,7 +147,9 @@ class Tracker:
             try:
                 if conn is None or conn.closed:
                     conn = self._connect()
+                began = time.monotonic()
                 self._step(conn, off_loop)
+                took = time.monotonic() - began
             except Exception as exc:  # the thread goes on: logged, tried again
                 log.warning("follower: %s; the state of seq %s serves, trying again", exc,
                             None if self.layers is None else self.layers.seq,
@@ -155,7 +159,7 @@ class Tracker:
                 conn = None
                 self._closed.wait(RETRY_S)
                 continue
-            self._closed.wait(GAP_S)
+            self._closed.wait(max(GAP_S, took))
             self._feed.wait_beyond(0 if self.layers is None else self.layers.seq, CHECK_S)
         if conn is not None:
             conn.close()
