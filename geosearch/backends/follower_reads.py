@@ -22,6 +22,7 @@ from geosearch.backends.follower_state import Layers
 from geosearch.backends.memory import MemoryBackend
 from geosearch.backends.memory_tiles import draw
 from geosearch.features import Hits
+from geosearch.geo import chord_at_most
 from geosearch.model import (
     ListQuery,
     NearestQuery,
@@ -83,17 +84,30 @@ class StateReads:
         return layers.version, layers.seq
 
     def radius(self, query: RadiusQuery) -> Page:
-        """Spaces within ``radius_m``, by (distance, id): base and overlay merged."""
+        """Spaces within ``radius_m``, by (distance, id): base and overlay merged (the
+        overlay skipped when none of its spaces is that near)."""
         layers = self.layers
         walk = layers.seq if query.after is None else int(query.after[-1])
-        parts = _parts(*layers.walk(None if query.after is None else walk))
-        return _merged([p.radius(query) for p in parts], query.limit, walk, layers.version)
+        shown, overlay = layers.walk(None if query.after is None else walk)
+        origin = query.origin
+        if overlay is not None and overlay.nearest_chord(origin.lat, origin.lon) > (
+                chord_at_most(query.radius_m)):
+            overlay = None
+        return _merged([p.radius(query) for p in _parts(shown, overlay)], query.limit, walk,
+                       layers.version)
 
     def nearest(self, query: NearestQuery) -> Hits:
-        """The k nearest of the base's k nearest and the overlay's."""
-        parts = _parts(*self.layers.walk(None))
-        found = [p.nearest(query) for p in parts]
-        return found[0] if len(found) == 1 else _first(found, query.k, by_distance=True)[0]
+        """The k nearest of the base's k nearest and the overlay's; the overlay is not
+        asked when the base found k and none of its spaces is as near as the k-th."""
+        shown, overlay = self.layers.walk(None)
+        found = shown.nearest(query)
+        if overlay is None:
+            return found
+        distances = found.distances or []
+        if len(found) == query.k and overlay.nearest_chord(
+                query.origin.lat, query.origin.lon) > chord_at_most(distances[-1]):
+            return found
+        return _first([found, overlay.nearest(query)], query.k, by_distance=True)[0]
 
     def polygon(self, query: PolygonQuery) -> Page:
         """Spaces covered by the area, by id or by (distance, id) from the origin."""

@@ -17,6 +17,7 @@ ball around an origin, exact distances, hits from rows and the version check.
 from __future__ import annotations
 
 import copy
+import math
 from functools import partial
 from typing import Self
 
@@ -207,6 +208,15 @@ class MemoryIndex:
         found = self._kdtree.query_ball_point(centre, chord_at_most(radius_m),
                                               return_sorted=False)
         return np.asarray(found, dtype=np.int64)
+
+    def nearest_chord(self, lat: float, lon: float) -> float:
+        """The straight-line (ECEF) distance in metres from (lat, lon) to the nearest row
+        (a hidden one too), infinite when there is none: a lower bound of the geodesic
+        to every row (a follower skips a small index that cannot hold a match)."""
+        if self._kdtree is None:
+            return math.inf
+        chord, _ = self._kdtree.query(ecef_point(lat, lon), k=1)
+        return float(chord)
 
     def _chords(self, idx: np.ndarray, centre: np.ndarray) -> np.ndarray:
         """Straight-line (ECEF) distances in metres from ``centre`` to the rows ``idx``."""
