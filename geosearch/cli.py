@@ -114,6 +114,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the HTTP API on 127.0.0.1 with gunicorn (or Flask's server with --dev)."""
     settings = Settings.from_env(database_url=args.database, snapshot=args.snapshot,
                                  replica_urls=tuple(args.replica) or None)
+    if args.index == "memory" and not settings.database_url:
+        return _refuse("serve", "--index memory follows a database: give --database URL "
+                       "(or set GEOSEARCH_DATABASE_URL)")
     if settings.client_budget is None:
         settings = replace(settings, client_budget=SERVER_CLIENT_BUDGET)
     if args.host not in ("0.0.0.0", "::", *settings.trusted_hosts):
@@ -134,10 +137,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     backend: Backend | None = None
     if args.index == "memory":  # built here, before the fork: the workers share it
-        if not settings.database_url:
-            print("geosearch serve: --index memory follows a database: give --database URL "
-                  "(or set GEOSEARCH_DATABASE_URL)", file=sys.stderr)
-            return 2
         backend = _follower(settings)
     elif not settings.database_url:  # a snapshot: served anew when ingest replaces it
         from geosearch.backends.reloading import ReloadingSnapshot

@@ -10,23 +10,33 @@ restarted under a follower: it answers from memory meanwhile and resumes from it
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 
+from geosearch import cli
 from geosearch.api import create_app
 from geosearch.api.consistency import TOKEN_HEADER, token_seq
 from geosearch.api.geojson import CHANGE_SEQ_HEADER
 from geosearch.backends.follower import FollowerBackend
+from geosearch.backends.follower_feed import APPLICATION_NAME
 from geosearch.backends.postgis import PostgisBackend
+from geosearch.database import libpq_url
+from geosearch.keys import KeyStore
 from geosearch.model import Amenity, Filters, Point, RadiusQuery, Space, TileQuery
 from geosearch.settings import Settings
 from geosearch.testing import livewrites, pgcluster
@@ -195,6 +205,70 @@ def test_a_read_with_a_consistency_token_sees_the_write(followed):
             assert (int(answer.headers[CHANGE_SEQ_HEADER]) >= seq) is fresh
     finally:
         stopped.close()
+
+
+def _get(url: str, headers: dict | None = None) -> tuple[dict, dict]:
+    """The JSON body and headers of a GET on a connection of its own (any worker)."""
+    request = urllib.request.Request(url, headers={"Connection": "close", **(headers or {})})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer), dict(answer.headers)
+
+
+def test_geosearch_serve_index_memory_follows_writes_in_every_worker(pg_database,
+                                                                      feed_result):
+    """The server as deployed (gunicorn, two gevent workers forked after the base was
+    built): a write through it is read back from memory by every worker, with and
+    without its token."""
+    url = livewrites.loaded(pg_database, feed_result, "follower_serve")
+    keys = KeyStore(Settings(database_url=url))
+    writer = {"Authorization": f"Bearer {keys.create('serve-writer', ['write'])}"}
+    keys.close()
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "geosearch.cli", "serve", "--database",
+                               url, "--index", "memory", "--port", str(port), "--workers",
+                               "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "GEOSEARCH_CLIENT_BUDGET": "0"})  # polled
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + CATCH_UP_S
+        while True:
+            try:
+                _get(f"{base}/readyz")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.3)
+        body = json.dumps(feature("Geforkt Atelier", [10.01, 53.55], city="Hamburg")).encode()
+        request = urllib.request.Request(f"{base}/v1/spaces", data=body, method="POST",
+                                         headers={**writer, "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            created, token = json.load(answer)["id"], answer.headers[TOKEN_HEADER]
+        near = f"{base}/v1/spaces/nearest?lat=53.55&lon=10.01&k=1"
+        found, _ = _get(near, {TOKEN_HEADER: token})
+        assert [f["id"] for f in found["features"]] == [created]
+        seen = 0
+        while seen < 12:  # in a row, from whichever worker answers
+            found, headers = _get(near)
+            fresh = int(headers[CHANGE_SEQ_HEADER]) >= token_seq(token)
+            assert ([f["id"] for f in found["features"]] == [created]) is fresh
+            seen = seen + 1 if fresh else 0
+            assert time.monotonic() < deadline + CATCH_UP_S
+        ready, _ = _get(f"{base}/readyz")
+        memory = [n for n in ready["nodes"] if n["role"] == "memory"]
+        assert memory and memory[0]["applied_seq"] >= token_seq(token)
+        with psycopg.connect(libpq_url(url)) as conn:  # each worker follows on its own
+            assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                "current_database() AND application_name = %s",
+                                (APPLICATION_NAME,)).fetchone() == (2,)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_serve_index_memory_needs_a_database(monkeypatch, capsys):
+    monkeypatch.delenv("GEOSEARCH_DATABASE_URL", raising=False)
+    assert cli.main(["serve", "--index", "memory"]) == 2
+    assert "--index memory follows a database" in capsys.readouterr().err
 
 
 @pytest.fixture
