@@ -4,8 +4,11 @@ the database's dataset, then kept up with the change feed in memory.
 After a few hundred random writes through the API, a follower that folds its overlay into
 new bases and one that never does answer every search, count, space, amenity count, tile
 and the active spaces as the brute-force oracle and as PostGIS do; a walk by distance
-through the follower meets a space that moves during it at most once; PostgreSQL
-restarted under a follower: it answers from memory meanwhile and resumes from its seq.
+through the follower meets a space that moves during it at most once; a read with a
+write's consistency token sees the write; a load under a follower replaces its dataset;
+``geosearch serve --index memory`` follows in every gunicorn worker; PostgreSQL restarted
+under a follower: it answers from memory meanwhile and resumes from its seq. (The
+contract suite, tests/test_contract.py, runs on a follower too.)
 """
 
 from __future__ import annotations
@@ -35,10 +38,21 @@ from geosearch.api.geojson import CHANGE_SEQ_HEADER
 from geosearch.backends.follower import FollowerBackend
 from geosearch.backends.follower_feed import APPLICATION_NAME
 from geosearch.backends.postgis import PostgisBackend
-from geosearch.database import libpq_url
+from geosearch.database import libpq_url, make_engine
+from geosearch.ingest.pipeline import IngestResult, dataset_version
+from geosearch.ingest.report import IngestReport
 from geosearch.keys import KeyStore
-from geosearch.model import Amenity, Filters, Point, RadiusQuery, Space, TileQuery
+from geosearch.model import (
+    Amenity,
+    Filters,
+    NearestQuery,
+    Point,
+    RadiusQuery,
+    Space,
+    TileQuery,
+)
 from geosearch.settings import Settings
+from geosearch.store import load
 from geosearch.testing import livewrites, pgcluster
 from geosearch.testing.livewrites import MERGE, feature
 from geosearch.testing.ports import free_port
@@ -205,6 +219,31 @@ def test_a_read_with_a_consistency_token_sees_the_write(followed):
             assert (int(answer.headers[CHANGE_SEQ_HEADER]) >= seq) is fresh
     finally:
         stopped.close()
+
+
+def test_a_load_under_a_follower_replaces_its_dataset(pg_database, feed_result):
+    first = feed_result.frame.head(300).copy()
+    report = IngestReport(feed="first 300", input_rows=300, loaded=300)
+    report.dataset_version = dataset_version(first)
+    url = livewrites.loaded(pg_database, IngestResult(first, report), "follower_load")
+    primary = PostgisBackend(Settings(database_url=url))
+    follower = FollowerBackend(PostgisBackend(Settings(database_url=url)))
+    try:
+        assert follower.data_stamp() == (report.dataset_version, 1)
+        follower.tracker.current()  # follows from here
+        engine = make_engine(Settings(database_url=url))
+        load(feed_result.frame, feed_result.meta(), engine)
+        engine.dispose()
+        _caught_up(follower, primary)
+
+        assert follower.dataset_version() == feed_result.report.dataset_version
+        assert follower.tracker.layers.base_seq == 2  # the new dataset read whole
+        pd.testing.assert_frame_equal(follower.active_frame(), primary.active_frame())
+        query = NearestQuery(Point(48.85, 2.35), 20)
+        assert livewrites.ids(follower.nearest(query)) == livewrites.ids(primary.nearest(query))
+    finally:
+        follower.close()
+        primary.close()
 
 
 def _get(url: str, headers: dict | None = None) -> tuple[dict, dict]:
