@@ -37,12 +37,14 @@ from geosearch.api.consistency import TOKEN_HEADER, token_seq
 from geosearch.api.geojson import CHANGE_SEQ_HEADER
 from geosearch.backends.follower import FollowerBackend
 from geosearch.backends.follower_feed import APPLICATION_NAME
+from geosearch.backends.memory import MemoryBackend
 from geosearch.backends.postgis import PostgisBackend
 from geosearch.database import libpq_url, make_engine
 from geosearch.ingest.pipeline import IngestResult, dataset_version
 from geosearch.ingest.report import IngestReport
 from geosearch.keys import KeyStore
 from geosearch.model import (
+    POINT_ZOOM,
     Amenity,
     Filters,
     NearestQuery,
@@ -58,6 +60,7 @@ from geosearch.testing.livewrites import MERGE, feature
 from geosearch.testing.ports import free_port
 from geosearch.testing.tilecheck import FILTERS, ZOOMS, check_tile, decode, tile_of
 from geosearch.text import query_terms
+from geosearch.tiles import MAX_MERCATOR_LAT
 
 # Small enough that the writes of a test fold the overlay into new bases a few times
 COMPACT_AT = 60
@@ -150,6 +153,54 @@ def test_after_random_writes_the_followers_answer_as_the_oracle_and_postgis(foll
     gone = [before[i] for i in closed]
     for follower in backends[:2]:
         _same_tiles(follower, followed.primary, rng.sample(changed, 4) + gone[:2])
+
+
+@pytest.mark.postgis  # asks for its follower by name
+@pytest.mark.parametrize("dataset", ["feed", "synthetic"])
+def test_a_follower_with_an_overlay_draws_the_tiles_of_its_dataset(request, dataset):
+    """A third of the spaces in the overlay and hidden in the base (tests/conftest.py):
+    every tile around a sample of spaces, at every zoom and with each kind of filter,
+    as the memory backend of the same spaces draws it."""
+    follower = request.getfixturevalue(f"follower_{dataset}")
+    memory = request.getfixturevalue(f"memory_{dataset}")
+    frame = request.getfixturevalue(f"{dataset}_result").frame
+    mapped = frame[(frame["status"] == "active") & (frame["lat"].abs() <= MAX_MERCATOR_LAT)]
+    for row in mapped.sample(12, random_state=7).itertuples():
+        for z in ZOOMS:
+            for filters in FILTERS.values():
+                query = TileQuery(*tile_of(row.lat, row.lon, z), filters)
+                mine, theirs = follower.tile(query), memory.tile(query)
+                assert (mine.ids, mine.count.tolist()) == (theirs.ids, theirs.count.tolist())
+                assert np.allclose(mine.world_x, theirs.world_x, rtol=0, atol=1e-12)
+                assert np.allclose(mine.world_y, theirs.world_y, rtol=0, atol=1e-12)
+
+
+def _cluster_of_two(memory: MemoryBackend, frame: pd.DataFrame) -> tuple[TileQuery, int]:
+    """An unfiltered cluster tile with a cell of two spaces, and the first space's row."""
+    for row in frame.itertuples():
+        for z in (z for z in ZOOMS if z < POINT_ZOOM):
+            query = TileQuery(*tile_of(row.lat, row.lon, z))
+            cells = memory.tile_cells(query)
+            pairs = np.flatnonzero(cells.count == 2)
+            if pairs.size:
+                return query, int(cells.rows[pairs[0]])
+    raise AssertionError("no cell of two spaces")
+
+
+def test_a_view_without_one_of_two_spaces_of_a_cell_draws_the_other(memory_feed,
+                                                                     feed_result):
+    """The prefix sums count the hidden space out of its cell, and the cell left with one
+    space is drawn as that one (not as the cell's first, hidden, space)."""
+    frame = feed_result.frame[feed_result.frame["status"] == "active"]
+    query, first = _cluster_of_two(memory_feed, frame)
+    hidden = np.zeros(memory_feed.size, dtype=bool)
+    hidden[first] = True
+    rest = MemoryBackend.from_frame(frame[frame["id"] != memory_feed.ids[first]], "rest")
+
+    got, want = memory_feed.without(hidden).tile(query), rest.tile(query)
+    assert (got.ids, got.count.tolist()) == (want.ids, want.count.tolist())
+    assert np.allclose(got.world_x, want.world_x, rtol=0, atol=1e-12)
+    assert np.allclose(got.world_y, want.world_y, rtol=0, atol=1e-12)
 
 
 def _radius_page(backend, after, limit=3):
