@@ -17,6 +17,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -308,7 +309,7 @@ def test_geosearch_serve_index_memory_follows_writes_in_every_worker(pg_database
                                                                       feed_result):
     """The server as deployed (gunicorn, two gevent workers forked after the base was
     built): a write through it is read back from memory by every worker, with and
-    without its token."""
+    without its token; a worker killed -9 is replaced by one that catches up."""
     url = livewrites.loaded(pg_database, feed_result, "follower_serve")
     keys = KeyStore(Settings(database_url=url))
     writer = {"Authorization": f"Bearer {keys.create('serve-writer', ['write'])}"}
@@ -336,23 +337,40 @@ def test_geosearch_serve_index_memory_follows_writes_in_every_worker(pg_database
         near = f"{base}/v1/spaces/nearest?lat=53.55&lon=10.01&k=1"
         found, _ = _get(near, {TOKEN_HEADER: token})
         assert [f["id"] for f in found["features"]] == [created]
-        seen = 0
-        while seen < 12:  # in a row, from whichever worker answers
-            found, headers = _get(near)
-            fresh = int(headers[CHANGE_SEQ_HEADER]) >= token_seq(token)
-            assert ([f["id"] for f in found["features"]] == [created]) is fresh
-            seen = seen + 1 if fresh else 0
-            assert time.monotonic() < deadline + CATCH_UP_S
+        _read_back(near, created, token_seq(token), time.monotonic() + CATCH_UP_S)
         ready, _ = _get(f"{base}/readyz")
         memory = [n for n in ready["nodes"] if n["role"] == "memory"]
         assert memory and memory[0]["applied_seq"] >= token_seq(token)
-        with psycopg.connect(libpq_url(url)) as conn:  # each worker follows on its own
-            assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                                "current_database() AND application_name = %s",
-                                (APPLICATION_NAME,)).fetchone() == (2,)
+        assert _following(url) == 2  # each worker on its own
+
+        workers = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        os.kill(int(workers[0]), signal.SIGKILL)  # its replacement forks from the base
+        _read_back(near, created, token_seq(token), time.monotonic() + CATCH_UP_S)
+        assert _following(url) == 2
     finally:
         server.terminate()
         server.wait(10)
+
+
+def _read_back(near: str, created: str, seq: int, until: float) -> None:
+    """Search until 12 answers in a row, from whichever workers answer, come from a state
+    of ``seq`` or later, which finds the space ``created`` (an older state must not)."""
+    seen = 0
+    while seen < 12:
+        found, headers = _get(near)
+        fresh = int(headers[CHANGE_SEQ_HEADER]) >= seq
+        assert ([f["id"] for f in found["features"]] == [created]) is fresh
+        seen = seen + 1 if fresh else 0
+        assert time.monotonic() < until
+
+
+def _following(url: str) -> int:
+    """How many processes follow the database's feed into memory."""
+    with psycopg.connect(libpq_url(url)) as conn:
+        found = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                             "current_database() AND application_name = %s",
+                             (APPLICATION_NAME,)).fetchone()
+    return int(found[0]) if found else 0
 
 
 def test_serve_index_memory_needs_a_database(monkeypatch, capsys):
