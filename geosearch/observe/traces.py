@@ -1,6 +1,6 @@
-"""OpenTelemetry traces: a span per request (Flask) with a child span per statement
-(psycopg's cursors, and the prepared statements of the serving path), exported over
-OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
+"""OpenTelemetry traces: a span per request (Flask) with a child span per statement of
+the serving path (its prepared statements), exported over OTLP/HTTP when
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
 
 Started in each gunicorn worker after the fork (:func:`post_fork`): the exporter's thread
 and connection belong to the worker. Unset, nothing here is imported beyond this module
@@ -8,9 +8,12 @@ and a log line asks only whether tracing is on. The exporter reads the standard
 ``OTEL_*`` variables itself (endpoint, headers, timeout); ``OTEL_SERVICE_NAME`` names the
 service (default ``geosearch``).
 
-The serving path runs its statements on libpq directly (:mod:`geosearch.backends.prepared`),
-below the cursors psycopg's instrumentation wraps: :func:`start` wraps
-:func:`~geosearch.backends.prepared.run` too, and :meth:`Tracing.stop` puts it back.
+The serving path runs its statements on libpq directly (:mod:`geosearch.backends.prepared`):
+:func:`start` wraps :func:`~geosearch.backends.prepared.run`, and :meth:`Tracing.stop`
+puts it back. The statements of writes and of the change feed (psycopg cursors) have no
+span of their own yet: psycopg's instrumentation wraps ``Connection.connect`` for the
+whole process, and a pool's connections opened under it lose the backend's connection
+class.
 """
 
 from __future__ import annotations
@@ -81,7 +84,6 @@ def start(app: Flask, exporter: SpanExporter | None = None) -> Tracing:
     environment."""
     global _active
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
-    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -99,9 +101,9 @@ def start(app: Flask, exporter: SpanExporter | None = None) -> Tracing:
     tracing = Tracing(app, provider)
     FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
     tracing._undo.append(lambda: FlaskInstrumentor().uninstrument_app(app))
-    psycopg = PsycopgInstrumentor()
-    psycopg.instrument(tracer_provider=provider)
-    tracing._undo.append(psycopg.uninstrument)
+    # The serving statements, as the backend's prepared path runs them. Not psycopg's own
+    # instrumentation: it wraps Connection.connect, and the connections a pool opens then
+    # are plain psycopg connections, not the backend's ServingConnection.
     tracing._undo.append(_trace_prepared(provider))
     _active = tracing
     return tracing
