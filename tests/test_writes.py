@@ -455,3 +455,19 @@ def test_after_random_writes_every_search_equals_the_oracle(pg_database, feed_re
         assert {e["actor"] for e in entries[1:]} == {"writer"}
     finally:
         livewrites.close(service)
+
+
+def test_a_tile_etag_from_before_a_write_is_not_answered_304(live):
+    """A tile's ETag is bound to the change seq: after a write, If-None-Match with the old
+    ETag gets the tile again, not 304."""
+    x, y = world_xy(np.array([BERLIN[1]]), np.array([BERLIN[0]]))
+    path = f"/v1/tiles/10/{int(x[0] * 1024)}/{int(y[0] * 1024)}.mvt"
+    first = live.client.get(path)
+    assert first.status_code == 200
+    etag = first.headers["ETag"]
+    assert live.client.get(path, headers={"If-None-Match": etag}).status_code == 304
+    made = _create(live, feature("Kachelwerk", [BERLIN[0] + 0.001, BERLIN[1]],
+                                 address="Kachelweg 2"))
+    assert made.status_code == 201, made.get_data(as_text=True)
+    again = live.client.get(path, headers={"If-None-Match": etag})
+    assert again.status_code == 200 and again.headers["ETag"] != etag

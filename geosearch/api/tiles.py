@@ -1,8 +1,9 @@
 """Vector tiles of spaces: ``/tiles/{z}/{x}/{y}.mvt`` (and ``.json`` for marker maps).
 
-A tile is bound to the dataset version and the filters by its ETag: a client that sends
-it back in ``If-None-Match`` gets 304 without the tile being built (the version alone is
-read). ``Cache-Control`` lets a browser keep a tile for :data:`MAX_AGE_S` before it asks
+A tile is bound to the data stamp (the dataset version and the change feed's seq) and
+the filters by its ETag: a client that sends it back in ``If-None-Match`` gets 304 without
+the tile being built (the stamp alone is read); after a write, the tile is built again.
+``Cache-Control`` lets a browser keep a tile for :data:`MAX_AGE_S` before it asks
 again.
 """
 
@@ -15,6 +16,7 @@ from geosearch.api.cursor import fingerprint
 from geosearch.api.geojson import GEOJSON, VERSION_HEADER
 from geosearch.api.openapi import ERRORS, STAMPED, Operation, add_route, body
 from geosearch.api.params import FILTERS, Param, Params, integer, query_args
+from geosearch.backends import readscope
 from geosearch.backends.base import Backend
 from geosearch.model import MAX_TILE_ZOOM, POINT_ZOOM, TileQuery
 from geosearch.tiles import EXTENT, LAYER, MVT_MEDIA_TYPE
@@ -34,7 +36,7 @@ ABOUT = (f"The active spaces inside Web Mercator tile z/x/y that pass the filter
          f"the tile is cut in an 8 x 8 grid: a cell with one space is that space, a cell "
          f"with more is one point at their mean position with property `count`. Every "
          f"space of the tile is counted once; spaces beyond ±85.0511° are in no tile. "
-         f"The ETag is bound to the dataset version and the filters; "
+         f"The ETag is bound to the dataset version, the change seq and the filters; "
          f"`Cache-Control: public, max-age={MAX_AGE_S}`.")
 TILE_ERRORS = {**ERRORS, "304": {"description": "Not modified: the ETag sent in "
                                                 "If-None-Match is the tile's"}}
@@ -76,8 +78,19 @@ def _query(z: str, x: str, y: str) -> TileQuery:
     return TileQuery(p[Z], p[X], p[Y], params.filters(p))
 
 
-def _etag(query: TileQuery, version: str, fmt: str) -> str:
-    return fingerprint("tile", version, fmt, query.z, query.x, query.y, query.filters.key())
+def _etag(query: TileQuery, version: str, seq: int, fmt: str) -> str:
+    return fingerprint("tile", version, seq, fmt, query.z, query.x, query.y,
+                       query.filters.key())
+
+
+def _answered_seq(backend: Backend) -> int:
+    """The change seq the tile just read reflects (as its read noted it), else the
+    backend's."""
+    scope = readscope.current()
+    if scope is not None and scope.stamp is not None:
+        return scope.stamp[1]
+    _, seq = backend.data_stamp()
+    return seq
 
 
 def _cached(response: Response, etag: str, version: str) -> Response:
@@ -94,8 +107,8 @@ def tile_view(backend: Backend, fmt: str):
         """GET /tiles/{z}/{x}/{y}.mvt (or .json)"""
         query = _query(z, x, y)
         if request.if_none_match:
-            version = backend.dataset_version()
-            etag = _etag(query, version, fmt)
+            version, seq = backend.data_stamp()
+            etag = _etag(query, version, seq, fmt)
             if request.if_none_match.contains(etag):
                 return _cached(Response(status=304), etag, version)
         if fmt == "mvt":
@@ -103,8 +116,8 @@ def tile_view(backend: Backend, fmt: str):
         else:
             features = backend.tile(query)
             data, version = features.geojson(), features.version or ""
-        return _cached(Response(data, mimetype=FORMATS[fmt]), _etag(query, version, fmt),
-                       version)
+        return _cached(Response(data, mimetype=FORMATS[fmt]),
+                       _etag(query, version, _answered_seq(backend), fmt), version)
 
     return tile
 
