@@ -346,7 +346,7 @@ def test_geosearch_serve_index_memory_follows_writes_in_every_worker(pg_database
         workers = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
         os.kill(int(workers[0]), signal.SIGKILL)  # its replacement forks from the base
         _read_back(near, created, token_seq(token), time.monotonic() + CATCH_UP_S)
-        assert _following(url) == 2
+        _until_following(url, 2, time.monotonic() + CATCH_UP_S)  # the replacement too
     finally:
         server.terminate()
         server.wait(10)
@@ -362,6 +362,14 @@ def _read_back(near: str, created: str, seq: int, until: float) -> None:
         assert ([f["id"] for f in found["features"]] == [created]) is fresh
         seen = seen + 1 if fresh else 0
         assert time.monotonic() < until
+
+
+def _until_following(url: str, count: int, deadline: float) -> None:
+    """Wait until ``count`` processes follow the feed (a worker forked just now connects
+    when it starts following)."""
+    while (found := _following(url)) != count:
+        assert time.monotonic() < deadline, f"{found} processes follow the feed, not {count}"
+        time.sleep(0.2)
 
 
 def _following(url: str) -> int:
