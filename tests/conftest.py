@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -140,23 +141,41 @@ def text_result() -> IngestResult:
     return _generated(text_frame(), "text")
 
 
-@pytest.fixture(scope="session")
-def pg_cluster(tmp_path_factory):
-    """A PostgreSQL 15 + PostGIS cluster for this test session (one per xdist worker)."""
-    base = Path(tempfile.mkdtemp(prefix="geosearch-pg-"))
+@contextmanager
+def _throwaway_cluster(prefix: str) -> Iterator[tuple[Path, int, str]]:
+    """A PostgreSQL 15 + PostGIS cluster in a new temporary folder: its data directory,
+    port and URL; stopped and removed after."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     base.chmod(0o755)
     datadir = base / "data"
     for attempt in range(5):  # a free port can be taken again before the server binds it
         port = free_port()
         try:
-            pgcluster.start(datadir, port)
+            url = pgcluster.start(datadir, port)
             break
         except subprocess.CalledProcessError:
             if attempt == 4:
                 raise
-    yield datadir, port
-    pgcluster.stop(datadir)
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        yield datadir, port, url
+    finally:
+        pgcluster.stop(datadir)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory):
+    """A PostgreSQL 15 + PostGIS cluster for this test session (one per xdist worker)."""
+    with _throwaway_cluster("geosearch-pg-") as (datadir, port, _):
+        yield datadir, port
+
+
+@pytest.fixture
+def own_cluster():
+    """A cluster of the test's own (data directory, port, URL), so that stopping or
+    restarting it disturbs no other test."""
+    with _throwaway_cluster("geosearch-pg-own-") as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -16,11 +16,9 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import asdict
@@ -385,18 +383,6 @@ def test_serve_index_memory_needs_a_database(monkeypatch, capsys):
     monkeypatch.delenv("GEOSEARCH_DATABASE_URL", raising=False)
     assert cli.main(["serve", "--index", "memory"]) == 2
     assert "--index memory follows a database" in capsys.readouterr().err
-
-
-@pytest.fixture
-def own_cluster():
-    """A cluster of this test's own, so that restarting it disturbs no other test."""
-    base = Path(tempfile.mkdtemp(prefix="geosearch-pg-follower-"))
-    base.chmod(0o755)
-    port = free_port()
-    url = pgcluster.start(base / "data", port)
-    yield base / "data", port, url
-    pgcluster.stop(base / "data")
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def _answers_again(served, spaces: dict[str, dict]) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -238,18 +236,6 @@ def test_readers_see_the_old_dataset_or_the_new_never_half(engine, feed_result):
         reader.join()
 
     assert seen and all(sizes[v] == n for v, n in seen)
-
-
-@pytest.fixture
-def own_cluster():
-    """A cluster of this test's own, so that stopping it disturbs no other test."""
-    base = Path(tempfile.mkdtemp(prefix="geosearch-pg-outage-"))
-    base.chmod(0o755)
-    port = free_port()
-    url = pgcluster.start(base / "data", port)
-    yield base / "data", port, url
-    pgcluster.stop(base / "data")
-    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.postgis  # a cluster of its own
